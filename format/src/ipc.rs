@@ -1,0 +1,112 @@
+//! Arrow IPC helpers. A stream sends its schema once ([`encode_schema`]); each block body is
+//! the IPC messages of one record batch and its dictionaries ([`encode_batch`]), decodable
+//! on its own given the schema ([`BatchDecoder`]).
+
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_buffer::Buffer;
+use arrow_ipc::reader::StreamDecoder;
+use arrow_ipc::writer::{
+    write_message, DictionaryTracker, IpcDataGenerator, IpcWriteContext, IpcWriteOptions,
+};
+use arrow_schema::{Schema, SchemaRef};
+
+use crate::error::FormatError;
+
+/// Encodes a schema as one IPC schema message.
+pub fn encode_schema(schema: &Schema) -> Vec<u8> {
+    let options = IpcWriteOptions::default();
+    let mut tracker = DictionaryTracker::new(false);
+    let encoded = IpcDataGenerator::default().schema_to_bytes_with_dictionary_tracker(
+        schema,
+        &mut tracker,
+        &options,
+    );
+    let mut out = Vec::new();
+    write_message(&mut out, encoded, &options).expect("writing to a Vec cannot fail");
+    out
+}
+
+/// Decodes a schema encoded by [`encode_schema`].
+pub fn decode_schema(bytes: &[u8]) -> Result<SchemaRef, FormatError> {
+    let mut decoder = StreamDecoder::new();
+    let mut buf = Buffer::from(bytes);
+    if decoder.decode(&mut buf)?.is_some() || !buf.is_empty() {
+        return Err(FormatError::IpcShape(
+            "schema payload holds more than a schema",
+        ));
+    }
+    decoder
+        .schema()
+        .ok_or(FormatError::IpcShape("schema payload is incomplete"))
+}
+
+/// Encodes one record batch (and the dictionaries it uses) as IPC messages, appended to
+/// `out`. The schema is not included.
+pub fn encode_batch(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), FormatError> {
+    let options = IpcWriteOptions::default();
+    // A fresh tracker per batch makes every body self-contained.
+    let mut tracker = DictionaryTracker::new(false);
+    let (dictionaries, encoded) = IpcDataGenerator::default().encode(
+        batch,
+        &mut tracker,
+        &options,
+        &mut IpcWriteContext::default(),
+    )?;
+    for dictionary in dictionaries {
+        write_message(&mut *out, dictionary, &options)?;
+    }
+    write_message(&mut *out, encoded, &options)?;
+    Ok(())
+}
+
+/// Decodes batch bodies of one stream against its schema.
+#[derive(Debug, Clone)]
+pub struct BatchDecoder {
+    schema: SchemaRef,
+    schema_message: Buffer,
+}
+
+impl BatchDecoder {
+    /// Builds a decoder from the stream's encoded schema message.
+    pub fn new(schema_message: &[u8]) -> Result<Self, FormatError> {
+        let schema = decode_schema(schema_message)?;
+        Ok(Self {
+            schema,
+            schema_message: Buffer::from(schema_message),
+        })
+    }
+
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Decodes one body: exactly one record batch (after its dictionaries), nothing else.
+    /// Arrow validates the decoded arrays, so malformed input gives an error, not a panic.
+    pub fn decode(&self, body: Buffer) -> Result<RecordBatch, FormatError> {
+        // A fresh decoder per body: a malformed body cannot leave state behind.
+        let mut decoder = StreamDecoder::new();
+        let mut schema = self.schema_message.clone();
+        decoder.decode(&mut schema)?;
+        let mut body = body;
+        let batch = decoder
+            .decode(&mut body)?
+            .ok_or(FormatError::IpcShape("body holds no complete record batch"))?;
+        if !body.is_empty() {
+            return Err(FormatError::IpcShape(
+                "trailing bytes after the record batch",
+            ));
+        }
+        if batch.schema() != self.schema && !same_fields(&batch.schema(), &self.schema) {
+            return Err(FormatError::IpcShape(
+                "batch does not match the stream schema",
+            ));
+        }
+        Ok(batch)
+    }
+}
+
+fn same_fields(a: &Arc<Schema>, b: &Arc<Schema>) -> bool {
+    a.fields() == b.fields()
+}

@@ -1,0 +1,254 @@
+//! Stream state machines: which message may come next, and what it means. The server
+//! and client drive these with decoded messages; they hold no I/O.
+
+use bytes::Bytes;
+use subtle::ConstantTimeEq;
+
+use crate::ids::AppId;
+use crate::message::{ErrorCode, MapAttempt, Message, MessageKind, Partitioning};
+use crate::{ProtoError, PROTOCOL_VERSION};
+
+/// Constant-time equality of two secrets (a length mismatch is not secret).
+pub fn secrets_match(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// Server side of the connection handshake: checks the first message of a connection.
+/// Returns the reply to send; `Err` carries the refusal to send before closing.
+pub fn accept_hello(msg: &Message, cluster_token: &[u8]) -> Result<(), (ErrorCode, String)> {
+    match msg {
+        Message::Hello { version, token, .. } => {
+            if *version != PROTOCOL_VERSION {
+                return Err((
+                    ErrorCode::VersionMismatch,
+                    format!("server speaks protocol {PROTOCOL_VERSION}, client sent {version}"),
+                ));
+            }
+            if !secrets_match(token, cluster_token) {
+                return Err((ErrorCode::Unauthorized, "invalid cluster token".into()));
+            }
+            Ok(())
+        }
+        other => Err((
+            ErrorCode::BadRequest,
+            format!("expected Hello, got {:?}", other.kind()),
+        )),
+    }
+}
+
+/// The opening of a push stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushHeader {
+    pub app: AppId,
+    pub secret: Bytes,
+    pub shuffle_id: u32,
+    pub map: MapAttempt,
+    pub num_partitions: u32,
+    pub partitioning: Partitioning,
+    pub schema: Bytes,
+}
+
+/// What a message on a push stream asks the server to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushStep {
+    Start(PushHeader),
+    Batch(Bytes),
+    End,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PushState {
+    AwaitStart,
+    Streaming,
+    Ended,
+}
+
+/// Server side of a push stream: `PushStart`, then `PushBatch`*, then `PushEnd`.
+#[derive(Debug)]
+pub struct PushSession {
+    state: PushState,
+    max_partitions: u32,
+}
+
+impl PushSession {
+    pub fn new(max_partitions: u32) -> Self {
+        Self {
+            state: PushState::AwaitStart,
+            max_partitions,
+        }
+    }
+
+    pub fn on_message(&mut self, msg: Message) -> Result<PushStep, ProtoError> {
+        match (self.state, msg) {
+            (
+                PushState::AwaitStart,
+                Message::PushStart {
+                    app,
+                    secret,
+                    shuffle_id,
+                    map,
+                    num_partitions,
+                    partitioning,
+                    schema,
+                },
+            ) => {
+                if num_partitions == 0 || num_partitions > self.max_partitions {
+                    return Err(ProtoError::Invalid {
+                        field: "partition count",
+                        reason: format!("{num_partitions} not in 1..={}", self.max_partitions),
+                    });
+                }
+                self.state = PushState::Streaming;
+                Ok(PushStep::Start(PushHeader {
+                    app,
+                    secret,
+                    shuffle_id,
+                    map,
+                    num_partitions,
+                    partitioning,
+                    schema,
+                }))
+            }
+            (PushState::Streaming, Message::PushBatch { ipc }) => Ok(PushStep::Batch(ipc)),
+            (PushState::Streaming, Message::PushEnd) => {
+                self.state = PushState::Ended;
+                Ok(PushStep::End)
+            }
+            (state, msg) => Err(ProtoError::Unexpected {
+                got: msg.kind(),
+                state: match state {
+                    PushState::AwaitStart => "awaiting PushStart",
+                    PushState::Streaming => "streaming a push",
+                    PushState::Ended => "push already ended",
+                },
+            }),
+        }
+    }
+}
+
+/// What a message on a fetch stream delivers to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchStep {
+    Schema(Option<Bytes>),
+    Block {
+        partition: u32,
+        block: Bytes,
+    },
+    /// The server's totals, already checked against what arrived.
+    End {
+        blocks: u64,
+        bytes: u64,
+        rows: u64,
+    },
+    /// The server refused or failed the fetch.
+    Failed {
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FetchState {
+    AwaitSchema,
+    Blocks,
+    Done,
+}
+
+/// Client side of a fetch stream: `FetchSchema`, `FetchBlock`*, `FetchEnd` (or `Error`
+/// at any point). Checks that blocks belong to the requested partition range and that the
+/// server's totals match what arrived.
+#[derive(Debug)]
+pub struct FetchSession {
+    state: FetchState,
+    start_partition: u32,
+    end_partition: u32,
+    blocks: u64,
+    bytes: u64,
+}
+
+impl FetchSession {
+    pub fn new(start_partition: u32, end_partition: u32) -> Self {
+        Self {
+            state: FetchState::AwaitSchema,
+            start_partition,
+            end_partition,
+            blocks: 0,
+            bytes: 0,
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.state == FetchState::Done
+    }
+
+    pub fn on_message(&mut self, msg: Message) -> Result<FetchStep, ProtoError> {
+        match (self.state, msg) {
+            (FetchState::AwaitSchema | FetchState::Blocks, Message::Error { code, message }) => {
+                self.state = FetchState::Done;
+                Ok(FetchStep::Failed { code, message })
+            }
+            (FetchState::AwaitSchema, Message::FetchSchema { schema }) => {
+                self.state = FetchState::Blocks;
+                Ok(FetchStep::Schema(schema))
+            }
+            (FetchState::Blocks, Message::FetchBlock { partition, block }) => {
+                if !(self.start_partition..self.end_partition).contains(&partition) {
+                    return Err(ProtoError::Invalid {
+                        field: "block partition",
+                        reason: format!(
+                            "{partition} outside requested [{}, {})",
+                            self.start_partition, self.end_partition
+                        ),
+                    });
+                }
+                self.blocks += 1;
+                self.bytes += block.len() as u64;
+                Ok(FetchStep::Block { partition, block })
+            }
+            (
+                FetchState::Blocks,
+                Message::FetchEnd {
+                    blocks,
+                    bytes,
+                    rows,
+                },
+            ) => {
+                if (blocks, bytes) != (self.blocks, self.bytes) {
+                    return Err(ProtoError::Invalid {
+                        field: "fetch totals",
+                        reason: format!(
+                            "server sent {blocks} blocks / {bytes} bytes, received {} / {}",
+                            self.blocks, self.bytes
+                        ),
+                    });
+                }
+                self.state = FetchState::Done;
+                Ok(FetchStep::End {
+                    blocks,
+                    bytes,
+                    rows,
+                })
+            }
+            (state, msg) => Err(ProtoError::Unexpected {
+                got: msg.kind(),
+                state: match state {
+                    FetchState::AwaitSchema => "awaiting FetchSchema",
+                    FetchState::Blocks => "receiving blocks",
+                    FetchState::Done => "fetch already done",
+                },
+            }),
+        }
+    }
+}
+
+/// Kinds a client may open a request stream with (after the handshake).
+pub fn is_request(kind: MessageKind) -> bool {
+    matches!(
+        kind,
+        MessageKind::RegisterApp
+            | MessageKind::PushStart
+            | MessageKind::FetchRequest
+            | MessageKind::DeleteShuffle
+            | MessageKind::DeleteApp
+    )
+}

@@ -28,14 +28,22 @@ pub fn encode_schema(schema: &Schema) -> Vec<u8> {
     out
 }
 
+/// IPC end-of-stream marker: continuation token and a zero length.
+const END_OF_STREAM: [u8; 8] = [0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0];
+
 /// Decodes a schema encoded by [`encode_schema`].
 pub fn decode_schema(bytes: &[u8]) -> Result<SchemaRef, FormatError> {
+    let more_than_schema = FormatError::IpcShape("schema payload holds more than a schema");
     let mut decoder = StreamDecoder::new();
     let mut buf = Buffer::from(bytes);
-    if decoder.decode(&mut buf)?.is_some() || !buf.is_empty() {
-        return Err(FormatError::IpcShape(
-            "schema payload holds more than a schema",
-        ));
+    if decoder.decode(&mut buf)?.is_some() {
+        return Err(more_than_schema);
+    }
+    // The decoder completes a message only when it sees bytes after it (arrow-ipc 60):
+    // the end-of-stream marker lets it finish the schema.
+    let mut eos = Buffer::from(&END_OF_STREAM[..]);
+    if decoder.decode(&mut eos)?.is_some() || !eos.is_empty() {
+        return Err(more_than_schema);
     }
     decoder
         .schema()

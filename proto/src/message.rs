@@ -223,6 +223,8 @@ pub enum Message {
         blocks: u64,
         bytes: u64,
         rows: u64,
+        /// Requested map ids (`MapFilter::MapIds`) that are not committed on this server.
+        missing_maps: Vec<u64>,
     },
     DeleteShuffle {
         app: AppId,
@@ -379,10 +381,12 @@ impl Message {
                 blocks,
                 bytes,
                 rows,
+                missing_maps,
             } => {
                 out.put_u64_le(*blocks);
                 out.put_u64_le(*bytes);
                 out.put_u64_le(*rows);
+                put_u64s(out, missing_maps);
             }
             Self::DeleteShuffle {
                 app,
@@ -469,6 +473,7 @@ impl Message {
                 blocks: r.u64("block count")?,
                 bytes: r.u64("byte count")?,
                 rows: r.u64("row count")?,
+                missing_maps: r.vec("missing maps", 8, |r| r.u64("map id"))?,
             },
             MessageKind::DeleteShuffle => {
                 let (app, secret) = app(&mut r)?;

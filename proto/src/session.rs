@@ -139,6 +139,7 @@ pub enum FetchStep {
         blocks: u64,
         bytes: u64,
         rows: u64,
+        missing_maps: Vec<u64>,
     },
     /// The server refused or failed the fetch.
     Failed {
@@ -211,6 +212,7 @@ impl FetchSession {
                     blocks,
                     bytes,
                     rows,
+                    missing_maps,
                 },
             ) => {
                 if (blocks, bytes) != (self.blocks, self.bytes) {
@@ -227,6 +229,7 @@ impl FetchSession {
                     blocks,
                     bytes,
                     rows,
+                    missing_maps,
                 })
             }
             (state, msg) => Err(ProtoError::Unexpected {

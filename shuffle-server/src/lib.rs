@@ -1,1 +1,21 @@
+//! Sluice shuffle server.
+//!
+//! A QUIC endpoint (quinn, TLS 1.3) that accepts Arrow batches on push streams, splits
+//! them by partition on a worker pool, compresses them into blocks and appends them to
+//! per-partition files; and serves committed blocks on fetch streams. See ARCHITECTURE.md.
 
+pub mod config;
+mod conn;
+mod error;
+mod fetch;
+mod io;
+mod push;
+mod registry;
+mod server;
+mod tls;
+mod token;
+mod worker;
+
+pub use config::ServerConfig;
+pub use error::{RequestError, StartError};
+pub use server::{Server, ServerHandle};

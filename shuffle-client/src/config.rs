@@ -1,0 +1,93 @@
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::QuicClientConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use sluice_format::DecodeLimits;
+use sluice_proto::Limits;
+
+use crate::error::ClientError;
+
+/// How the client decides to trust the server's certificate.
+#[derive(Debug, Clone)]
+pub enum Trust {
+    /// The server's own certificate (PEM), pinned: typically the self-signed one the
+    /// server generated in its data directory.
+    PinnedPem(String),
+    /// A file of PEM CA certificates (or the pinned server certificate itself).
+    CaFile(PathBuf),
+}
+
+/// Client settings.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub trust: Trust,
+    /// The cluster token.
+    pub token: Vec<u8>,
+    /// Name the server's certificate must be valid for.
+    pub server_name: String,
+    /// Frame limits; `max_frame_len` also bounds the size of one pushed batch frame, so
+    /// it must not exceed the server's.
+    pub limits: Limits,
+    pub decode_limits: DecodeLimits,
+    pub connect_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// Name reported to the server in the handshake.
+    pub client_name: String,
+}
+
+impl ClientConfig {
+    pub fn new(trust: Trust, token: impl Into<Vec<u8>>) -> Self {
+        Self {
+            trust,
+            token: token.into(),
+            server_name: "localhost".into(),
+            limits: Limits {
+                max_frame_len: 16 << 20,
+                ..Limits::default()
+            },
+            decode_limits: DecodeLimits::default(),
+            connect_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            client_name: format!("sluice-client {}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+
+    pub(crate) fn quic(&self) -> Result<quinn::ClientConfig, ClientError> {
+        let pem = match &self.trust {
+            Trust::PinnedPem(pem) => pem.as_bytes().to_vec(),
+            Trust::CaFile(path) => std::fs::read(path)
+                .map_err(|e| ClientError::Tls(format!("reading {}: {e}", path.display())))?,
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| ClientError::Tls(format!("bad certificate: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| ClientError::Tls(format!("unusable certificate: {e}")))?;
+        }
+        if roots.is_empty() {
+            return Err(ClientError::Tls("no certificate to trust".into()));
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| ClientError::Tls(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![sluice_proto::ALPN.to_vec()];
+        let crypto =
+            QuicClientConfig::try_from(tls).map_err(|e| ClientError::Tls(e.to_string()))?;
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        let mut transport = quinn::TransportConfig::default();
+        transport.max_idle_timeout(self.idle_timeout.try_into().ok());
+        transport.keep_alive_interval(Some(self.idle_timeout / 4));
+        transport.stream_receive_window(quinn::VarInt::from_u32(16 << 20));
+        transport.receive_window(quinn::VarInt::from_u32(64 << 20));
+        transport.send_window(64 << 20);
+        config.transport_config(Arc::new(transport));
+        Ok(config)
+    }
+}

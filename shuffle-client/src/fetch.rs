@@ -1,0 +1,181 @@
+use std::ops::Range;
+
+use arrow_array::RecordBatch;
+use arrow_buffer::Buffer;
+use bytes::Bytes;
+use quinn::RecvStream;
+use sluice_format::{BatchDecoder, BlockHeader, BlockView, DecodeLimits};
+use sluice_proto::session::{FetchSession, FetchStep};
+use sluice_proto::{Limits, MapFilter, Message};
+
+use crate::client::{AppCredentials, Client};
+use crate::error::ClientError;
+use crate::io::{read_message, write_message};
+
+/// What to fetch: partitions `[start, end)` of a shuffle, of the selected map outputs.
+#[derive(Debug, Clone)]
+pub struct FetchRequest {
+    pub app: AppCredentials,
+    pub shuffle_id: u32,
+    pub partitions: Range<u32>,
+    pub maps: MapFilter,
+}
+
+impl FetchRequest {
+    /// Every committed map output of the partitions.
+    pub fn partitions(app: AppCredentials, shuffle_id: u32, partitions: Range<u32>) -> Self {
+        Self {
+            app,
+            shuffle_id,
+            partitions,
+            maps: MapFilter::All,
+        }
+    }
+
+    pub fn with_maps(mut self, maps: MapFilter) -> Self {
+        self.maps = maps;
+        self
+    }
+}
+
+/// A verified, still compressed block as the server stored it.
+#[derive(Debug, Clone)]
+pub struct FetchedBlock {
+    pub partition: u32,
+    pub header: BlockHeader,
+    /// The whole block (header + stored body).
+    pub bytes: Bytes,
+}
+
+/// The server's totals for a completed fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FetchSummary {
+    pub blocks: u64,
+    pub bytes: u64,
+    pub rows: u64,
+}
+
+/// A fetch in progress: blocks arrive partition by partition, in storage order.
+#[derive(Debug)]
+pub struct FetchStream {
+    recv: RecvStream,
+    session: FetchSession,
+    decoder: Option<BatchDecoder>,
+    limits: Limits,
+    decode_limits: DecodeLimits,
+    rows_seen: u64,
+    summary: Option<FetchSummary>,
+}
+
+impl FetchStream {
+    pub(crate) async fn open(client: &Client, r: FetchRequest) -> Result<Self, ClientError> {
+        let (mut send, recv) = client.open().await?;
+        let msg = Message::FetchRequest {
+            app: r.app.app,
+            secret: r.app.secret,
+            shuffle_id: r.shuffle_id,
+            start_partition: r.partitions.start,
+            end_partition: r.partitions.end,
+            maps: r.maps,
+        };
+        write_message(&mut send, &msg).await?;
+        let _ = send.finish();
+        Ok(Self {
+            recv,
+            session: FetchSession::new(r.partitions.start, r.partitions.end),
+            decoder: None,
+            limits: client.limits,
+            decode_limits: client.decode_limits,
+            rows_seen: 0,
+            summary: None,
+        })
+    }
+
+    /// The next block, verified (header, lengths, crc32c) but not decompressed.
+    /// `Ok(None)` once the server's end frame has arrived and matched.
+    pub async fn next_block(&mut self) -> Result<Option<FetchedBlock>, ClientError> {
+        loop {
+            if self.session.is_done() {
+                return Ok(None);
+            }
+            let msg = read_message(&mut self.recv, &self.limits)
+                .await?
+                .ok_or_else(|| ClientError::Stream("fetch stream ended early".into()))?;
+            match self.session.on_message(msg)? {
+                FetchStep::Schema(schema) => {
+                    self.decoder = schema.map(|s| BatchDecoder::new(&s)).transpose()?;
+                }
+                FetchStep::Block { partition, block } => {
+                    let header = BlockView::parse(&block, &self.decode_limits)?.header;
+                    self.rows_seen += header.rows as u64;
+                    return Ok(Some(FetchedBlock {
+                        partition,
+                        header,
+                        bytes: block,
+                    }));
+                }
+                FetchStep::End {
+                    blocks,
+                    bytes,
+                    rows,
+                    missing_maps,
+                } => {
+                    if !missing_maps.is_empty() {
+                        return Err(ClientError::MissingMaps(missing_maps));
+                    }
+                    if rows != self.rows_seen {
+                        return Err(ClientError::RowCountMismatch {
+                            expected: rows,
+                            received: self.rows_seen,
+                        });
+                    }
+                    self.summary = Some(FetchSummary {
+                        blocks,
+                        bytes,
+                        rows,
+                    });
+                    return Ok(None);
+                }
+                FetchStep::Failed { code, message } => {
+                    return Err(ClientError::Server { code, message })
+                }
+            }
+        }
+    }
+
+    /// Decompresses and decodes a block fetched by this stream.
+    pub fn decode(&self, block: &FetchedBlock) -> Result<RecordBatch, ClientError> {
+        let decoder = self
+            .decoder
+            .as_ref()
+            .ok_or_else(|| ClientError::Stream("block arrived without a schema".into()))?;
+        let view = BlockView::parse(&block.bytes, &self.decode_limits)?;
+        let raw = view.decompress()?;
+        let batch = decoder.decode(Buffer::from(raw))?;
+        if batch.num_rows() != block.header.rows as usize {
+            return Err(ClientError::Format(sluice_format::FormatError::IpcShape(
+                "block row count differs from its header",
+            )));
+        }
+        Ok(batch)
+    }
+
+    /// The next partition's rows, decoded.
+    pub async fn next_batch(&mut self) -> Result<Option<(u32, RecordBatch)>, ClientError> {
+        match self.next_block().await? {
+            Some(block) => Ok(Some((block.partition, self.decode(&block)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// The shuffle's schema, once known (`None` before the first frame or if nothing
+    /// was committed to the shuffle on this server).
+    pub fn schema(&self) -> Option<&arrow_schema::SchemaRef> {
+        self.decoder.as_ref().map(|d| d.schema())
+    }
+
+    /// The server's totals, after the stream has ended.
+    pub fn summary(&self) -> Option<FetchSummary> {
+        self.summary
+    }
+}

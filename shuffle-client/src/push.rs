@@ -1,0 +1,124 @@
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use bytes::Bytes;
+use quinn::{RecvStream, SendStream};
+use sluice_format::{encode_batch, encode_schema};
+use sluice_proto::{Limits, MapAttempt, Message, Partitioning, FRAME_HEADER_LEN};
+
+use crate::client::{AppCredentials, Client};
+use crate::error::ClientError;
+use crate::io::{read_reply, write_message};
+
+/// What to push: one attempt of one map task.
+#[derive(Debug, Clone)]
+pub struct PushRequest {
+    pub app: AppCredentials,
+    pub shuffle_id: u32,
+    pub map: MapAttempt,
+    pub num_partitions: u32,
+    pub partitioning: Partitioning,
+    pub schema: SchemaRef,
+}
+
+/// The server's commit acknowledgement: what it stored for this map attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitAck {
+    /// Stored (compressed) bytes per partition.
+    pub partition_bytes: Vec<u64>,
+    /// Rows per partition.
+    pub partition_rows: Vec<u64>,
+}
+
+/// An open push stream. Send batches, then [`PushStream::commit`]. Dropping it without
+/// committing abandons the attempt: the server never serves its rows.
+#[derive(Debug)]
+pub struct PushStream {
+    send: SendStream,
+    recv: RecvStream,
+    limits: Limits,
+    scratch: Vec<u8>,
+}
+
+impl PushStream {
+    pub(crate) async fn open(client: &Client, r: PushRequest) -> Result<Self, ClientError> {
+        let (mut send, recv) = client.open().await?;
+        let start = Message::PushStart {
+            app: r.app.app,
+            secret: r.app.secret,
+            shuffle_id: r.shuffle_id,
+            map: r.map,
+            num_partitions: r.num_partitions,
+            partitioning: r.partitioning,
+            schema: Bytes::from(encode_schema(&r.schema)),
+        };
+        let mut stream = Self {
+            send: {
+                write_message(&mut send, &start).await?;
+                send
+            },
+            recv,
+            limits: client.limits,
+            scratch: Vec::new(),
+        };
+        stream.scratch.reserve(1 << 20);
+        Ok(stream)
+    }
+
+    /// Sends one batch. Batches larger than a frame are sent in slices.
+    pub async fn send(&mut self, batch: &RecordBatch) -> Result<(), ClientError> {
+        let mut pending = vec![batch.clone()];
+        while let Some(b) = pending.pop() {
+            self.scratch.clear();
+            encode_batch(&b, &mut self.scratch)?;
+            if self.scratch.len() + FRAME_HEADER_LEN > self.limits.max_frame_len as usize {
+                let rows = b.num_rows();
+                if rows <= 1 {
+                    return Err(ClientError::RowTooLarge {
+                        limit: self.limits.max_frame_len,
+                    });
+                }
+                // Second half first: the stack pops the first half next, keeping order.
+                pending.push(b.slice(rows / 2, rows - rows / 2));
+                pending.push(b.slice(0, rows / 2));
+                continue;
+            }
+            let msg = Message::PushBatch {
+                ipc: Bytes::copy_from_slice(&self.scratch),
+            };
+            if let Err(e) = write_message(&mut self.send, &msg).await {
+                return Err(self.server_error_or(e).await);
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the push and waits until the server has stored every row.
+    pub async fn commit(mut self) -> Result<CommitAck, ClientError> {
+        if let Err(e) = write_message(&mut self.send, &Message::PushEnd).await {
+            return Err(self.server_error_or(e).await);
+        }
+        let _ = self.send.finish();
+        match read_reply(&mut self.recv, &self.limits).await? {
+            Message::PushCommitted {
+                partition_bytes,
+                partition_rows,
+            } => Ok(CommitAck {
+                partition_bytes,
+                partition_rows,
+            }),
+            other => Err(ClientError::Stream(format!(
+                "unexpected reply to PushEnd: {:?}",
+                other.kind()
+            ))),
+        }
+    }
+
+    /// A write failed: the server usually stopped the stream after sending an error.
+    /// Prefer that error, which says why, over the bare write failure.
+    async fn server_error_or(&mut self, write_error: ClientError) -> ClientError {
+        match read_reply(&mut self.recv, &self.limits).await {
+            Err(server @ ClientError::Server { .. }) => server,
+            _ => write_error,
+        }
+    }
+}

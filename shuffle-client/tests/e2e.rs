@@ -1,0 +1,342 @@
+//! End-to-end shuffles through a real server over QUIC on loopback.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use arrow_array::RecordBatch;
+use common::*;
+use sluice_client::{
+    AppCredentials, Client, ClientError, ErrorCode, FetchRequest, MapAttempt, MapFilter,
+    Partitioning, PushRequest,
+};
+use sluice_splitter::PartitionSpec;
+
+const KEYS: [u32; 2] = [0, 11]; // hash on (key: long, name: string)
+
+fn hash_spec() -> PartitionSpec {
+    PartitionSpec::Hash {
+        columns: KEYS.iter().map(|&k| k as usize).collect(),
+    }
+}
+
+async fn push_map(
+    client: &Client,
+    app: &AppCredentials,
+    shuffle_id: u32,
+    map: MapAttempt,
+    n: u32,
+    batches: &[RecordBatch],
+) -> sluice_client::CommitAck {
+    let mut push = client
+        .push(PushRequest {
+            app: app.clone(),
+            shuffle_id,
+            map,
+            num_partitions: n,
+            partitioning: Partitioning::Hash {
+                columns: KEYS.to_vec(),
+            },
+            schema: schema(),
+        })
+        .await
+        .unwrap();
+    for b in batches {
+        push.send(b).await.unwrap();
+    }
+    push.commit().await.unwrap()
+}
+
+/// Fetches and groups the decoded rows by (partition, map id), in arrival order.
+async fn fetch_grouped(
+    client: &Client,
+    request: FetchRequest,
+) -> Result<BTreeMap<(u32, u64), RecordBatch>, ClientError> {
+    let mut stream = client.fetch(request).await?;
+    let mut groups: BTreeMap<(u32, u64), Vec<RecordBatch>> = BTreeMap::new();
+    while let Some(block) = stream.next_block().await? {
+        let batch = stream.decode(&block)?;
+        groups
+            .entry((block.partition, block.header.map_id))
+            .or_default()
+            .push(batch);
+    }
+    Ok(groups.into_iter().map(|(k, v)| (k, concat(&v))).collect())
+}
+
+fn map_batches(map_index: u32, rows: usize) -> Vec<RecordBatch> {
+    let seed = 1000 * map_index as u64;
+    vec![
+        batch(rows, seed + 1),
+        batch(0, seed + 2), // empty batches are legal
+        batch(rows / 2 + 3, seed + 3),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shuffle_round_trips_exactly_for_many_partition_counts() {
+    let server = start_server().await;
+    let client = server.client().await;
+    let app = app("app-e2e");
+    client.register_app(&app).await.unwrap();
+
+    for (shuffle_id, n) in [1u32, 7, 200, 2000].into_iter().enumerate() {
+        let shuffle_id = shuffle_id as u32;
+        let maps: Vec<(MapAttempt, Vec<RecordBatch>)> = (0..3)
+            .map(|i| {
+                let map = MapAttempt {
+                    map_id: 10 + i as u64,
+                    map_index: i,
+                    attempt: 0,
+                };
+                (map, map_batches(i, 1500))
+            })
+            .collect();
+        let mut expected: BTreeMap<(u32, u64), RecordBatch> = BTreeMap::new();
+        for (map, batches) in &maps {
+            let ack = push_map(&client, &app, shuffle_id, *map, n, batches).await;
+            let reference = reference_split(batches, hash_spec(), n);
+            let rows: Vec<u64> = reference.iter().map(|b| b.num_rows() as u64).collect();
+            assert_eq!(ack.partition_rows, rows, "commit ack rows, P={n}");
+            for (p, part) in reference.into_iter().enumerate() {
+                assert_eq!(ack.partition_bytes[p] == 0, part.num_rows() == 0);
+                if part.num_rows() > 0 {
+                    expected.insert((p as u32, map.map_id), part);
+                }
+            }
+        }
+        if n == 2000 {
+            let empty = (0..n)
+                .filter(|p| !expected.keys().any(|k| k.0 == *p))
+                .count();
+            assert!(empty > 0, "P={n} should have empty partitions");
+        }
+
+        // Everything at once.
+        let all = fetch_grouped(
+            &client,
+            FetchRequest::partitions(app.clone(), shuffle_id, 0..n),
+        )
+        .await
+        .unwrap();
+        assert_eq!(all.len(), expected.len(), "P={n}");
+        for (key, batch) in &expected {
+            assert_eq!(
+                all.get(key),
+                Some(batch),
+                "P={n}, (partition, map) = {key:?}"
+            );
+        }
+
+        // A sub-range returns exactly its partitions.
+        let (lo, hi) = (n / 3, (2 * n / 3).max(1));
+        let sub = fetch_grouped(
+            &client,
+            FetchRequest::partitions(app.clone(), shuffle_id, lo..hi),
+        )
+        .await
+        .unwrap();
+        let want: BTreeMap<_, _> = expected
+            .iter()
+            .filter(|(k, _)| (lo..hi).contains(&k.0))
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        assert_eq!(sub, want, "P={n}, range {lo}..{hi}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_by_map_id_returns_exactly_that_attempt() {
+    let server = start_server().await;
+    let client = server.client().await;
+    let app = app("app-attempts");
+    client.register_app(&app).await.unwrap();
+    let n = 16;
+    let first = MapAttempt {
+        map_id: 100,
+        map_index: 0,
+        attempt: 0,
+    };
+    let second = MapAttempt {
+        map_id: 101,
+        map_index: 0,
+        attempt: 1,
+    };
+    let first_rows = vec![batch(700, 1)];
+    let second_rows = vec![batch(500, 2)];
+    push_map(&client, &app, 0, first, n, &first_rows).await;
+    push_map(&client, &app, 0, second, n, &second_rows).await;
+
+    for (map, rows) in [(first, &first_rows), (second, &second_rows)] {
+        let got = fetch_grouped(
+            &client,
+            FetchRequest::partitions(app.clone(), 0, 0..n)
+                .with_maps(MapFilter::MapIds(vec![map.map_id])),
+        )
+        .await
+        .unwrap();
+        let reference = reference_split(rows, hash_spec(), n);
+        for (p, part) in reference.iter().enumerate() {
+            let fetched = got.get(&(p as u32, map.map_id));
+            assert_eq!(fetched.map_or(0, |b| b.num_rows()), part.num_rows());
+            if let Some(b) = fetched {
+                assert_eq!(b, part);
+            }
+        }
+        assert!(
+            got.keys().all(|k| k.1 == map.map_id),
+            "another attempt leaked in"
+        );
+    }
+
+    // Without naming attempts, the first committed attempt of each map index is served.
+    let all = fetch_grouped(&client, FetchRequest::partitions(app.clone(), 0, 0..n))
+        .await
+        .unwrap();
+    assert!(all.keys().all(|k| k.1 == first.map_id));
+    let rows: usize = all.values().map(|b| b.num_rows()).sum();
+    assert_eq!(rows, 700);
+
+    // Re-pushing a committed map id is refused; the committed data is unchanged.
+    let mut again = client
+        .push(PushRequest {
+            app: app.clone(),
+            shuffle_id: 0,
+            map: first,
+            num_partitions: n,
+            partitioning: Partitioning::Hash {
+                columns: KEYS.to_vec(),
+            },
+            schema: schema(),
+        })
+        .await
+        .unwrap();
+    let err = match again.send(&batch(10, 3)).await {
+        Err(e) => e,
+        Ok(()) => again.commit().await.unwrap_err(),
+    };
+    assert_eq!(err.code(), Some(ErrorCode::AlreadyCommitted), "{err}");
+
+    // Asking for a map id the server does not hold is an error naming it.
+    let err = fetch_grouped(
+        &client,
+        FetchRequest::partitions(app.clone(), 0, 0..n).with_maps(MapFilter::MapIds(vec![100, 999])),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, ClientError::MissingMaps(ref m) if m == &vec![999]),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn map_index_range_fetch_returns_exactly_those_maps() {
+    let server = start_server().await;
+    let client = server.client().await;
+    let app = app("app-ranges");
+    client.register_app(&app).await.unwrap();
+    let n = 5;
+    let mut per_map = Vec::new();
+    for i in 0..4u32 {
+        let map = MapAttempt {
+            map_id: 1000 + i as u64,
+            map_index: i,
+            attempt: 0,
+        };
+        let rows = vec![batch(300 + i as usize, 50 + i as u64)];
+        push_map(&client, &app, 3, map, n, &rows).await;
+        per_map.push((map, rows));
+    }
+    let got = fetch_grouped(
+        &client,
+        FetchRequest::partitions(app.clone(), 3, 0..n)
+            .with_maps(MapFilter::MapIndexRange { start: 1, end: 3 }),
+    )
+    .await
+    .unwrap();
+    let mut expected = BTreeMap::new();
+    for (map, rows) in &per_map[1..3] {
+        for (p, part) in reference_split(rows, hash_spec(), n)
+            .into_iter()
+            .enumerate()
+        {
+            if part.num_rows() > 0 {
+                expected.insert((p as u32, map.map_id), part);
+            }
+        }
+    }
+    assert_eq!(got, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_id_column_out_of_range_rejects_the_batch() {
+    use arrow_array::{Int32Array, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    let server = start_server().await;
+    let client = server.client().await;
+    let app = app("app-pid");
+    client.register_app(&app).await.unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("pid", DataType::Int32, false),
+        Field::new("v", DataType::Utf8, true),
+    ]));
+    let good = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int32Array::from(vec![2, 0, 2, 1])),
+            Arc::new(StringArray::from(vec![
+                Some("a"),
+                None,
+                Some("c"),
+                Some("d"),
+            ])),
+        ],
+    )
+    .unwrap();
+    let request = |map_id| PushRequest {
+        app: app.clone(),
+        shuffle_id: 9,
+        map: MapAttempt {
+            map_id,
+            map_index: map_id as u32,
+            attempt: 0,
+        },
+        num_partitions: 3,
+        partitioning: Partitioning::PartitionIdColumn { column: 0 },
+        schema: schema.clone(),
+    };
+    let mut push = client.push(request(1)).await.unwrap();
+    push.send(&good).await.unwrap();
+    let ack = push.commit().await.unwrap();
+    assert_eq!(ack.partition_rows, vec![1, 1, 2]);
+
+    let bad = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int32Array::from(vec![0, 3])),
+            Arc::new(StringArray::from(vec![Some("x"), Some("y")])),
+        ],
+    )
+    .unwrap();
+    let mut push = client.push(request(2)).await.unwrap();
+    let err = match push.send(&bad).await {
+        Err(e) => e,
+        Ok(()) => push.commit().await.unwrap_err(),
+    };
+    assert_eq!(err.code(), Some(ErrorCode::InvalidData), "{err}");
+    assert!(err.to_string().contains("partition id 3"), "{err}");
+
+    // Nothing of the rejected attempt is served; the committed one is intact.
+    let mut fetch = client
+        .fetch(FetchRequest::partitions(app.clone(), 9, 0..3))
+        .await
+        .unwrap();
+    let mut rows = 0;
+    while let Some((_, b)) = fetch.next_batch().await.unwrap() {
+        rows += b.num_rows();
+    }
+    assert_eq!(rows, 4);
+}

@@ -1,0 +1,198 @@
+//! Typed server configuration, read from TOML. Every key is optional; see
+//! `config/sluice-server.example.toml` for the documented defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+use sluice_format::{Codec, CodecConfig};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// UDP address the QUIC endpoint binds to.
+    pub listen: SocketAddr,
+    /// Directory for data files, the generated certificate and the cluster token.
+    pub data_dir: PathBuf,
+    /// File holding the cluster token; generated (mode 0600) if missing.
+    /// Default: `<data_dir>/cluster-token`.
+    pub cluster_token_file: Option<PathBuf>,
+    pub tls: TlsConfig,
+    pub storage: StorageConfig,
+    pub limits: LimitsConfig,
+    /// Threads that split and compress (0: one per core).
+    pub worker_threads: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain. With `key`; if both are absent a self-signed certificate is
+    /// generated on first start and kept in `<data_dir>/tls/`.
+    pub cert: Option<PathBuf>,
+    /// PEM private key.
+    pub key: Option<PathBuf>,
+    /// Names (DNS names or IP addresses) the generated certificate is valid for.
+    pub server_names: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Uncompressed size at which a (partition, map attempt) buffer becomes a block.
+    pub block_size: ByteSize,
+    /// Block codec: "none", "lz4" or "zstd".
+    pub codec: CodecName,
+    /// zstd level (1..=22), used when `codec = "zstd"`.
+    pub zstd_level: i32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CodecName {
+    None,
+    Lz4,
+    Zstd,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest protocol frame accepted (a pushed batch must fit in one frame).
+    pub max_frame_size: ByteSize,
+    /// Largest partition count a shuffle may declare.
+    pub max_partitions: u32,
+    /// Time a new connection has to complete the handshake.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// A connection with no traffic for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Concurrent request streams per connection.
+    pub max_streams_per_connection: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7337".parse().expect("valid address"),
+            data_dir: PathBuf::from("sluice-data"),
+            cluster_token_file: None,
+            tls: TlsConfig::default(),
+            storage: StorageConfig::default(),
+            limits: LimitsConfig::default(),
+            worker_threads: 0,
+        }
+    }
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            cert: None,
+            key: None,
+            server_names: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            block_size: ByteSize::mib(1),
+            codec: CodecName::Lz4,
+            zstd_level: 1,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_frame_size: ByteSize::mib(64),
+            max_partitions: 1 << 20,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            max_streams_per_connection: 256,
+        }
+    }
+}
+
+/// A configuration file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration in {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl ServerConfig {
+    /// Reads and validates a TOML configuration file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parses and validates TOML text; the error names the offending key.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        let config: Self = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        self.codec()?;
+        let frame = self.limits.max_frame_size.as_u64();
+        if !(1024..=u32::MAX as u64).contains(&frame) {
+            return Err(format!(
+                "limits.max_frame_size: {frame} not in 1 KiB..4 GiB"
+            ));
+        }
+        let block = self.storage.block_size.as_u64();
+        if !(1024..=256 << 20).contains(&block) {
+            return Err(format!("storage.block_size: {block} not in 1 KiB..256 MiB"));
+        }
+        if self.limits.max_partitions == 0 {
+            return Err("limits.max_partitions: must be at least 1".into());
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err("tls.cert and tls.key: set both or neither".into());
+        }
+        Ok(())
+    }
+
+    pub fn codec(&self) -> Result<CodecConfig, String> {
+        let codec = match self.storage.codec {
+            CodecName::None => Codec::None,
+            CodecName::Lz4 => Codec::Lz4,
+            CodecName::Zstd => Codec::Zstd,
+        };
+        CodecConfig::new(codec, self.storage.zstd_level)
+            .map_err(|e| format!("storage.zstd_level: {e}"))
+    }
+
+    pub fn token_path(&self) -> PathBuf {
+        self.cluster_token_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("cluster-token"))
+    }
+
+    pub(crate) fn proto_limits(&self) -> sluice_proto::Limits {
+        sluice_proto::Limits {
+            max_frame_len: self.limits.max_frame_size.as_u64() as u32,
+            max_partitions: self.limits.max_partitions,
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! One QUIC connection: the handshake on its first stream, then one task per request
+//! stream.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::{Connection, RecvStream, SendStream, VarInt};
+use sluice_proto::session::accept_hello;
+use sluice_proto::{ErrorCode, Message, PROTOCOL_VERSION};
+
+use crate::error::RequestError;
+use crate::fetch::handle_fetch;
+use crate::io::{read_message, write_message};
+use crate::push::handle_push;
+use crate::server::Ctx;
+
+/// Serves a connection until it closes.
+pub(crate) async fn serve(ctx: Arc<Ctx>, incoming: quinn::Incoming) {
+    let remote = incoming.remote_address();
+    let conn = match incoming.await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(%remote, error = %e, "QUIC handshake failed");
+            return;
+        }
+    };
+    let timeout = ctx.handshake_timeout;
+    match tokio::time::timeout(timeout, handshake(&ctx, &conn)).await {
+        Ok(Ok(())) => {}
+        Ok(Err((code, reason))) => {
+            tracing::info!(%remote, ?code, %reason, "connection refused");
+            conn.close(VarInt::from(code.to_u16()), reason.as_bytes());
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%remote, "handshake timed out");
+            conn.close(
+                VarInt::from(ErrorCode::BadRequest.to_u16()),
+                b"handshake timeout",
+            );
+            return;
+        }
+    }
+    tracing::debug!(%remote, "connection ready");
+    loop {
+        match conn.accept_bi().await {
+            Ok((send, recv)) => {
+                let ctx = ctx.clone();
+                tokio::spawn(async move { serve_stream(ctx, send, recv).await });
+            }
+            Err(e) => {
+                tracing::debug!(%remote, error = %e, "connection closed");
+                return;
+            }
+        }
+    }
+}
+
+/// The first stream must carry a valid `Hello`. On refusal the reason is sent on that
+/// stream and returned, so the caller closes the connection with it.
+async fn handshake(ctx: &Ctx, conn: &Connection) -> Result<(), (ErrorCode, String)> {
+    let io = |e: RequestError| (e.code(), e.to_string());
+    let (mut send, mut recv) = conn
+        .accept_bi()
+        .await
+        .map_err(|e| (ErrorCode::BadRequest, e.to_string()))?;
+    let hello = read_message(&mut recv, &ctx.limits)
+        .await
+        .map_err(io)?
+        .ok_or((ErrorCode::BadRequest, "no Hello".to_string()))?;
+    let verdict = accept_hello(&hello, &ctx.token);
+    let reply = match &verdict {
+        Ok(()) => Message::HelloOk {
+            version: PROTOCOL_VERSION,
+            server: format!("sluice-server {}", env!("CARGO_PKG_VERSION")),
+        },
+        Err((code, message)) => Message::error(*code, message.clone()),
+    };
+    write_message(&mut send, &reply).await.map_err(io)?;
+    let _ = send.finish();
+    if verdict.is_err() {
+        // Give the refusal a moment to reach the client before the connection closes.
+        let _ = tokio::time::timeout(Duration::from_millis(500), send.stopped()).await;
+    }
+    verdict
+}
+
+async fn serve_stream(ctx: Arc<Ctx>, mut send: SendStream, mut recv: RecvStream) {
+    let result = match read_message(&mut recv, &ctx.limits).await {
+        Ok(Some(first)) => dispatch(&ctx, first, &mut send, &mut recv).await,
+        Ok(None) => return,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        let code = e.code();
+        match code {
+            ErrorCode::Internal | ErrorCode::Storage => {
+                tracing::warn!(error = %e, "request failed")
+            }
+            _ => tracing::debug!(error = %e, "request refused"),
+        }
+        let _ = write_message(&mut send, &Message::error(code, e.to_string())).await;
+        // Whatever the client still sends on this stream is not read.
+        let _ = recv.stop(VarInt::from(code.to_u16()));
+    }
+    let _ = send.finish();
+}
+
+async fn dispatch(
+    ctx: &Ctx,
+    first: Message,
+    send: &mut SendStream,
+    recv: &mut RecvStream,
+) -> Result<(), RequestError> {
+    match first {
+        Message::RegisterApp { app, secret } => {
+            ctx.registry.register(app, secret)?;
+            write_message(send, &Message::Ok).await
+        }
+        msg @ Message::PushStart { .. } => handle_push(ctx, msg, send, recv).await,
+        msg @ Message::FetchRequest { .. } => handle_fetch(ctx, msg, send).await,
+        Message::DeleteShuffle {
+            app,
+            secret,
+            shuffle_id,
+        } => {
+            let app = ctx.registry.app(&app, &secret)?;
+            if let Some(shuffle) = app.remove_shuffle(shuffle_id) {
+                tokio::task::spawn_blocking(move || shuffle.store.delete())
+                    .await
+                    .map_err(|e| RequestError::Internal(e.to_string()))??;
+            }
+            write_message(send, &Message::Ok).await
+        }
+        Message::DeleteApp { app, secret } => {
+            let app = ctx.registry.remove_app(&app, &secret)?;
+            tokio::task::spawn_blocking(move || -> Result<(), RequestError> {
+                for shuffle in app.take_shuffles() {
+                    shuffle.store.delete()?;
+                }
+                match std::fs::remove_dir_all(app.dir()) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(
+                        RequestError::Internal(format!("removing {}: {e}", app.dir().display())),
+                    ),
+                    _ => Ok(()),
+                }
+            })
+            .await
+            .map_err(|e| RequestError::Internal(e.to_string()))??;
+            write_message(send, &Message::Ok).await
+        }
+        other => Err(RequestError::Proto(sluice_proto::ProtoError::Unexpected {
+            got: other.kind(),
+            state: "awaiting a request",
+        })),
+    }
+}

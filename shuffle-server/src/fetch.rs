@@ -1,0 +1,134 @@
+//! Fetch streams: send the stored blocks of committed map attempts, as they are stored.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use quinn::SendStream;
+use sluice_proto::{MapFilter, Message};
+use sluice_spill::BlockEntry;
+
+use crate::error::RequestError;
+use crate::io::write_message;
+use crate::registry::Shuffle;
+use crate::server::Ctx;
+
+/// Blocks read from disk per blocking task.
+const READ_CHUNK_BYTES: u64 = 8 << 20;
+
+#[derive(Debug, Default)]
+struct Totals {
+    blocks: u64,
+    bytes: u64,
+    rows: u64,
+}
+
+/// Serves one fetch request.
+pub(crate) async fn handle_fetch(
+    ctx: &Ctx,
+    request: Message,
+    send: &mut SendStream,
+) -> Result<(), RequestError> {
+    let Message::FetchRequest {
+        app,
+        secret,
+        shuffle_id,
+        start_partition,
+        end_partition,
+        maps,
+    } = request
+    else {
+        return Err(RequestError::Internal("not a fetch request".into()));
+    };
+    if start_partition > end_partition {
+        return Err(RequestError::InvalidData(format!(
+            "partition range [{start_partition}, {end_partition}) is reversed"
+        )));
+    }
+    let app = ctx.registry.app(&app, &secret)?;
+    let Some(shuffle) = app.shuffle(shuffle_id) else {
+        // Nothing was ever pushed to this shuffle here: every named map is missing.
+        let missing_maps = match maps {
+            MapFilter::MapIds(mut ids) => {
+                ids.sort_unstable();
+                ids.dedup();
+                ids
+            }
+            _ => Vec::new(),
+        };
+        write_message(send, &Message::FetchSchema { schema: None }).await?;
+        let end = Message::FetchEnd {
+            blocks: 0,
+            bytes: 0,
+            rows: 0,
+            missing_maps,
+        };
+        return write_message(send, &end).await;
+    };
+    if end_partition > shuffle.shape.num_partitions {
+        return Err(RequestError::InvalidData(format!(
+            "partition range [{start_partition}, {end_partition}) exceeds the shuffle's {} partitions",
+            shuffle.shape.num_partitions
+        )));
+    }
+    let selection = shuffle.select(&maps);
+    let schema = Some(shuffle.shape.schema_ipc.clone());
+    write_message(send, &Message::FetchSchema { schema }).await?;
+    let mut totals = Totals::default();
+    for partition in start_partition..end_partition {
+        let entries = shuffle.store.blocks(partition, |e| selection.contains(e));
+        for chunk in chunks(&entries) {
+            send_blocks(&shuffle, partition, chunk.to_vec(), send, &mut totals).await?;
+        }
+    }
+    let end = Message::FetchEnd {
+        blocks: totals.blocks,
+        bytes: totals.bytes,
+        rows: totals.rows,
+        missing_maps: selection.missing,
+    };
+    write_message(send, &end).await
+}
+
+/// Splits entries into runs of about `READ_CHUNK_BYTES`.
+fn chunks(entries: &[BlockEntry]) -> Vec<&[BlockEntry]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0u64;
+    for (i, e) in entries.iter().enumerate() {
+        bytes += e.len as u64;
+        if bytes >= READ_CHUNK_BYTES {
+            out.push(&entries[start..=i]);
+            start = i + 1;
+            bytes = 0;
+        }
+    }
+    if start < entries.len() {
+        out.push(&entries[start..]);
+    }
+    out
+}
+
+async fn send_blocks(
+    shuffle: &Arc<Shuffle>,
+    partition: u32,
+    entries: Vec<BlockEntry>,
+    send: &mut SendStream,
+    totals: &mut Totals,
+) -> Result<(), RequestError> {
+    let store = shuffle.clone();
+    let rows: u64 = entries.iter().map(|e| e.rows as u64).sum();
+    let blocks = tokio::task::spawn_blocking(move || store.store.read(partition, &entries))
+        .await
+        .map_err(|e| RequestError::Internal(format!("read task: {e}")))??;
+    for block in blocks {
+        totals.blocks += 1;
+        totals.bytes += block.len() as u64;
+        let msg = Message::FetchBlock {
+            partition,
+            block: Bytes::from(block),
+        };
+        write_message(send, &msg).await?;
+    }
+    totals.rows += rows;
+    Ok(())
+}

@@ -1,0 +1,229 @@
+//! Push streams: decode Arrow batches, split them by partition, buffer per partition,
+//! compress full buffers into blocks and append them; commit on `PushEnd`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_buffer::Buffer;
+use arrow_select::concat::concat_batches;
+use bytes::Bytes;
+use quinn::{RecvStream, SendStream};
+use sluice_format::{encode_batch, encode_block, BatchDecoder, BlockMeta, CodecConfig};
+use sluice_proto::session::{PushHeader, PushSession, PushStep};
+use sluice_proto::{MapAttempt, Message, Partitioning};
+use sluice_splitter::{PartitionSpec, Partitioner, Splitter};
+
+use crate::error::RequestError;
+use crate::io::{read_message, write_message};
+use crate::registry::{Shuffle, ShuffleShape};
+use crate::server::Ctx;
+
+/// Rows of one (partition, map attempt) waiting to become a block.
+#[derive(Debug, Default)]
+struct PartitionBuffer {
+    batches: Vec<RecordBatch>,
+    /// Estimated uncompressed bytes buffered.
+    bytes: usize,
+    rows: usize,
+    next_seq: u32,
+}
+
+/// The CPU side of one push stream; runs on worker threads, one call at a time.
+struct PushWriter {
+    shuffle: Arc<Shuffle>,
+    map: MapAttempt,
+    epoch: u32,
+    decoder: BatchDecoder,
+    splitter: Splitter,
+    codec: CodecConfig,
+    block_size: usize,
+    buffers: HashMap<u32, PartitionBuffer>,
+    stored_bytes: Vec<u64>,
+    stored_rows: Vec<u64>,
+    ipc_scratch: Vec<u8>,
+    block_scratch: Vec<u8>,
+}
+
+impl PushWriter {
+    /// Decodes, splits and buffers one pushed batch, writing blocks that are full.
+    fn add(&mut self, ipc: Bytes) -> Result<(), RequestError> {
+        let ipc_len = ipc.len();
+        let batch = self
+            .decoder
+            .decode(Buffer::from(ipc))
+            .map_err(|e| RequestError::InvalidData(e.to_string()))?;
+        let rows = batch.num_rows();
+        if rows == 0 {
+            return Ok(());
+        }
+        let split = self
+            .splitter
+            .split(&batch)
+            .map_err(|e| RequestError::InvalidData(e.to_string()))?;
+        // The IPC body size is a good measure of the rows' uncompressed size.
+        let row_bytes = ipc_len.div_ceil(rows);
+        for (partition, part) in split.non_empty() {
+            let buffer = self.buffers.entry(partition).or_default();
+            buffer.bytes += part.num_rows() * row_bytes;
+            buffer.rows += part.num_rows();
+            buffer.batches.push(part);
+            if buffer.bytes >= self.block_size {
+                self.flush(partition)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, partition: u32) -> Result<(), RequestError> {
+        let Some(buffer) = self.buffers.get_mut(&partition) else {
+            return Ok(());
+        };
+        if buffer.rows == 0 {
+            return Ok(());
+        }
+        let batches = std::mem::take(&mut buffer.batches);
+        let rows = std::mem::take(&mut buffer.rows);
+        buffer.bytes = 0;
+        let seq = buffer.next_seq;
+        buffer.next_seq += 1;
+
+        let batch = concat_batches(self.decoder.schema(), &batches)
+            .map_err(|e| RequestError::Internal(format!("concatenating batches: {e}")))?;
+        self.ipc_scratch.clear();
+        encode_batch(&batch, &mut self.ipc_scratch)
+            .map_err(|e| RequestError::Internal(format!("encoding a block: {e}")))?;
+        self.block_scratch.clear();
+        let meta = BlockMeta {
+            map_id: self.map.map_id,
+            map_index: self.map.map_index,
+            attempt: self.map.attempt,
+            seq,
+            rows: u32::try_from(rows)
+                .map_err(|_| RequestError::InvalidData(format!("{rows} rows in one block")))?,
+        };
+        let header = encode_block(
+            meta,
+            &self.ipc_scratch,
+            &self.codec,
+            &mut self.block_scratch,
+        )
+        .map_err(|e| RequestError::Internal(format!("compressing a block: {e}")))?;
+        self.shuffle
+            .store
+            .append(partition, &header, &self.block_scratch, self.epoch)?;
+        self.stored_bytes[partition as usize] += self.block_scratch.len() as u64;
+        self.stored_rows[partition as usize] += rows as u64;
+        Ok(())
+    }
+
+    /// Writes every remaining buffer; returns per-partition stored bytes and rows.
+    fn finish(mut self) -> Result<(Vec<u64>, Vec<u64>), RequestError> {
+        let mut partitions: Vec<u32> = self.buffers.keys().copied().collect();
+        partitions.sort_unstable();
+        for p in partitions {
+            self.flush(p)?;
+        }
+        Ok((self.stored_bytes, self.stored_rows))
+    }
+}
+
+fn partition_spec(p: &Partitioning, map: &MapAttempt, num_partitions: u32) -> PartitionSpec {
+    match p {
+        Partitioning::Single => PartitionSpec::Single,
+        Partitioning::RoundRobin => PartitionSpec::RoundRobin {
+            start: map.map_index % num_partitions,
+        },
+        Partitioning::PartitionIdColumn { column } => PartitionSpec::PartitionIdColumn {
+            column: *column as usize,
+        },
+        Partitioning::Hash { columns } => PartitionSpec::Hash {
+            columns: columns.iter().map(|&c| c as usize).collect(),
+        },
+    }
+}
+
+/// Validates a push's opening and prepares its writer.
+fn open_push(ctx: &Ctx, h: PushHeader) -> Result<(PushWriter, Arc<Shuffle>), RequestError> {
+    let app = ctx.registry.app(&h.app, &h.secret)?;
+    let decoder =
+        BatchDecoder::new(&h.schema).map_err(|e| RequestError::InvalidData(e.to_string()))?;
+    let spec = partition_spec(&h.partitioning, &h.map, h.num_partitions);
+    let partitioner = Partitioner::new(spec, h.num_partitions, decoder.schema())
+        .map_err(|e| RequestError::InvalidData(e.to_string()))?;
+    let shape = ShuffleShape {
+        num_partitions: h.num_partitions,
+        partitioning: h.partitioning,
+        schema: decoder.schema().clone(),
+        schema_ipc: h.schema,
+    };
+    let shuffle = app.shuffle_for_push(h.shuffle_id, shape)?;
+    let epoch = shuffle.begin_push(&h.map)?;
+    let n = h.num_partitions as usize;
+    let writer = PushWriter {
+        shuffle: shuffle.clone(),
+        map: h.map,
+        epoch,
+        decoder,
+        splitter: Splitter::new(partitioner),
+        codec: ctx.codec,
+        block_size: ctx.block_size,
+        buffers: HashMap::new(),
+        stored_bytes: vec![0; n],
+        stored_rows: vec![0; n],
+        ipc_scratch: Vec::new(),
+        block_scratch: Vec::new(),
+    };
+    Ok((writer, shuffle))
+}
+
+/// Serves one push stream whose first message was `first`.
+pub(crate) async fn handle_push(
+    ctx: &Ctx,
+    first: Message,
+    send: &mut SendStream,
+    recv: &mut RecvStream,
+) -> Result<(), RequestError> {
+    let mut session = PushSession::new(ctx.limits.max_partitions);
+    let PushStep::Start(header) = session.on_message(first)? else {
+        return Err(RequestError::Internal(
+            "push stream did not start with PushStart".into(),
+        ));
+    };
+    let map = header.map;
+    let (writer, shuffle) = open_push(ctx, header)?;
+    let epoch = writer.epoch;
+    let mut writer = Some(writer);
+    loop {
+        let msg = read_message(recv, &ctx.limits)
+            .await?
+            .ok_or_else(|| RequestError::Stream("push stream ended before PushEnd".into()))?;
+        match session.on_message(msg)? {
+            PushStep::Batch(ipc) => {
+                let mut w = writer.take().expect("writer is returned after every batch");
+                let (w, result) = ctx
+                    .pool
+                    .run(move || {
+                        let result = w.add(ipc);
+                        (w, result)
+                    })
+                    .await?;
+                result?;
+                writer = Some(w);
+            }
+            PushStep::End => {
+                let w = writer.take().expect("writer is returned after every batch");
+                let (partition_bytes, partition_rows) = ctx.pool.run(move || w.finish()).await??;
+                shuffle.commit(&map, epoch)?;
+                let ack = Message::PushCommitted {
+                    partition_bytes,
+                    partition_rows,
+                };
+                return write_message(send, &ack).await;
+            }
+            PushStep::Start(_) => {
+                return Err(RequestError::Internal("second PushStart accepted".into()));
+            }
+        }
+    }
+}

@@ -10,7 +10,7 @@ use arrow_ipc::reader::StreamDecoder;
 use arrow_ipc::writer::{
     write_message, DictionaryTracker, IpcDataGenerator, IpcWriteContext, IpcWriteOptions,
 };
-use arrow_schema::{Schema, SchemaRef};
+use arrow_schema::{DataType, Schema, SchemaRef};
 
 use crate::error::FormatError;
 
@@ -54,9 +54,19 @@ pub fn decode_schema(bytes: &[u8]) -> Result<SchemaRef, FormatError> {
 /// `out`. The schema is not included.
 pub fn encode_batch(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), FormatError> {
     let options = IpcWriteOptions::default();
-    // A fresh tracker per batch makes every body self-contained.
+    let generator = IpcDataGenerator::default();
+    // A fresh tracker per batch makes every body self-contained. Dictionary ids are
+    // assigned while encoding the schema, so a schema with dictionaries primes it.
     let mut tracker = DictionaryTracker::new(false);
-    let (dictionaries, encoded) = IpcDataGenerator::default().encode(
+    if batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| has_dictionary(f.data_type()))
+    {
+        generator.schema_to_bytes_with_dictionary_tracker(&batch.schema(), &mut tracker, &options);
+    }
+    let (dictionaries, encoded) = generator.encode(
         batch,
         &mut tracker,
         &options,
@@ -67,6 +77,22 @@ pub fn encode_batch(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), Format
     }
     write_message(&mut *out, encoded, &options)?;
     Ok(())
+}
+
+fn has_dictionary(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Dictionary(_, _) => true,
+        DataType::List(f)
+        | DataType::LargeList(f)
+        | DataType::ListView(f)
+        | DataType::LargeListView(f)
+        | DataType::FixedSizeList(f, _)
+        | DataType::Map(f, _) => has_dictionary(f.data_type()),
+        DataType::Struct(fields) => fields.iter().any(|f| has_dictionary(f.data_type())),
+        DataType::Union(fields, _) => fields.iter().any(|(_, f)| has_dictionary(f.data_type())),
+        DataType::RunEndEncoded(_, values) => has_dictionary(values.data_type()),
+        _ => false,
+    }
 }
 
 /// Decodes batch bodies of one stream against its schema.
@@ -93,6 +119,16 @@ impl BatchDecoder {
     /// Decodes one body: exactly one record batch (after its dictionaries), nothing else.
     /// Arrow validates the decoded arrays, so malformed input gives an error, not a panic.
     pub fn decode(&self, body: Buffer) -> Result<RecordBatch, FormatError> {
+        crate::ipc_check::check_messages(&body)?;
+        // Defence in depth: arrow-ipc has panicked on malformed input before; a panic
+        // here must become an error, not take down a server thread or a reducer.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.decode_checked(body)))
+            .unwrap_or(Err(FormatError::IpcShape(
+                "malformed batch (decoder panicked)",
+            )))
+    }
+
+    fn decode_checked(&self, body: Buffer) -> Result<RecordBatch, FormatError> {
         // A fresh decoder per body: a malformed body cannot leave state behind.
         let mut decoder = StreamDecoder::new();
         let mut schema = self.schema_message.clone();

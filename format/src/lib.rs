@@ -15,12 +15,14 @@ mod codec;
 mod error;
 mod header;
 mod ipc;
+mod ipc_check;
 
 pub use block::{decode_block, encode_block, BlockMeta, BlockView};
 pub use codec::{Codec, CodecConfig};
 pub use error::FormatError;
 pub use header::{BlockHeader, HEADER_LEN, MAGIC, VERSION};
 pub use ipc::{decode_schema, encode_batch, encode_schema, BatchDecoder};
+pub use ipc_check::MAX_BATCH_ROWS;
 
 /// Upper bounds applied while decoding untrusted blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

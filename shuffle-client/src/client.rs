@@ -47,7 +47,7 @@ impl Client {
             "[::]:0".parse().expect("valid address")
         };
         let mut endpoint = Endpoint::client(bind).map_err(|e| connect_err(e.to_string()))?;
-        endpoint.set_default_client_config(config.quic()?);
+        endpoint.set_default_client_config(config.quic_client_config()?);
         let connecting = endpoint
             .connect(addr, &config.server_name)
             .map_err(|e| connect_err(e.to_string()))?;

@@ -55,7 +55,9 @@ impl ClientConfig {
         }
     }
 
-    pub(crate) fn quic(&self) -> Result<quinn::ClientConfig, ClientError> {
+    /// The quinn client configuration (TLS trust, ALPN, transport) this config describes,
+    /// for callers that drive their own endpoint.
+    pub fn quic_client_config(&self) -> Result<quinn::ClientConfig, ClientError> {
         let pem = match &self.trust {
             Trust::PinnedPem(pem) => pem.as_bytes().to_vec(),
             Trust::CaFile(path) => std::fs::read(path)

@@ -1,0 +1,247 @@
+use std::sync::Arc;
+
+use arrow_array::types::Int32Type;
+use arrow_array::{
+    ArrayRef, BinaryArray, DictionaryArray, Int64Array, ListArray, RecordBatch, StringArray,
+    StructArray,
+};
+use arrow_buffer::Buffer;
+use arrow_schema::{DataType, Field, Schema};
+use proptest::prelude::*;
+use sluice_format::*;
+
+fn sample_batch() -> RecordBatch {
+    let dict: DictionaryArray<Int32Type> = vec![Some("x"), None, Some("y"), Some("x")]
+        .into_iter()
+        .collect();
+    let list = ListArray::from_iter_primitive::<Int32Type, _, _>(vec![
+        Some(vec![Some(1), None]),
+        None,
+        Some(vec![]),
+        Some(vec![Some(4)]),
+    ]);
+    let strukt = StructArray::from(vec![(
+        Arc::new(Field::new("a", DataType::Int64, true)),
+        Arc::new(Int64Array::from(vec![Some(1), None, Some(3), Some(4)])) as ArrayRef,
+    )]);
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(vec![
+            Some(1),
+            None,
+            Some(-3),
+            Some(i64::MAX),
+        ])),
+        Arc::new(StringArray::from(vec![
+            Some("a"),
+            Some(""),
+            None,
+            Some("日本語"),
+        ])),
+        Arc::new(BinaryArray::from(vec![
+            Some(&b"\x00\xff"[..]),
+            None,
+            Some(b""),
+            Some(b"z"),
+        ])),
+        Arc::new(dict),
+        Arc::new(list),
+        Arc::new(strukt),
+    ];
+    let fields: Vec<Field> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Field::new(format!("c{i}"), c.data_type().clone(), true))
+        .collect();
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
+}
+
+fn meta() -> BlockMeta {
+    BlockMeta {
+        map_id: 0x0102_0304_0506_0708,
+        map_index: 9,
+        attempt: 2,
+        seq: 5,
+        rows: 4,
+    }
+}
+
+#[test]
+fn batches_round_trip_through_blocks_with_every_codec() {
+    let batch = sample_batch();
+    let schema_bytes = encode_schema(&batch.schema());
+    let decoder = BatchDecoder::new(&schema_bytes).unwrap();
+    assert_eq!(decoder.schema().as_ref(), batch.schema().as_ref());
+    for codec in [Codec::None, Codec::Lz4, Codec::Zstd] {
+        let mut body = Vec::new();
+        encode_batch(&batch, &mut body).unwrap();
+        let mut block = Vec::new();
+        let header = encode_block(
+            meta(),
+            &body,
+            &CodecConfig::new(codec, 3).unwrap(),
+            &mut block,
+        )
+        .unwrap();
+        assert_eq!(header.block_len(), block.len());
+        let (decoded_header, raw) = decode_block(&block, &DecodeLimits::default()).unwrap();
+        assert_eq!(decoded_header, header);
+        assert_eq!(
+            (
+                header.map_id,
+                header.map_index,
+                header.attempt,
+                header.seq,
+                header.rows
+            ),
+            (meta().map_id, 9, 2, 5, 4)
+        );
+        assert_eq!(raw, body);
+        assert_eq!(
+            decoder.decode(Buffer::from(raw)).unwrap(),
+            batch,
+            "codec {codec:?}"
+        );
+    }
+}
+
+#[test]
+fn incompressible_bodies_are_stored_raw() {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let body: Vec<u8> = (0..4096)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    let mut block = Vec::new();
+    let header = encode_block(meta(), &body, &CodecConfig::default(), &mut block).unwrap();
+    assert_eq!(header.codec, Codec::None);
+    assert_eq!(header.stored_len, header.raw_len);
+    let compressible = vec![7u8; 4096];
+    block.clear();
+    let header = encode_block(meta(), &compressible, &CodecConfig::default(), &mut block).unwrap();
+    assert_eq!(header.codec, Codec::Lz4);
+    assert!(header.stored_len < 100);
+}
+
+#[test]
+fn every_single_byte_corruption_is_detected() {
+    let mut body = Vec::new();
+    encode_batch(&sample_batch(), &mut body).unwrap();
+    let mut block = Vec::new();
+    encode_block(meta(), &body, &CodecConfig::default(), &mut block).unwrap();
+    for i in 0..block.len() {
+        let mut bad = block.clone();
+        bad[i] ^= 0x40;
+        assert!(
+            decode_block(&bad, &DecodeLimits::default()).is_err(),
+            "flip at byte {i} not detected"
+        );
+    }
+    for len in 0..block.len() {
+        assert!(matches!(
+            decode_block(&block[..len], &DecodeLimits::default()),
+            Err(FormatError::Truncated { .. })
+        ));
+    }
+}
+
+#[test]
+fn lengths_over_the_limits_are_refused_before_allocating() {
+    let mut block = Vec::new();
+    encode_block(
+        meta(),
+        &[1u8; 1000],
+        &CodecConfig::new(Codec::None, 1).unwrap(),
+        &mut block,
+    )
+    .unwrap();
+    let limits = DecodeLimits {
+        max_raw_len: 999,
+        max_stored_len: 1 << 20,
+    };
+    assert!(matches!(
+        decode_block(&block, &limits),
+        Err(FormatError::TooLarge {
+            what: "stored body",
+            ..
+        } | FormatError::TooLarge {
+            what: "raw body",
+            ..
+        })
+    ));
+    // A header claiming a 4 GiB raw body (with a valid header crc) is refused too.
+    let mut header = BlockHeader::decode(&block).unwrap();
+    header.raw_len = u32::MAX;
+    header.codec = Codec::Lz4;
+    let forged = header.encode();
+    let err = BlockView::parse(&forged, &DecodeLimits::default()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            FormatError::TooLarge {
+                what: "raw body",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn zstd_levels_are_checked() {
+    assert!(matches!(
+        CodecConfig::new(Codec::Zstd, 0),
+        Err(FormatError::InvalidZstdLevel(0))
+    ));
+    assert!(CodecConfig::new(Codec::Zstd, 22).is_ok());
+}
+
+#[test]
+fn a_body_with_two_batches_or_trailing_bytes_is_refused() {
+    let batch = sample_batch();
+    let decoder = BatchDecoder::new(&encode_schema(&batch.schema())).unwrap();
+    let mut body = Vec::new();
+    encode_batch(&batch, &mut body).unwrap();
+    let mut two = body.clone();
+    two.extend_from_slice(&body);
+    assert!(decoder.decode(Buffer::from(two)).is_err());
+    // A batch of another schema is refused.
+    let other = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new("z", DataType::Int64, true)])),
+        vec![Arc::new(Int64Array::from(vec![1]))],
+    )
+    .unwrap();
+    let mut other_body = Vec::new();
+    encode_batch(&other, &mut other_body).unwrap();
+    assert!(decoder.decode(Buffer::from(other_body)).is_err());
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic_as_blocks(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = decode_block(&bytes, &DecodeLimits::default());
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_as_ipc(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = decode_schema(&bytes);
+        let decoder = BatchDecoder::new(&encode_schema(&sample_batch().schema())).unwrap();
+        let _ = decoder.decode(Buffer::from(bytes));
+    }
+
+    #[test]
+    fn mutated_ipc_bodies_never_panic(flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8)) {
+        let batch = sample_batch();
+        let decoder = BatchDecoder::new(&encode_schema(&batch.schema())).unwrap();
+        let mut body = Vec::new();
+        encode_batch(&batch, &mut body).unwrap();
+        for (at, x) in flips {
+            let i = at % body.len();
+            body[i] ^= x;
+        }
+        let _ = decoder.decode(Buffer::from(body));
+    }
+}

@@ -1,0 +1,293 @@
+use bytes::Bytes;
+use proptest::prelude::*;
+use sluice_proto::session::{FetchSession, FetchStep, PushSession, PushStep};
+use sluice_proto::*;
+
+fn app() -> AppId {
+    AppId::new("app-1").unwrap()
+}
+
+fn all_messages() -> Vec<Message> {
+    let secret = Bytes::from_static(b"secret");
+    vec![
+        Message::Hello {
+            version: 1,
+            token: Bytes::from_static(b"tok"),
+            client: "c".into(),
+        },
+        Message::HelloOk {
+            version: 1,
+            server: "s".into(),
+        },
+        Message::error(ErrorCode::Other(999), "why"),
+        Message::Ok,
+        Message::RegisterApp {
+            app: app(),
+            secret: secret.clone(),
+        },
+        Message::PushStart {
+            app: app(),
+            secret: secret.clone(),
+            shuffle_id: 7,
+            map: MapAttempt {
+                map_id: u64::MAX,
+                map_index: 3,
+                attempt: 1,
+            },
+            num_partitions: 2000,
+            partitioning: Partitioning::Hash {
+                columns: vec![0, 4],
+            },
+            schema: Bytes::from_static(b"schema bytes"),
+        },
+        Message::PushBatch {
+            ipc: Bytes::from(vec![1u8; 1000]),
+        },
+        Message::PushEnd,
+        Message::PushCommitted {
+            partition_bytes: vec![1, 0, 3],
+            partition_rows: vec![4, 0, 6],
+        },
+        Message::FetchRequest {
+            app: app(),
+            secret: secret.clone(),
+            shuffle_id: 1,
+            start_partition: 5,
+            end_partition: 9,
+            maps: MapFilter::MapIds(vec![3, 1]),
+        },
+        Message::FetchRequest {
+            app: app(),
+            secret: secret.clone(),
+            shuffle_id: 1,
+            start_partition: 0,
+            end_partition: 1,
+            maps: MapFilter::MapIndexRange { start: 2, end: 4 },
+        },
+        Message::FetchSchema { schema: None },
+        Message::FetchSchema {
+            schema: Some(Bytes::from_static(b"s")),
+        },
+        Message::FetchBlock {
+            partition: 6,
+            block: Bytes::from_static(b"block"),
+        },
+        Message::FetchEnd {
+            blocks: 1,
+            bytes: 2,
+            rows: 3,
+            missing_maps: vec![9],
+        },
+        Message::DeleteShuffle {
+            app: app(),
+            secret: secret.clone(),
+            shuffle_id: 4,
+        },
+        Message::DeleteApp { app: app(), secret },
+    ]
+}
+
+fn decode_frame(frame: &[u8]) -> Result<Message, ProtoError> {
+    let head: [u8; FRAME_HEADER_LEN] = frame[..FRAME_HEADER_LEN].try_into().unwrap();
+    let header = FrameHeader::decode(head, &Limits::default())?;
+    assert_eq!(header.body_len as usize, frame.len() - FRAME_HEADER_LEN);
+    header.decode_body(Bytes::copy_from_slice(&frame[FRAME_HEADER_LEN..]))
+}
+
+#[test]
+fn every_message_round_trips_and_head_plus_payload_equals_the_frame() {
+    for msg in all_messages() {
+        let frame = encode_frame(&msg);
+        assert_eq!(decode_frame(&frame).unwrap(), msg);
+        let mut split = msg.encode_head();
+        if let Some(p) = msg.trailing_payload() {
+            split.extend_from_slice(p);
+        }
+        assert_eq!(split, frame, "{:?}", msg.kind());
+    }
+}
+
+#[test]
+fn truncated_or_padded_bodies_are_errors() {
+    for msg in all_messages() {
+        let frame = encode_frame(&msg);
+        let body = &frame[FRAME_HEADER_LEN..];
+        let kind = frame[4];
+        if msg.trailing_payload().is_none() {
+            for len in 0..body.len() {
+                assert!(
+                    Message::decode(kind, Bytes::copy_from_slice(&body[..len])).is_err(),
+                    "{:?} truncated to {len}",
+                    msg.kind()
+                );
+            }
+            let mut padded = body.to_vec();
+            padded.push(0);
+            assert_eq!(
+                Message::decode(kind, Bytes::from(padded)),
+                Err(ProtoError::TrailingBytes(1))
+            );
+        }
+    }
+}
+
+#[test]
+fn frame_length_is_checked_against_the_limit() {
+    let limits = Limits {
+        max_frame_len: 100,
+        max_partitions: 10,
+    };
+    assert!(FrameHeader::decode([100, 0, 0, 0, 1], &limits).is_ok());
+    assert_eq!(
+        FrameHeader::decode([101, 0, 0, 0, 1], &limits),
+        Err(ProtoError::FrameTooLarge {
+            len: 101,
+            limit: 100
+        })
+    );
+}
+
+#[test]
+fn a_huge_vector_count_does_not_allocate() {
+    // PushCommitted claiming 2^32-1 entries in a 4-byte body.
+    let body = Bytes::from_static(&[0xff, 0xff, 0xff, 0xff]);
+    assert_eq!(
+        Message::decode(23, body),
+        Err(ProtoError::Truncated("partition bytes"))
+    );
+}
+
+#[test]
+fn app_ids_refuse_path_components() {
+    for bad in [
+        "", ".", "..", "../x", "a/b", "a\\b", ".hidden", "nul\0", "é",
+    ] {
+        assert!(AppId::new(bad).is_err(), "{bad:?}");
+    }
+    assert!(AppId::new("x".repeat(129)).is_err());
+    for good in ["app-1", "application_1700000000000_0001", "A.b-c_d"] {
+        assert!(AppId::new(good).is_ok(), "{good:?}");
+    }
+}
+
+#[test]
+fn push_session_enforces_order() {
+    let mut s = PushSession::new(1000);
+    assert!(s.on_message(Message::PushEnd).is_err());
+    let start = all_messages()
+        .into_iter()
+        .find(|m| m.kind() == MessageKind::PushStart)
+        .unwrap();
+    let mut s = PushSession::new(1000);
+    assert!(s
+        .on_message(Message::PushBatch { ipc: Bytes::new() })
+        .is_err());
+    let mut s = PushSession::new(1000);
+    assert!(matches!(
+        s.on_message(start.clone()),
+        Err(ProtoError::Invalid {
+            field: "partition count",
+            ..
+        })
+    ));
+    let mut s = PushSession::new(2000);
+    assert!(matches!(
+        s.on_message(start.clone()),
+        Ok(PushStep::Start(_))
+    ));
+    assert!(s.on_message(start).is_err(), "second start");
+    assert!(matches!(
+        s.on_message(Message::PushBatch { ipc: Bytes::new() }),
+        Ok(PushStep::Batch(_))
+    ));
+    assert!(matches!(s.on_message(Message::PushEnd), Ok(PushStep::End)));
+    assert!(
+        s.on_message(Message::PushBatch { ipc: Bytes::new() })
+            .is_err(),
+        "batch after end"
+    );
+}
+
+#[test]
+fn fetch_session_checks_partitions_and_totals() {
+    let mut s = FetchSession::new(2, 4);
+    assert!(
+        s.on_message(Message::FetchBlock {
+            partition: 2,
+            block: Bytes::new()
+        })
+        .is_err(),
+        "block before schema"
+    );
+    let mut s = FetchSession::new(2, 4);
+    s.on_message(Message::FetchSchema { schema: None }).unwrap();
+    assert!(
+        s.on_message(Message::FetchBlock {
+            partition: 4,
+            block: Bytes::new()
+        })
+        .is_err(),
+        "outside range"
+    );
+    let mut s = FetchSession::new(2, 4);
+    s.on_message(Message::FetchSchema { schema: None }).unwrap();
+    s.on_message(Message::FetchBlock {
+        partition: 3,
+        block: Bytes::from_static(b"abc"),
+    })
+    .unwrap();
+    assert!(s
+        .on_message(Message::FetchEnd {
+            blocks: 1,
+            bytes: 4,
+            rows: 0,
+            missing_maps: vec![]
+        })
+        .is_err());
+    let mut s = FetchSession::new(2, 4);
+    s.on_message(Message::FetchSchema { schema: None }).unwrap();
+    s.on_message(Message::FetchBlock {
+        partition: 3,
+        block: Bytes::from_static(b"abc"),
+    })
+    .unwrap();
+    let end = s
+        .on_message(Message::FetchEnd {
+            blocks: 1,
+            bytes: 3,
+            rows: 5,
+            missing_maps: vec![],
+        })
+        .unwrap();
+    assert_eq!(
+        end,
+        FetchStep::End {
+            blocks: 1,
+            bytes: 3,
+            rows: 5,
+            missing_maps: vec![]
+        }
+    );
+    assert!(s.is_done());
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bodies_never_panic(kind in any::<u8>(), body in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let _ = Message::decode(kind, Bytes::from(body));
+    }
+
+    #[test]
+    fn mutated_frames_never_panic(index in 0usize..17, flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6)) {
+        let mut frame = encode_frame(&all_messages()[index]);
+        for (at, x) in flips {
+            let i = at % frame.len();
+            frame[i] ^= x;
+        }
+        let head: [u8; FRAME_HEADER_LEN] = frame[..FRAME_HEADER_LEN].try_into().unwrap();
+        if let Ok(h) = FrameHeader::decode(head, &Limits::default()) {
+            let body = &frame[FRAME_HEADER_LEN..];
+            let _ = h.decode_body(Bytes::copy_from_slice(&body[..body.len().min(h.body_len as usize)]));
+        }
+    }
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: formatting, lints, every unit, property and
+# end-to-end test (real QUIC on loopback), and a short verified run of the benchmark.
+#
+# Build outputs are cached outside the repository (override with CARGO_TARGET_DIR).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test"
+cargo test --workspace --locked
+
+step "sluice-bench --quick (end-to-end, verified)"
+cargo run --release --locked -p sluice-bench -- --quick

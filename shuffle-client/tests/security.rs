@@ -1,0 +1,309 @@
+//! Authentication, isolation and hostile input against a real server over QUIC.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use sluice_client::{
+    Client, ClientConfig, ClientError, ErrorCode, FetchRequest, MapAttempt, Partitioning,
+    PushRequest, Trust,
+};
+use sluice_proto::{
+    encode_frame, FrameHeader, Limits, Message, FRAME_HEADER_LEN, PROTOCOL_VERSION,
+};
+
+#[tokio::test]
+async fn wrong_cluster_token_is_refused_with_a_clear_error() {
+    let server = start_server().await;
+    let mut config = server.client_config();
+    config.token = b"not-the-token".to_vec();
+    let err = Client::connect(server.handle.local_addr(), &config)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Unauthorized), "{err}");
+    assert!(err.to_string().contains("invalid cluster token"), "{err}");
+    // The server keeps serving clients with the right token.
+    server
+        .client()
+        .await
+        .register_app(&app("after"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_certificate_other_than_the_pinned_one_is_refused() {
+    let server = start_server().await;
+    let other = start_server().await;
+    let config = ClientConfig::new(
+        Trust::PinnedPem(other.handle.certificate_pem().to_string()),
+        server.handle.token().to_vec(),
+    );
+    let err = Client::connect(server.handle.local_addr(), &config)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Connect { .. }), "{err}");
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn token_and_certificate_are_generated_once_and_kept() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = sluice_server::ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    let first = sluice_server::Server::start(config.clone()).await.unwrap();
+    let (token, cert) = (first.token().to_vec(), first.certificate_pem().to_string());
+    assert_eq!(token.len(), 64);
+    let mode = std::fs::metadata(first.token_path())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    first.shutdown().await;
+    let second = sluice_server::Server::start(config).await.unwrap();
+    assert_eq!(second.token(), &token[..]);
+    assert_eq!(second.certificate_pem(), cert);
+}
+
+#[tokio::test]
+async fn one_app_cannot_touch_another_apps_shuffles() {
+    let server = start_server().await;
+    let client = server.client().await;
+    let a = app("app-a");
+    let b = app("app-b");
+    client.register_app(&a).await.unwrap();
+    client.register_app(&b).await.unwrap();
+    let map = MapAttempt {
+        map_id: 1,
+        map_index: 0,
+        attempt: 0,
+    };
+    let push = |creds: sluice_client::AppCredentials| PushRequest {
+        app: creds,
+        shuffle_id: 0,
+        map,
+        num_partitions: 4,
+        partitioning: Partitioning::Hash { columns: vec![0] },
+        schema: schema(),
+    };
+    let mut p = client.push(push(a.clone())).await.unwrap();
+    p.send(&batch(100, 7)).await.unwrap();
+    p.commit().await.unwrap();
+
+    // B's secret with A's id: refused for every request.
+    let forged = sluice_client::AppCredentials {
+        app: a.app.clone(),
+        secret: b.secret.clone(),
+    };
+    let unauthorized = |r: Result<(), ClientError>| {
+        let e = r.unwrap_err();
+        assert_eq!(e.code(), Some(ErrorCode::Unauthorized), "{e}");
+    };
+    let mut fetch = client
+        .fetch(FetchRequest::partitions(forged.clone(), 0, 0..4))
+        .await
+        .unwrap();
+    unauthorized(fetch.next_block().await.map(|_| ()));
+    unauthorized(client.delete_shuffle(&forged, 0).await);
+    unauthorized(client.delete_app(&forged).await);
+    unauthorized(client.register_app(&forged).await);
+    let mut p = client.push(push(forged.clone())).await.unwrap();
+    let err = match p.send(&batch(10, 8)).await {
+        Err(e) => e,
+        Ok(()) => p.commit().await.unwrap_err(),
+    };
+    assert_eq!(err.code(), Some(ErrorCode::Unauthorized), "{err}");
+
+    // B's own namespace has no shuffle 0.
+    let mut fetch = client
+        .fetch(FetchRequest::partitions(b.clone(), 0, 0..4))
+        .await
+        .unwrap();
+    assert!(fetch.next_block().await.unwrap().is_none());
+    assert!(fetch.schema().is_none());
+
+    // A's data is intact.
+    let mut fetch = client
+        .fetch(FetchRequest::partitions(a.clone(), 0, 0..4))
+        .await
+        .unwrap();
+    let mut rows = 0;
+    while let Some((_, batch)) = fetch.next_batch().await.unwrap() {
+        rows += batch.num_rows();
+    }
+    assert_eq!(rows, 100);
+
+    // A deletes its app: its data is gone, its id is unknown.
+    client.delete_app(&a).await.unwrap();
+    let mut fetch = client
+        .fetch(FetchRequest::partitions(a.clone(), 0, 0..4))
+        .await
+        .unwrap();
+    let err = fetch.next_block().await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::UnknownApp), "{err}");
+    assert!(!server.dir.path().join("data/apps/app-a").exists());
+}
+
+/// A bare QUIC connection that has completed the handshake.
+async fn raw_connection(server: &TestServer) -> (quinn::Endpoint, quinn::Connection) {
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(server.client_config().quic_client_config().unwrap());
+    let conn = endpoint
+        .connect(server.handle.local_addr(), "localhost")
+        .unwrap()
+        .await
+        .unwrap();
+    let hello = Message::Hello {
+        version: PROTOCOL_VERSION,
+        token: Bytes::copy_from_slice(server.handle.token()),
+        client: "raw".into(),
+    };
+    let reply = exchange(&conn, &encode_frame(&hello)).await;
+    assert!(matches!(reply, Some(Message::HelloOk { .. })), "{reply:?}");
+    (endpoint, conn)
+}
+
+/// Sends raw bytes on a new stream and reads the first reply frame, if any.
+async fn exchange(conn: &quinn::Connection, bytes: &[u8]) -> Option<Message> {
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    send.write_all(bytes).await.unwrap();
+    let _ = send.finish();
+    let mut head = [0u8; FRAME_HEADER_LEN];
+    recv.read_exact(&mut head).await.ok()?;
+    let header = FrameHeader::decode(head, &Limits::default()).unwrap();
+    let mut body = vec![0u8; header.body_len as usize];
+    recv.read_exact(&mut body).await.unwrap();
+    Some(header.decode_body(Bytes::from(body)).unwrap())
+}
+
+fn error_code(reply: Option<Message>) -> ErrorCode {
+    match reply {
+        Some(Message::Error { code, .. }) => code,
+        other => panic!("expected an error reply, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn malformed_frames_fail_only_their_stream() {
+    let server = start_server().await;
+    let (_endpoint, conn) = raw_connection(&server).await;
+
+    // Unknown message type.
+    let mut unknown = vec![3, 0, 0, 0, 0xee];
+    unknown.extend_from_slice(b"abc");
+    assert_eq!(
+        error_code(exchange(&conn, &unknown).await),
+        ErrorCode::BadRequest
+    );
+    // A 4 GiB length prefix: refused before anything is allocated.
+    let huge = [0xff, 0xff, 0xff, 0xff, 10];
+    assert_eq!(
+        error_code(exchange(&conn, &huge).await),
+        ErrorCode::FrameTooLarge
+    );
+    // A valid type with a truncated body.
+    let register = encode_frame(&Message::RegisterApp {
+        app: sluice_proto::AppId::new("x").unwrap(),
+        secret: Bytes::from_static(b"s"),
+    });
+    let mut truncated = register.clone();
+    truncated[0] = (truncated.len() - FRAME_HEADER_LEN - 2) as u8;
+    truncated.truncate(truncated.len() - 2);
+    assert_eq!(
+        error_code(exchange(&conn, &truncated).await),
+        ErrorCode::BadRequest
+    );
+    // An app id with a path component (AppId::new refuses it, so build the bytes).
+    let mut evil = vec![0, 0, 0, 0, register[4]];
+    for field in [&b"../.."[..], b"s"] {
+        evil.extend_from_slice(&(field.len() as u32).to_le_bytes());
+        evil.extend_from_slice(field);
+    }
+    let body_len = (evil.len() - FRAME_HEADER_LEN) as u32;
+    evil[..4].copy_from_slice(&body_len.to_le_bytes());
+    assert_eq!(
+        error_code(exchange(&conn, &evil).await),
+        ErrorCode::BadRequest
+    );
+    // A push that sends garbage where an Arrow batch belongs.
+    let creds = app("app-raw");
+    assert_eq!(
+        exchange(
+            &conn,
+            &encode_frame(&Message::RegisterApp {
+                app: creds.app.clone(),
+                secret: creds.secret.clone()
+            })
+        )
+        .await,
+        Some(Message::Ok)
+    );
+    let start = Message::PushStart {
+        app: creds.app.clone(),
+        secret: creds.secret.clone(),
+        shuffle_id: 0,
+        map: MapAttempt {
+            map_id: 1,
+            map_index: 0,
+            attempt: 0,
+        },
+        num_partitions: 3,
+        partitioning: Partitioning::Single,
+        schema: Bytes::from(sluice_format::encode_schema(&schema())),
+    };
+    let mut push = encode_frame(&start);
+    push.extend(encode_frame(&Message::PushBatch {
+        ipc: Bytes::from_static(&[0xff; 64]),
+    }));
+    assert_eq!(
+        error_code(exchange(&conn, &push).await),
+        ErrorCode::InvalidData
+    );
+
+    // The same connection still serves valid requests, and so does the server.
+    assert_eq!(exchange(&conn, &register).await, Some(Message::Ok));
+    let client = server.client().await;
+    let mut fetch = client
+        .fetch(FetchRequest::partitions(creds.clone(), 0, 0..3))
+        .await
+        .unwrap();
+    assert!(
+        fetch.next_block().await.unwrap().is_none(),
+        "nothing of the rejected push is served"
+    );
+}
+
+#[tokio::test]
+async fn garbage_instead_of_hello_closes_only_that_connection() {
+    let server = start_server().await;
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(server.client_config().quic_client_config().unwrap());
+    let conn = endpoint
+        .connect(server.handle.local_addr(), "localhost")
+        .unwrap()
+        .await
+        .unwrap();
+    let reply = exchange(&conn, b"GET / HTTP/1.1\r\n\r\n").await;
+    assert!(
+        matches!(reply, None | Some(Message::Error { .. })),
+        "{reply:?}"
+    );
+    let reason = conn.closed().await;
+    assert!(
+        matches!(reason, quinn::ConnectionError::ApplicationClosed(_)),
+        "{reason}"
+    );
+    server
+        .client()
+        .await
+        .register_app(&app("still-up"))
+        .await
+        .unwrap();
+}

@@ -36,7 +36,8 @@ pub struct PushStream {
     send: SendStream,
     recv: RecvStream,
     limits: Limits,
-    scratch: Vec<u8>,
+    /// Size of the last encoded batch: the next buffer's initial capacity.
+    encoded_hint: usize,
 }
 
 impl PushStream {
@@ -51,26 +52,24 @@ impl PushStream {
             partitioning: r.partitioning,
             schema: Bytes::from(encode_schema(&r.schema)),
         };
-        let mut stream = Self {
-            send: {
-                write_message(&mut send, &start).await?;
-                send
-            },
+        write_message(&mut send, &start).await?;
+        Ok(Self {
+            send,
             recv,
             limits: client.limits,
-            scratch: Vec::new(),
-        };
-        stream.scratch.reserve(1 << 20);
-        Ok(stream)
+            encoded_hint: 1 << 20,
+        })
     }
 
     /// Sends one batch. Batches larger than a frame are sent in slices.
     pub async fn send(&mut self, batch: &RecordBatch) -> Result<(), ClientError> {
         let mut pending = vec![batch.clone()];
         while let Some(b) = pending.pop() {
-            self.scratch.clear();
-            encode_batch(&b, &mut self.scratch)?;
-            if self.scratch.len() + FRAME_HEADER_LEN > self.limits.max_frame_len as usize {
+            // Encoded into a fresh buffer that becomes the frame payload without a copy.
+            let mut ipc = Vec::with_capacity(self.encoded_hint);
+            encode_batch(&b, &mut ipc)?;
+            self.encoded_hint = ipc.len();
+            if ipc.len() + FRAME_HEADER_LEN > self.limits.max_frame_len as usize {
                 let rows = b.num_rows();
                 if rows <= 1 {
                     return Err(ClientError::RowTooLarge {
@@ -83,7 +82,7 @@ impl PushStream {
                 continue;
             }
             let msg = Message::PushBatch {
-                ipc: Bytes::copy_from_slice(&self.scratch),
+                ipc: Bytes::from(ipc),
             };
             if let Err(e) = write_message(&mut self.send, &msg).await {
                 return Err(self.server_error_or(e).await);

@@ -340,3 +340,103 @@ async fn partition_id_column_out_of_range_rejects_the_batch() {
     }
     assert_eq!(rows, 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tight_push_buffer_limit_flushes_early_and_loses_nothing() {
+    let server = start_server_with(|c| {
+        // Each partition gets under 64 KiB in all, so without the push limit it would be
+        // one block; the limit (crossed every other batch) cuts it into several.
+        c.storage.block_size = bytesize::ByteSize::kib(64);
+        c.storage.push_buffer_limit = bytesize::ByteSize::kib(64);
+    })
+    .await;
+    let client = server.client().await;
+    let app = app("app-limit");
+    client.register_app(&app).await.unwrap();
+    let n = 7;
+    let map = MapAttempt {
+        map_id: 5,
+        map_index: 0,
+        attempt: 0,
+    };
+    let batches: Vec<RecordBatch> = (0..6).map(|i| batch(400, 90 + i)).collect();
+    push_map(&client, &app, 0, map, n, &batches).await;
+
+    let mut stream = client
+        .fetch(FetchRequest::partitions(app.clone(), 0, 0..n))
+        .await
+        .unwrap();
+    let mut per_partition: BTreeMap<u32, (Vec<u32>, Vec<RecordBatch>)> = BTreeMap::new();
+    while let Some(block) = stream.next_block().await.unwrap() {
+        let entry = per_partition.entry(block.partition).or_default();
+        entry.0.push(block.header.seq);
+        entry.1.push(stream.decode(&block).unwrap());
+    }
+    let reference = reference_split(&batches, hash_spec(), n);
+    for (p, expected) in reference.iter().enumerate() {
+        let (seqs, parts) = &per_partition[&(p as u32)];
+        assert!(seqs.len() >= 2, "partition {p}: {} blocks", seqs.len());
+        assert_eq!(
+            *seqs,
+            (0..seqs.len() as u32).collect::<Vec<_>>(),
+            "partition {p}"
+        );
+        assert_eq!(&concat(parts), expected, "partition {p}");
+    }
+}
+
+#[test]
+fn blocking_client_round_trips_and_trusts_a_ca_file() {
+    use sluice_client::{BlockingClient, Trust};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(start_server());
+    let mut config = server.client_config();
+    let cert_path = server.handle.certificate_path().unwrap().clone();
+    config.trust = Trust::CaFile(cert_path);
+    let client = BlockingClient::connect(server.handle.local_addr(), &config).unwrap();
+    let app = app("app-blocking");
+    client.register_app(&app).unwrap();
+    let rows = vec![batch(1000, 4), batch(10, 5)];
+    let mut push = client
+        .push(PushRequest {
+            app: app.clone(),
+            shuffle_id: 2,
+            map: MapAttempt {
+                map_id: 1,
+                map_index: 0,
+                attempt: 0,
+            },
+            num_partitions: 3,
+            partitioning: Partitioning::Hash {
+                columns: KEYS.to_vec(),
+            },
+            schema: schema(),
+        })
+        .unwrap();
+    for b in &rows {
+        push.send(b).unwrap();
+    }
+    let ack = push.commit().unwrap();
+    assert_eq!(ack.partition_rows.iter().sum::<u64>(), 1010);
+    let fetch = client
+        .fetch(FetchRequest::partitions(app.clone(), 2, 0..3))
+        .unwrap();
+    let mut got: BTreeMap<u32, Vec<RecordBatch>> = BTreeMap::new();
+    for item in fetch {
+        let (p, b) = item.unwrap();
+        got.entry(p).or_default().push(b);
+    }
+    for (p, expected) in reference_split(&rows, hash_spec(), 3).iter().enumerate() {
+        assert_eq!(&concat(&got[&(p as u32)]), expected);
+    }
+    client.delete_shuffle(&app, 2).unwrap();
+    let mut fetch = client
+        .fetch(FetchRequest::partitions(app.clone(), 2, 0..3))
+        .unwrap();
+    assert!(
+        fetch.next_batch().unwrap().is_none(),
+        "deleted shuffle serves nothing"
+    );
+    drop(client);
+    runtime.block_on(server.handle.shutdown());
+}

@@ -43,6 +43,9 @@ pub struct TlsConfig {
 pub struct StorageConfig {
     /// Uncompressed size at which a (partition, map attempt) buffer becomes a block.
     pub block_size: ByteSize,
+    /// Most (estimated uncompressed) bytes one push may hold in buffers; above it every
+    /// buffer of that push is written out. Bounds server memory per open push.
+    pub push_buffer_limit: ByteSize,
     /// Block codec: "none", "lz4" or "zstd".
     pub codec: CodecName,
     /// zstd level (1..=22), used when `codec = "zstd"`.
@@ -102,6 +105,7 @@ impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             block_size: ByteSize::mib(1),
+            push_buffer_limit: ByteSize::mib(32),
             codec: CodecName::Lz4,
             zstd_level: 1,
         }
@@ -163,6 +167,9 @@ impl ServerConfig {
         let block = self.storage.block_size.as_u64();
         if !(1024..=256 << 20).contains(&block) {
             return Err(format!("storage.block_size: {block} not in 1 KiB..256 MiB"));
+        }
+        if self.storage.push_buffer_limit.as_u64() < block {
+            return Err("storage.push_buffer_limit: must be at least storage.block_size".into());
         }
         if self.limits.max_partitions == 0 {
             return Err("limits.max_partitions: must be at least 1".into());

@@ -38,7 +38,10 @@ struct PushWriter {
     splitter: Splitter,
     codec: CodecConfig,
     block_size: usize,
+    buffer_limit: usize,
     buffers: HashMap<u32, PartitionBuffer>,
+    /// Sum of the buffers' `bytes`.
+    buffered: usize,
     stored_bytes: Vec<u64>,
     stored_rows: Vec<u64>,
     ipc_scratch: Vec<u8>,
@@ -65,12 +68,28 @@ impl PushWriter {
         let row_bytes = ipc_len.div_ceil(rows);
         for (partition, part) in split.non_empty() {
             let buffer = self.buffers.entry(partition).or_default();
-            buffer.bytes += part.num_rows() * row_bytes;
+            let bytes = part.num_rows() * row_bytes;
+            buffer.bytes += bytes;
             buffer.rows += part.num_rows();
             buffer.batches.push(part);
+            self.buffered += bytes;
             if buffer.bytes >= self.block_size {
                 self.flush(partition)?;
             }
+        }
+        // Slices keep their whole split batch alive, so only flushing every buffer
+        // frees memory for sure.
+        if self.buffered > self.buffer_limit {
+            self.flush_all()?;
+        }
+        Ok(())
+    }
+
+    fn flush_all(&mut self) -> Result<(), RequestError> {
+        let mut partitions: Vec<u32> = self.buffers.keys().copied().collect();
+        partitions.sort_unstable();
+        for p in partitions {
+            self.flush(p)?;
         }
         Ok(())
     }
@@ -84,7 +103,7 @@ impl PushWriter {
         }
         let batches = std::mem::take(&mut buffer.batches);
         let rows = std::mem::take(&mut buffer.rows);
-        buffer.bytes = 0;
+        self.buffered -= std::mem::take(&mut buffer.bytes);
         let seq = buffer.next_seq;
         buffer.next_seq += 1;
 
@@ -119,11 +138,7 @@ impl PushWriter {
 
     /// Writes every remaining buffer; returns per-partition stored bytes and rows.
     fn finish(mut self) -> Result<(Vec<u64>, Vec<u64>), RequestError> {
-        let mut partitions: Vec<u32> = self.buffers.keys().copied().collect();
-        partitions.sort_unstable();
-        for p in partitions {
-            self.flush(p)?;
-        }
+        self.flush_all()?;
         Ok((self.stored_bytes, self.stored_rows))
     }
 }
@@ -168,7 +183,9 @@ fn open_push(ctx: &Ctx, h: PushHeader) -> Result<(PushWriter, Arc<Shuffle>), Req
         splitter: Splitter::new(partitioner),
         codec: ctx.codec,
         block_size: ctx.block_size,
+        buffer_limit: ctx.push_buffer_limit,
         buffers: HashMap::new(),
+        buffered: 0,
         stored_bytes: vec![0; n],
         stored_rows: vec![0; n],
         ipc_scratch: Vec::new(),

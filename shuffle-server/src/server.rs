@@ -23,6 +23,7 @@ pub(crate) struct Ctx {
     pub limits: Limits,
     pub codec: CodecConfig,
     pub block_size: usize,
+    pub push_buffer_limit: usize,
     pub handshake_timeout: Duration,
 }
 
@@ -83,6 +84,7 @@ impl Server {
             limits: config.proto_limits(),
             codec,
             block_size: config.storage.block_size.as_u64() as usize,
+            push_buffer_limit: config.storage.push_buffer_limit.as_u64() as usize,
             handshake_timeout: config.limits.handshake_timeout,
         });
         let accept_endpoint = endpoint.clone();

@@ -12,6 +12,10 @@ fn example_config_parses_and_matches_the_defaults() {
     assert_eq!(config.listen, defaults.listen);
     assert_eq!(config.data_dir, defaults.data_dir);
     assert_eq!(config.storage.block_size, defaults.storage.block_size);
+    assert_eq!(
+        config.storage.push_buffer_limit,
+        defaults.storage.push_buffer_limit
+    );
     assert_eq!(config.storage.codec, CodecName::Lz4);
     assert_eq!(config.limits.max_frame_size, defaults.limits.max_frame_size);
     assert_eq!(config.limits.max_partitions, defaults.limits.max_partitions);
@@ -30,6 +34,10 @@ fn invalid_config_names_the_key() {
         ("listen = \"nowhere\"", "listen"),
         ("unknown_key = 1", "unknown_key"),
         ("[tls]\ncert = \"/x.pem\"", "tls.key"),
+        (
+            "[storage]\npush_buffer_limit = \"4KiB\"",
+            "push_buffer_limit",
+        ),
     ];
     for (text, key) in cases {
         let err = ServerConfig::from_toml(text).unwrap_err();

@@ -17,6 +17,10 @@ pub struct TestServer {
 }
 
 pub async fn start_server() -> TestServer {
+    start_server_with(|_| {}).await
+}
+
+pub async fn start_server_with(tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let mut config = ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -26,6 +30,7 @@ pub async fn start_server() -> TestServer {
     };
     // Small blocks so that multi-block partitions are exercised.
     config.storage.block_size = bytesize::ByteSize::kib(64);
+    tweak(&mut config);
     let handle = Server::start(config).await.unwrap();
     TestServer { handle, dir }
 }

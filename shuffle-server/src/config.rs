@@ -43,8 +43,8 @@ pub struct TlsConfig {
 pub struct StorageConfig {
     /// Uncompressed size at which a (partition, map attempt) buffer becomes a block.
     pub block_size: ByteSize,
-    /// Most (estimated uncompressed) bytes one push may hold in buffers; above it every
-    /// buffer of that push is written out. Bounds server memory per open push.
+    /// Most (uncompressed) bytes one push may hold in buffers; above it the push's
+    /// largest buffers are written out until half of it is left.
     pub push_buffer_limit: ByteSize,
     /// Block codec: "none", "lz4" or "zstd".
     pub codec: CodecName,

@@ -4,44 +4,33 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow_array::RecordBatch;
 use arrow_buffer::Buffer;
-use arrow_select::concat::concat_batches;
 use bytes::Bytes;
 use quinn::{RecvStream, SendStream};
 use sluice_format::{encode_batch, encode_block, BatchDecoder, BlockMeta, CodecConfig};
 use sluice_proto::session::{PushHeader, PushSession, PushStep};
 use sluice_proto::{MapAttempt, Message, Partitioning};
-use sluice_splitter::{PartitionSpec, Partitioner, Splitter};
+use sluice_splitter::{PartitionBuffers, PartitionSpec, Partitioner, Splitter};
 
 use crate::error::RequestError;
 use crate::io::{read_message, write_message};
 use crate::registry::{Shuffle, ShuffleShape};
 use crate::server::Ctx;
 
-/// Rows of one (partition, map attempt) waiting to become a block.
-#[derive(Debug, Default)]
-struct PartitionBuffer {
-    batches: Vec<RecordBatch>,
-    /// Estimated uncompressed bytes buffered.
-    bytes: usize,
-    rows: usize,
-    next_seq: u32,
-}
-
-/// The CPU side of one push stream; runs on worker threads, one call at a time.
+/// The CPU side of one push stream; runs on worker threads, one call at a time. Rows
+/// are split into per-partition buffers (one set per map attempt, so blocks never mix
+/// attempts) and a partition's buffer becomes a block when it reaches the block size.
 struct PushWriter {
     shuffle: Arc<Shuffle>,
     map: MapAttempt,
     epoch: u32,
     decoder: BatchDecoder,
     splitter: Splitter,
+    buffers: PartitionBuffers,
     codec: CodecConfig,
     block_size: usize,
     buffer_limit: usize,
-    buffers: HashMap<u32, PartitionBuffer>,
-    /// Sum of the buffers' `bytes`.
-    buffered: usize,
+    next_seq: HashMap<u32, u32>,
     stored_bytes: Vec<u64>,
     stored_rows: Vec<u64>,
     ipc_scratch: Vec<u8>,
@@ -51,76 +40,70 @@ struct PushWriter {
 impl PushWriter {
     /// Decodes, splits and buffers one pushed batch, writing blocks that are full.
     fn add(&mut self, ipc: Bytes) -> Result<(), RequestError> {
-        let ipc_len = ipc.len();
         let batch = self
             .decoder
             .decode(Buffer::from(ipc))
             .map_err(|e| RequestError::InvalidData(e.to_string()))?;
-        let rows = batch.num_rows();
-        if rows == 0 {
+        if batch.num_rows() == 0 {
             return Ok(());
         }
         let split = self
             .splitter
             .split(&batch)
             .map_err(|e| RequestError::InvalidData(e.to_string()))?;
-        // The IPC body size is a good measure of the rows' uncompressed size.
-        let row_bytes = ipc_len.div_ceil(rows);
-        for (partition, part) in split.non_empty() {
-            let buffer = self.buffers.entry(partition).or_default();
-            let bytes = part.num_rows() * row_bytes;
-            buffer.bytes += bytes;
-            buffer.rows += part.num_rows();
-            buffer.batches.push(part);
-            self.buffered += bytes;
-            if buffer.bytes >= self.block_size {
-                self.flush(partition)?;
-            }
+        self.buffers
+            .append(&batch, split)
+            .map_err(|e| RequestError::InvalidData(e.to_string()))?;
+        let full: Vec<u32> = split
+            .runs()
+            .map(|(p, _)| p)
+            .filter(|&p| self.buffers.bytes(p) >= self.block_size)
+            .collect();
+        for p in full {
+            self.flush(p)?;
         }
-        // Slices keep their whole split batch alive, so only flushing every buffer
-        // frees memory for sure.
-        if self.buffered > self.buffer_limit {
-            self.flush_all()?;
+        if self.buffers.total_bytes() > self.buffer_limit {
+            self.flush_largest()?;
         }
         Ok(())
     }
 
-    fn flush_all(&mut self) -> Result<(), RequestError> {
-        let mut partitions: Vec<u32> = self.buffers.keys().copied().collect();
-        partitions.sort_unstable();
+    /// Over the memory limit: write the largest buffers until half the limit is left.
+    fn flush_largest(&mut self) -> Result<(), RequestError> {
+        let mut partitions = self.buffers.non_empty();
+        partitions.sort_unstable_by_key(|&p| std::cmp::Reverse(self.buffers.bytes(p)));
         for p in partitions {
+            if self.buffers.total_bytes() <= self.buffer_limit / 2 {
+                break;
+            }
             self.flush(p)?;
         }
         Ok(())
     }
 
     fn flush(&mut self, partition: u32) -> Result<(), RequestError> {
-        let Some(buffer) = self.buffers.get_mut(&partition) else {
+        let Some(batch) = self
+            .buffers
+            .drain(partition)
+            .map_err(|e| RequestError::Internal(format!("draining partition {partition}: {e}")))?
+        else {
             return Ok(());
         };
-        if buffer.rows == 0 {
-            return Ok(());
-        }
-        let batches = std::mem::take(&mut buffer.batches);
-        let rows = std::mem::take(&mut buffer.rows);
-        self.buffered -= std::mem::take(&mut buffer.bytes);
-        let seq = buffer.next_seq;
-        buffer.next_seq += 1;
-
-        let batch = concat_batches(self.decoder.schema(), &batches)
-            .map_err(|e| RequestError::Internal(format!("concatenating batches: {e}")))?;
-        self.ipc_scratch.clear();
-        encode_batch(&batch, &mut self.ipc_scratch)
-            .map_err(|e| RequestError::Internal(format!("encoding a block: {e}")))?;
-        self.block_scratch.clear();
+        let rows = batch.num_rows();
+        let seq = self.next_seq.entry(partition).or_insert(0);
         let meta = BlockMeta {
             map_id: self.map.map_id,
             map_index: self.map.map_index,
             attempt: self.map.attempt,
-            seq,
+            seq: *seq,
             rows: u32::try_from(rows)
                 .map_err(|_| RequestError::InvalidData(format!("{rows} rows in one block")))?,
         };
+        *seq += 1;
+        self.ipc_scratch.clear();
+        encode_batch(&batch, &mut self.ipc_scratch)
+            .map_err(|e| RequestError::Internal(format!("encoding a block: {e}")))?;
+        self.block_scratch.clear();
         let header = encode_block(
             meta,
             &self.ipc_scratch,
@@ -138,7 +121,9 @@ impl PushWriter {
 
     /// Writes every remaining buffer; returns per-partition stored bytes and rows.
     fn finish(mut self) -> Result<(Vec<u64>, Vec<u64>), RequestError> {
-        self.flush_all()?;
+        for p in self.buffers.non_empty() {
+            self.flush(p)?;
+        }
         Ok((self.stored_bytes, self.stored_rows))
     }
 }
@@ -179,13 +164,13 @@ fn open_push(ctx: &Ctx, h: PushHeader) -> Result<(PushWriter, Arc<Shuffle>), Req
         shuffle: shuffle.clone(),
         map: h.map,
         epoch,
+        buffers: PartitionBuffers::new(decoder.schema().clone(), h.num_partitions),
         decoder,
         splitter: Splitter::new(partitioner),
         codec: ctx.codec,
         block_size: ctx.block_size,
         buffer_limit: ctx.push_buffer_limit,
-        buffers: HashMap::new(),
-        buffered: 0,
+        next_seq: HashMap::new(),
         stored_bytes: vec![0; n],
         stored_rows: vec![0; n],
         ipc_scratch: Vec::new(),

@@ -23,6 +23,8 @@ pub enum SplitError {
     NoKeyColumns,
     #[error("batch has {rows} rows, more than a split supports ({max})")]
     TooManyRows { rows: usize, max: usize },
+    #[error("a partition buffer outgrew 32-bit string offsets; use smaller blocks")]
+    BufferOverflow,
     #[error(transparent)]
     Arrow(#[from] ArrowError),
 }

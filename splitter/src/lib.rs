@@ -1,16 +1,19 @@
 //! Sluice partitioners and batch splitter. No I/O.
 //!
-//! A [`Partitioner`] assigns each row of a record batch a partition id in `[0, P)`;
-//! a [`Splitter`] reorders the batch so that each partition's rows are contiguous (a
-//! stable counting sort), exposing every partition as a zero-copy slice.
+//! A [`Partitioner`] assigns each row of a record batch a partition id in `[0, P)`; a
+//! [`Splitter`] groups the rows by partition (a stable counting sort); and
+//! [`PartitionBuffers`] gathers them, column by column, into per-partition buffers that
+//! are drained into blocks.
 #![forbid(unsafe_code)]
 
+mod buffers;
 mod error;
 mod murmur3;
 mod partitioner;
 mod split;
 
+pub use buffers::PartitionBuffers;
 pub use error::SplitError;
-pub use murmur3::{hash_bytes, hash_int, hash_long, pmod, SPARK_SEED};
+pub use murmur3::{hash_bytes, hash_int, hash_long, pmod, Pmod, SPARK_SEED};
 pub use partitioner::{PartitionSpec, Partitioner};
-pub use split::{PartitionedBatch, Splitter};
+pub use split::{SplitIndices, Splitter};

@@ -67,9 +67,77 @@ pub fn pmod(hash: i32, n: u32) -> u32 {
     (hash as i64).rem_euclid(n as i64) as u32
 }
 
+/// `pmod` by a fixed divisor without a division per row (Lemire's fastmod: a 64-bit
+/// reciprocal and one widening multiply).
+#[derive(Debug, Clone, Copy)]
+pub struct Pmod {
+    n: u32,
+    reciprocal: u64,
+}
+
+impl Pmod {
+    pub fn new(n: u32) -> Self {
+        assert!(n > 0, "pmod by zero");
+        Self {
+            n,
+            // For n = 1 this wraps to 0, which yields remainder 0 as required.
+            reciprocal: (u64::MAX / n as u64).wrapping_add(1),
+        }
+    }
+
+    #[inline(always)]
+    pub fn apply(self, hash: i32) -> u32 {
+        let magnitude = hash.unsigned_abs();
+        let low = self.reciprocal.wrapping_mul(magnitude as u64);
+        let r = ((low as u128 * self.n as u128) >> 64) as u32; // |hash| % n
+                                                               // Java's remainder takes the dividend's sign; pmod then adds n to a negative one.
+        if hash < 0 && r != 0 {
+            self.n - r
+        } else {
+            r
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fastmod_equals_pmod() {
+        let hashes = [
+            0,
+            1,
+            -1,
+            41,
+            -41,
+            i32::MAX,
+            i32::MIN,
+            i32::MIN + 1,
+            123_456_789,
+            -987_654_321,
+        ];
+        for n in [
+            1,
+            2,
+            3,
+            7,
+            16,
+            200,
+            1000,
+            2000,
+            20_000,
+            65_537,
+            1 << 20,
+            u32::MAX / 3,
+            u32::MAX,
+        ] {
+            let fast = Pmod::new(n);
+            for h in hashes.into_iter().chain((0..2000).map(|i| hash_int(i, 42))) {
+                assert_eq!(fast.apply(h), pmod(h, n), "hash {h}, n {n}");
+            }
+        }
+    }
 
     #[test]
     fn pmod_is_non_negative() {

@@ -1,65 +1,60 @@
-//! Stable counting-sort split: histogram of partition ids, prefix sums, row indices
-//! placed in partition order, then one gather of every column. Each partition is then a
-//! zero-copy slice of the gathered batch.
+//! Stable counting sort of a batch's rows by partition id.
+//!
+//! The work per batch is O(rows + partitions touched), never O(P): the per-partition
+//! counters persist across batches and only touched entries are reset. Each touched
+//! partition gets a contiguous, input-ordered run of row indices.
 
-use arrow_array::{RecordBatch, UInt32Array};
-use arrow_buffer::ScalarBuffer;
-use arrow_select::take::take_record_batch;
+use arrow_array::RecordBatch;
 
 use crate::error::SplitError;
 use crate::partitioner::Partitioner;
 
-/// A batch reordered so that each partition's rows are contiguous, in input order.
-#[derive(Debug, Clone)]
-pub struct PartitionedBatch {
-    batch: RecordBatch,
-    /// `offsets[p]..offsets[p + 1]` are partition `p`'s rows; length P + 1.
-    offsets: Vec<u32>,
+/// Where each partition's rows of one batch are, as row indices grouped by partition.
+#[derive(Debug, Default, Clone)]
+pub struct SplitIndices {
+    /// Row indices, grouped by partition, in input order within a partition.
+    indices: Vec<u32>,
+    /// `(partition, start, end)` into `indices` for every partition with rows, ascending.
+    runs: Vec<(u32, u32, u32)>,
 }
 
-impl PartitionedBatch {
-    pub fn num_partitions(&self) -> u32 {
-        (self.offsets.len() - 1) as u32
+impl SplitIndices {
+    /// `(partition, rows)` for every partition that has rows in this batch, ascending.
+    pub fn runs(&self) -> impl Iterator<Item = (u32, &[u32])> + '_ {
+        self.runs
+            .iter()
+            .map(|&(p, s, e)| (p, &self.indices[s as usize..e as usize]))
     }
 
-    /// Rows of partition `p` (an empty batch if it has none).
-    pub fn partition(&self, p: u32) -> RecordBatch {
-        let (start, end) = self.range(p);
-        self.batch.slice(start, end - start)
+    pub fn num_runs(&self) -> usize {
+        self.runs.len()
     }
 
-    pub fn rows_in(&self, p: u32) -> usize {
-        let (start, end) = self.range(p);
-        end - start
-    }
-
-    /// `(partition, rows)` for every partition with at least one row, in order.
-    pub fn non_empty(&self) -> impl Iterator<Item = (u32, RecordBatch)> + '_ {
-        (0..self.num_partitions())
-            .filter(|&p| self.rows_in(p) > 0)
-            .map(|p| (p, self.partition(p)))
-    }
-
-    fn range(&self, p: u32) -> (usize, usize) {
-        let p = p as usize;
-        (self.offsets[p] as usize, self.offsets[p + 1] as usize)
+    pub fn num_rows(&self) -> usize {
+        self.indices.len()
     }
 }
 
-/// Reusable split state: scratch vectors survive across batches.
+/// Partitions batches and groups their rows; scratch space is reused across batches.
 #[derive(Debug)]
 pub struct Splitter {
     partitioner: Partitioner,
     pids: Vec<u32>,
-    cursors: Vec<u32>,
+    /// Per-partition counters: zero between batches.
+    counts: Vec<u32>,
+    touched: Vec<u32>,
+    split: SplitIndices,
 }
 
 impl Splitter {
     pub fn new(partitioner: Partitioner) -> Self {
+        let n = partitioner.num_partitions() as usize;
         Self {
             partitioner,
             pids: Vec::new(),
-            cursors: Vec::new(),
+            counts: vec![0; n],
+            touched: Vec::new(),
+            split: SplitIndices::default(),
         }
     }
 
@@ -67,8 +62,8 @@ impl Splitter {
         self.partitioner.num_partitions()
     }
 
-    /// Partitions and reorders `batch`. Fails as a whole if any row is invalid.
-    pub fn split(&mut self, batch: &RecordBatch) -> Result<PartitionedBatch, SplitError> {
+    /// Computes partition ids for `batch` and groups its rows by partition.
+    pub fn split(&mut self, batch: &RecordBatch) -> Result<&SplitIndices, SplitError> {
         let rows = batch.num_rows();
         if rows > u32::MAX as usize {
             return Err(SplitError::TooManyRows {
@@ -77,34 +72,65 @@ impl Splitter {
             });
         }
         self.partitioner.partition(batch, &mut self.pids)?;
-        let n = self.partitioner.num_partitions() as usize;
+        group_rows(
+            &self.pids,
+            &mut self.counts,
+            &mut self.touched,
+            &mut self.split,
+        );
+        Ok(&self.split)
+    }
+}
 
-        // Histogram, then exclusive prefix sums: offsets[p] = first row slot of p.
-        let mut offsets = vec![0u32; n + 1];
-        for &p in &self.pids {
-            offsets[p as usize + 1] += 1;
+/// Counting sort of row indices by `pids`. `counts` must be all zero on entry and is
+/// left all zero.
+fn group_rows(pids: &[u32], counts: &mut [u32], touched: &mut Vec<u32>, out: &mut SplitIndices) {
+    touched.clear();
+    for &p in pids {
+        let c = &mut counts[p as usize];
+        if *c == 0 {
+            touched.push(p);
         }
-        for p in 0..n {
-            offsets[p + 1] += offsets[p];
-        }
-        if n == 1 {
-            return Ok(PartitionedBatch {
-                batch: batch.clone(),
-                offsets,
-            });
-        }
-        self.cursors.clear();
-        self.cursors.extend_from_slice(&offsets[..n]);
-        let mut indices = vec![0u32; rows];
-        for (row, &p) in self.pids.iter().enumerate() {
-            let slot = &mut self.cursors[p as usize];
-            indices[*slot as usize] = row as u32;
-            *slot += 1;
-        }
-        let indices = UInt32Array::new(ScalarBuffer::from(indices), None);
-        Ok(PartitionedBatch {
-            batch: take_record_batch(batch, &indices)?,
-            offsets,
-        })
+        *c += 1;
+    }
+    touched.sort_unstable();
+    out.runs.clear();
+    let mut start = 0u32;
+    for &p in touched.iter() {
+        let n = counts[p as usize];
+        out.runs.push((p, start, start + n));
+        counts[p as usize] = start; // now the next free slot of p
+        start += n;
+    }
+    out.indices.clear();
+    out.indices.resize(pids.len(), 0);
+    for (row, &p) in pids.iter().enumerate() {
+        let slot = &mut counts[p as usize];
+        out.indices[*slot as usize] = row as u32;
+        *slot += 1;
+    }
+    for &p in touched.iter() {
+        counts[p as usize] = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_rows_stably_and_resets_counters() {
+        let mut counts = vec![0u32; 10];
+        let mut touched = Vec::new();
+        let mut out = SplitIndices::default();
+        group_rows(&[3, 1, 3, 9, 1, 3], &mut counts, &mut touched, &mut out);
+        let runs: Vec<(u32, Vec<u32>)> = out.runs().map(|(p, r)| (p, r.to_vec())).collect();
+        assert_eq!(
+            runs,
+            vec![(1, vec![1, 4]), (3, vec![0, 2, 5]), (9, vec![3])]
+        );
+        assert!(counts.iter().all(|&c| c == 0));
+        group_rows(&[], &mut counts, &mut touched, &mut out);
+        assert_eq!(out.num_runs(), 0);
     }
 }

@@ -1,0 +1,410 @@
+//! Per-partition column buffers: the rows of many batches accumulate here, partition by
+//! partition, until a partition is drained into a block.
+//!
+//! Storage is column-major: for each column a typed `Vec<Vec<T>>` indexed by partition
+//! *slot*, so the type dispatch happens once per column and batch, and each
+//! (partition, column) gather is a tight typed loop over row indices. Slots are allocated
+//! on a partition's first row, so memory follows the partitions actually used rather
+//! than P. Drained buffers leave behind a fresh vector with the drained capacity, so a
+//! partition's next block reuses the allocator's memory instead of growing from zero.
+
+use arrow_array::{make_array, Array, ArrayRef, RecordBatch, UInt32Array};
+use arrow_buffer::{i256, ArrowNativeType, BooleanBufferBuilder, Buffer, NullBufferBuilder};
+use arrow_data::ArrayData;
+use arrow_schema::{DataType, SchemaRef};
+
+use crate::error::SplitError;
+use crate::split::SplitIndices;
+
+const NO_SLOT: u32 = u32::MAX;
+
+/// One column's buffers, one per partition slot.
+#[derive(Debug)]
+enum Store {
+    Null,
+    W1(Vec<Vec<u8>>),
+    W2(Vec<Vec<u16>>),
+    W4(Vec<Vec<u32>>),
+    W8(Vec<Vec<u64>>),
+    W16(Vec<Vec<i128>>),
+    W32(Vec<Vec<i256>>),
+    FixedBytes {
+        width: usize,
+        data: Vec<Vec<u8>>,
+    },
+    Bool(Vec<BooleanBufferBuilder>),
+    Bytes32 {
+        offsets: Vec<Vec<i32>>,
+        data: Vec<Vec<u8>>,
+    },
+    Bytes64 {
+        offsets: Vec<Vec<i64>>,
+        data: Vec<Vec<u8>>,
+    },
+    /// Nested, view and dictionary types: `take` per partition, concatenated on drain.
+    Other(Vec<Vec<ArrayRef>>),
+}
+
+impl Store {
+    fn for_type(data_type: &DataType) -> Self {
+        use DataType::*;
+        match data_type {
+            Null => Self::Null,
+            Boolean => Self::Bool(Vec::new()),
+            Int8 | UInt8 => Self::W1(Vec::new()),
+            Int16 | UInt16 | Float16 => Self::W2(Vec::new()),
+            Int32 | UInt32 | Float32 | Date32 | Time32(_) | Decimal32(_, _) => Self::W4(Vec::new()),
+            Int64
+            | UInt64
+            | Float64
+            | Date64
+            | Time64(_)
+            | Timestamp(_, _)
+            | Duration(_)
+            | Decimal64(_, _) => Self::W8(Vec::new()),
+            Decimal128(_, _) => Self::W16(Vec::new()),
+            Decimal256(_, _) => Self::W32(Vec::new()),
+            FixedSizeBinary(n) if *n > 0 => Self::FixedBytes {
+                width: *n as usize,
+                data: Vec::new(),
+            },
+            Utf8 | Binary => Self::Bytes32 {
+                offsets: Vec::new(),
+                data: Vec::new(),
+            },
+            LargeUtf8 | LargeBinary => Self::Bytes64 {
+                offsets: Vec::new(),
+                data: Vec::new(),
+            },
+            _ => Self::Other(Vec::new()),
+        }
+    }
+
+    fn add_slot(&mut self) {
+        match self {
+            Self::Null => {}
+            Self::W1(v) => v.push(Vec::new()),
+            Self::W2(v) => v.push(Vec::new()),
+            Self::W4(v) => v.push(Vec::new()),
+            Self::W8(v) => v.push(Vec::new()),
+            Self::W16(v) => v.push(Vec::new()),
+            Self::W32(v) => v.push(Vec::new()),
+            Self::FixedBytes { data, .. } => data.push(Vec::new()),
+            Self::Bool(v) => v.push(BooleanBufferBuilder::new(0)),
+            Self::Bytes32 { offsets, data } => {
+                offsets.push(vec![0]);
+                data.push(Vec::new());
+            }
+            Self::Bytes64 { offsets, data } => {
+                offsets.push(vec![0]);
+                data.push(Vec::new());
+            }
+            Self::Other(v) => v.push(Vec::new()),
+        }
+    }
+}
+
+/// A batch's runs with partitions resolved to slots.
+type SlotRuns<'a> = [(usize, &'a [u32])];
+
+/// Accumulates split rows per partition.
+#[derive(Debug)]
+pub struct PartitionBuffers {
+    schema: SchemaRef,
+    stores: Vec<Store>,
+    /// Validity per column and slot (materialized only once a null arrives).
+    nulls: Vec<Vec<NullBufferBuilder>>,
+    slot_of: Vec<u32>,
+    partition_of_slot: Vec<u32>,
+    rows: Vec<usize>,
+    /// Uncompressed bytes buffered per slot (values, offsets, validity).
+    bytes: Vec<usize>,
+    total_bytes: usize,
+}
+
+impl PartitionBuffers {
+    pub fn new(schema: SchemaRef, num_partitions: u32) -> Self {
+        let stores: Vec<Store> = schema
+            .fields()
+            .iter()
+            .map(|f| Store::for_type(f.data_type()))
+            .collect();
+        Self {
+            nulls: schema.fields().iter().map(|_| Vec::new()).collect(),
+            schema,
+            stores,
+            slot_of: vec![NO_SLOT; num_partitions as usize],
+            partition_of_slot: Vec::new(),
+            rows: Vec::new(),
+            bytes: Vec::new(),
+            total_bytes: 0,
+        }
+    }
+
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Rows buffered for `partition`.
+    pub fn rows(&self, partition: u32) -> usize {
+        self.slot(partition).map_or(0, |s| self.rows[s])
+    }
+
+    /// Uncompressed bytes buffered for `partition`.
+    pub fn bytes(&self, partition: u32) -> usize {
+        self.slot(partition).map_or(0, |s| self.bytes[s])
+    }
+
+    /// Uncompressed bytes buffered across all partitions.
+    pub fn total_bytes(&self) -> usize {
+        self.total_bytes
+    }
+
+    /// Partitions holding at least one row, ascending.
+    pub fn non_empty(&self) -> Vec<u32> {
+        let mut out: Vec<u32> = self
+            .partition_of_slot
+            .iter()
+            .zip(&self.rows)
+            .filter(|(_, &rows)| rows > 0)
+            .map(|(&p, _)| p)
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    fn slot(&self, partition: u32) -> Option<usize> {
+        match self.slot_of.get(partition as usize) {
+            Some(&s) if s != NO_SLOT => Some(s as usize),
+            _ => None,
+        }
+    }
+
+    fn slot_or_add(&mut self, partition: u32) -> usize {
+        if let Some(s) = self.slot(partition) {
+            return s;
+        }
+        let s = self.partition_of_slot.len();
+        self.slot_of[partition as usize] = s as u32;
+        self.partition_of_slot.push(partition);
+        self.rows.push(0);
+        self.bytes.push(0);
+        for store in &mut self.stores {
+            store.add_slot();
+        }
+        for nulls in &mut self.nulls {
+            nulls.push(NullBufferBuilder::new(0));
+        }
+        s
+    }
+
+    /// Appends the rows of `batch`, grouped by `split`, to their partitions' buffers.
+    pub fn append(&mut self, batch: &RecordBatch, split: &SplitIndices) -> Result<(), SplitError> {
+        let mut runs: Vec<(usize, &[u32])> = Vec::with_capacity(split.num_runs());
+        for (p, rows) in split.runs() {
+            if p as usize >= self.slot_of.len() {
+                return Err(SplitError::PartitionIdOutOfRange {
+                    row: rows.first().copied().unwrap_or(0) as usize,
+                    id: p as i64,
+                    partitions: self.slot_of.len() as u32,
+                });
+            }
+            runs.push((self.slot_or_add(p), rows));
+        }
+        for (c, column) in batch.columns().iter().enumerate() {
+            let data = column.to_data();
+            gather_nulls(&mut self.nulls[c], &data, &runs);
+            gather_values(&mut self.stores[c], column, &data, &runs)?;
+        }
+        let row_bytes = row_bytes_estimate(batch);
+        for &(slot, rows) in &runs {
+            self.rows[slot] += rows.len();
+            let added = rows.len() * row_bytes;
+            self.bytes[slot] += added;
+            self.total_bytes += added;
+        }
+        Ok(())
+    }
+
+    /// Takes the rows buffered for `partition` out as one record batch (`None` if empty).
+    pub fn drain(&mut self, partition: u32) -> Result<Option<RecordBatch>, SplitError> {
+        let Some(slot) = self.slot(partition) else {
+            return Ok(None);
+        };
+        let rows = std::mem::take(&mut self.rows[slot]);
+        self.total_bytes -= std::mem::take(&mut self.bytes[slot]);
+        if rows == 0 {
+            return Ok(None);
+        }
+        let mut columns = Vec::with_capacity(self.stores.len());
+        for (c, field) in self.schema.fields().iter().enumerate() {
+            let nulls = self.nulls[c][slot].finish();
+            let array = drain_store(&mut self.stores[c], slot, field.data_type(), rows, nulls)?;
+            columns.push(array);
+        }
+        Ok(Some(RecordBatch::try_new(self.schema.clone(), columns)?))
+    }
+}
+
+/// Average uncompressed bytes of a row of `batch`, for block sizing.
+fn row_bytes_estimate(batch: &RecordBatch) -> usize {
+    let rows = batch.num_rows().max(1);
+    let bytes: usize = batch
+        .columns()
+        .iter()
+        .map(|c| {
+            let d = c.to_data();
+            d.buffers().iter().map(|b| b.len()).sum::<usize>() + d.len().div_ceil(8)
+        })
+        .sum();
+    bytes.div_ceil(rows)
+}
+
+fn gather_nulls(builders: &mut [NullBufferBuilder], data: &ArrayData, runs: &SlotRuns<'_>) {
+    match data.nulls().filter(|n| n.null_count() > 0) {
+        None => {
+            for &(slot, rows) in runs {
+                builders[slot].append_n_non_nulls(rows.len());
+            }
+        }
+        Some(nulls) => {
+            for &(slot, rows) in runs {
+                let b = &mut builders[slot];
+                for &r in rows {
+                    b.append(nulls.is_valid(r as usize));
+                }
+            }
+        }
+    }
+}
+
+/// The values of a fixed-width column, starting at its offset.
+fn native<T: ArrowNativeType>(data: &ArrayData) -> &[T] {
+    &data.buffers()[0].typed_data::<T>()[data.offset()..data.offset() + data.len()]
+}
+
+fn gather_native<T: ArrowNativeType>(dst: &mut [Vec<T>], src: &[T], runs: &SlotRuns<'_>) {
+    for &(slot, rows) in runs {
+        dst[slot].extend(rows.iter().map(|&r| src[r as usize]));
+    }
+}
+
+fn gather_values(
+    store: &mut Store,
+    column: &ArrayRef,
+    data: &ArrayData,
+    runs: &SlotRuns<'_>,
+) -> Result<(), SplitError> {
+    match store {
+        Store::Null => {}
+        Store::W1(dst) => gather_native(dst, native::<u8>(data), runs),
+        Store::W2(dst) => gather_native(dst, native::<u16>(data), runs),
+        Store::W4(dst) => gather_native(dst, native::<u32>(data), runs),
+        Store::W8(dst) => gather_native(dst, native::<u64>(data), runs),
+        Store::W16(dst) => gather_native(dst, native::<i128>(data), runs),
+        Store::W32(dst) => gather_native(dst, native::<i256>(data), runs),
+        Store::FixedBytes { width, data: dst } => {
+            let w = *width;
+            let src =
+                &data.buffers()[0].as_slice()[data.offset() * w..(data.offset() + data.len()) * w];
+            for &(slot, rows) in runs {
+                let d = &mut dst[slot];
+                for &r in rows {
+                    let at = r as usize * w;
+                    d.extend_from_slice(&src[at..at + w]);
+                }
+            }
+        }
+        Store::Bool(dst) => {
+            let values = arrow_array::BooleanArray::from(data.clone());
+            let bits = values.values();
+            for &(slot, rows) in runs {
+                let d = &mut dst[slot];
+                for &r in rows {
+                    d.append(bits.value(r as usize));
+                }
+            }
+        }
+        Store::Bytes32 { offsets, data: dst } => gather_bytes(offsets, dst, data, runs)?,
+        Store::Bytes64 { offsets, data: dst } => gather_bytes(offsets, dst, data, runs)?,
+        Store::Other(dst) => {
+            for &(slot, rows) in runs {
+                let indices = UInt32Array::from(rows.to_vec());
+                dst[slot].push(arrow_select::take::take(column.as_ref(), &indices, None)?);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn gather_bytes<O: ArrowNativeType + TryFrom<usize>>(
+    offsets: &mut [Vec<O>],
+    dst: &mut [Vec<u8>],
+    data: &ArrayData,
+    runs: &SlotRuns<'_>,
+) -> Result<(), SplitError> {
+    let src_offsets =
+        &data.buffers()[0].typed_data::<O>()[data.offset()..=data.offset() + data.len()];
+    let src = data.buffers()[1].as_slice();
+    for &(slot, rows) in runs {
+        let (o, d) = (&mut offsets[slot], &mut dst[slot]);
+        o.reserve(rows.len());
+        for &r in rows {
+            let start = src_offsets[r as usize].as_usize();
+            let end = src_offsets[r as usize + 1].as_usize();
+            d.extend_from_slice(&src[start..end]);
+            o.push(O::try_from(d.len()).map_err(|_| SplitError::BufferOverflow)?);
+        }
+    }
+    Ok(())
+}
+
+/// Moves a slot's buffers out into an array; the slot keeps an empty buffer with the
+/// same capacity for its next block.
+fn drain_store(
+    store: &mut Store,
+    slot: usize,
+    data_type: &DataType,
+    rows: usize,
+    nulls: Option<arrow_buffer::NullBuffer>,
+) -> Result<ArrayRef, SplitError> {
+    fn take_vec<T>(v: &mut Vec<T>) -> Vec<T> {
+        let capacity = v.capacity();
+        std::mem::replace(v, Vec::with_capacity(capacity))
+    }
+    fn take_offsets<O: ArrowNativeType>(v: &mut Vec<O>) -> Vec<O> {
+        let mut fresh = Vec::with_capacity(v.capacity());
+        fresh.push(O::usize_as(0));
+        std::mem::replace(v, fresh)
+    }
+    let buffers = match store {
+        Store::Null => vec![],
+        Store::W1(v) => vec![Buffer::from_vec(take_vec(&mut v[slot]))],
+        Store::W2(v) => vec![Buffer::from_vec(take_vec(&mut v[slot]))],
+        Store::W4(v) => vec![Buffer::from_vec(take_vec(&mut v[slot]))],
+        Store::W8(v) => vec![Buffer::from_vec(take_vec(&mut v[slot]))],
+        Store::W16(v) => vec![Buffer::from_vec(take_vec(&mut v[slot]))],
+        Store::W32(v) => vec![Buffer::from_vec(take_vec(&mut v[slot]))],
+        Store::FixedBytes { data, .. } => vec![Buffer::from_vec(take_vec(&mut data[slot]))],
+        Store::Bool(v) => vec![v[slot].finish().into_inner()],
+        Store::Bytes32 { offsets, data } => vec![
+            Buffer::from_vec(take_offsets(&mut offsets[slot])),
+            Buffer::from_vec(take_vec(&mut data[slot])),
+        ],
+        Store::Bytes64 { offsets, data } => vec![
+            Buffer::from_vec(take_offsets(&mut offsets[slot])),
+            Buffer::from_vec(take_vec(&mut data[slot])),
+        ],
+        Store::Other(v) => {
+            let parts = std::mem::take(&mut v[slot]);
+            let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
+            return Ok(arrow_select::concat::concat(&refs)?);
+        }
+    };
+    let data = ArrayData::builder(data_type.clone())
+        .len(rows)
+        .buffers(buffers)
+        .nulls(nulls)
+        .build()?;
+    Ok(make_array(data))
+}

@@ -6,6 +6,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use sluice_server::{Server, ServerConfig};
 
+// mimalloc keeps freed block buffers for reuse instead of returning them to the kernel
+// (glibc's mmap threshold churn shows up as page faults on the split path).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Sluice shuffle server: accepts Arrow batches over QUIC, splits them by partition,
 /// stores them in per-partition files and serves them to reducers.
 #[derive(Debug, Parser)]

@@ -4,13 +4,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use arrow_array::RecordBatch;
 use arrow_buffer::Buffer;
 use bytes::Bytes;
 use quinn::{RecvStream, SendStream};
 use sluice_format::{encode_batch, encode_block, BatchDecoder, BlockMeta, CodecConfig};
 use sluice_proto::session::{PushHeader, PushSession, PushStep};
 use sluice_proto::{MapAttempt, Message, Partitioning};
-use sluice_splitter::{PartitionBuffers, PartitionSpec, Partitioner, Splitter};
+use sluice_splitter::{PartitionSpec, PartitionWriter, Partitioner, SplitError, WriterLimits};
 
 use crate::error::RequestError;
 use crate::io::{read_message, write_message};
@@ -19,17 +20,19 @@ use crate::server::Ctx;
 
 /// The CPU side of one push stream; runs on worker threads, one call at a time. Rows
 /// are split into per-partition buffers (one set per map attempt, so blocks never mix
-/// attempts) and a partition's buffer becomes a block when it reaches the block size.
+/// attempts); every block the splitter cuts is encoded, compressed and appended.
 struct PushWriter {
+    decoder: BatchDecoder,
+    writer: PartitionWriter,
+    sink: BlockSink,
+}
+
+/// Turns a partition's block of rows into a stored block.
+struct BlockSink {
     shuffle: Arc<Shuffle>,
     map: MapAttempt,
     epoch: u32,
-    decoder: BatchDecoder,
-    splitter: Splitter,
-    buffers: PartitionBuffers,
     codec: CodecConfig,
-    block_size: usize,
-    buffer_limit: usize,
     next_seq: HashMap<u32, u32>,
     stored_bytes: Vec<u64>,
     stored_rows: Vec<u64>,
@@ -37,58 +40,33 @@ struct PushWriter {
     block_scratch: Vec<u8>,
 }
 
+impl From<SplitError> for RequestError {
+    fn from(e: SplitError) -> Self {
+        RequestError::InvalidData(e.to_string())
+    }
+}
+
 impl PushWriter {
-    /// Decodes, splits and buffers one pushed batch, writing blocks that are full.
+    /// Decodes, splits and buffers one pushed batch, storing blocks that are ready.
     fn add(&mut self, ipc: Bytes) -> Result<(), RequestError> {
         let batch = self
             .decoder
             .decode(Buffer::from(ipc))
             .map_err(|e| RequestError::InvalidData(e.to_string()))?;
-        if batch.num_rows() == 0 {
-            return Ok(());
-        }
-        let split = self
-            .splitter
-            .split(&batch)
-            .map_err(|e| RequestError::InvalidData(e.to_string()))?;
-        self.buffers
-            .append(&batch, split)
-            .map_err(|e| RequestError::InvalidData(e.to_string()))?;
-        let full: Vec<u32> = split
-            .runs()
-            .map(|(p, _)| p)
-            .filter(|&p| self.buffers.bytes(p) >= self.block_size)
-            .collect();
-        for p in full {
-            self.flush(p)?;
-        }
-        if self.buffers.total_bytes() > self.buffer_limit {
-            self.flush_largest()?;
-        }
-        Ok(())
+        let sink = &mut self.sink;
+        self.writer.write(batch, |p, block| sink.store(p, block))
     }
 
-    /// Over the memory limit: write the largest buffers until half the limit is left.
-    fn flush_largest(&mut self) -> Result<(), RequestError> {
-        let mut partitions = self.buffers.non_empty();
-        partitions.sort_unstable_by_key(|&p| std::cmp::Reverse(self.buffers.bytes(p)));
-        for p in partitions {
-            if self.buffers.total_bytes() <= self.buffer_limit / 2 {
-                break;
-            }
-            self.flush(p)?;
-        }
-        Ok(())
+    /// Stores every remaining row; returns per-partition stored bytes and rows.
+    fn finish(mut self) -> Result<(Vec<u64>, Vec<u64>), RequestError> {
+        let sink = &mut self.sink;
+        self.writer.finish(|p, block| sink.store(p, block))?;
+        Ok((self.sink.stored_bytes, self.sink.stored_rows))
     }
+}
 
-    fn flush(&mut self, partition: u32) -> Result<(), RequestError> {
-        let Some(batch) = self
-            .buffers
-            .drain(partition)
-            .map_err(|e| RequestError::Internal(format!("draining partition {partition}: {e}")))?
-        else {
-            return Ok(());
-        };
+impl BlockSink {
+    fn store(&mut self, partition: u32, batch: RecordBatch) -> Result<(), RequestError> {
         let rows = batch.num_rows();
         let seq = self.next_seq.entry(partition).or_insert(0);
         let meta = BlockMeta {
@@ -117,14 +95,6 @@ impl PushWriter {
         self.stored_bytes[partition as usize] += self.block_scratch.len() as u64;
         self.stored_rows[partition as usize] += rows as u64;
         Ok(())
-    }
-
-    /// Writes every remaining buffer; returns per-partition stored bytes and rows.
-    fn finish(mut self) -> Result<(Vec<u64>, Vec<u64>), RequestError> {
-        for p in self.buffers.non_empty() {
-            self.flush(p)?;
-        }
-        Ok((self.stored_bytes, self.stored_rows))
     }
 }
 
@@ -160,21 +130,24 @@ fn open_push(ctx: &Ctx, h: PushHeader) -> Result<(PushWriter, Arc<Shuffle>), Req
     let shuffle = app.shuffle_for_push(h.shuffle_id, shape)?;
     let epoch = shuffle.begin_push(&h.map)?;
     let n = h.num_partitions as usize;
-    let writer = PushWriter {
-        shuffle: shuffle.clone(),
-        map: h.map,
-        epoch,
-        buffers: PartitionBuffers::new(decoder.schema().clone(), h.num_partitions),
-        decoder,
-        splitter: Splitter::new(partitioner),
-        codec: ctx.codec,
+    let limits = WriterLimits {
         block_size: ctx.block_size,
-        buffer_limit: ctx.push_buffer_limit,
-        next_seq: HashMap::new(),
-        stored_bytes: vec![0; n],
-        stored_rows: vec![0; n],
-        ipc_scratch: Vec::new(),
-        block_scratch: Vec::new(),
+        memory_limit: ctx.push_buffer_limit,
+    };
+    let writer = PushWriter {
+        writer: PartitionWriter::new(partitioner, decoder.schema().clone(), limits),
+        decoder,
+        sink: BlockSink {
+            shuffle: shuffle.clone(),
+            map: h.map,
+            epoch,
+            codec: ctx.codec,
+            next_seq: HashMap::new(),
+            stored_bytes: vec![0; n],
+            stored_rows: vec![0; n],
+            ipc_scratch: Vec::new(),
+            block_scratch: Vec::new(),
+        },
     };
     Ok((writer, shuffle))
 }
@@ -194,7 +167,7 @@ pub(crate) async fn handle_push(
     };
     let map = header.map;
     let (writer, shuffle) = open_push(ctx, header)?;
-    let epoch = writer.epoch;
+    let epoch = writer.sink.epoch;
     let mut writer = Some(writer);
     loop {
         let msg = read_message(recv, &ctx.limits)

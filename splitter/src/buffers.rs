@@ -5,11 +5,13 @@
 //! *slot*, so the type dispatch happens once per column and batch, and each
 //! (partition, column) gather is a tight typed loop over row indices. Slots are allocated
 //! on a partition's first row, so memory follows the partitions actually used rather
-//! than P. Drained buffers leave behind a fresh vector with the drained capacity, so a
-//! partition's next block reuses the allocator's memory instead of growing from zero.
+//! than P. A drain copies the rows out into right-sized Arrow buffers (cheap: the block
+//! is in cache) and, for a partition that filled a block, keeps its buffers: their
+//! capacity is already faulted in and grown, so the next block costs no reallocation.
+//! A drain under memory pressure releases the capacity instead.
 
 use arrow_array::{make_array, Array, ArrayRef, RecordBatch, UInt32Array};
-use arrow_buffer::{i256, ArrowNativeType, BooleanBufferBuilder, Buffer, NullBufferBuilder};
+use arrow_buffer::{i256, ArrowNativeType, BooleanBufferBuilder, Buffer, NullBuffer};
 use arrow_data::ArrayData;
 use arrow_schema::{DataType, SchemaRef};
 
@@ -112,8 +114,8 @@ type SlotRuns<'a> = [(usize, &'a [u32])];
 pub struct PartitionBuffers {
     schema: SchemaRef,
     stores: Vec<Store>,
-    /// Validity per column and slot (materialized only once a null arrives).
-    nulls: Vec<Vec<NullBufferBuilder>>,
+    /// Validity per column and slot.
+    nulls: Vec<Vec<Validity>>,
     slot_of: Vec<u32>,
     partition_of_slot: Vec<u32>,
     rows: Vec<usize>,
@@ -193,7 +195,7 @@ impl PartitionBuffers {
             store.add_slot();
         }
         for nulls in &mut self.nulls {
-            nulls.push(NullBufferBuilder::new(0));
+            nulls.push(Validity::default());
         }
         s
     }
@@ -226,8 +228,55 @@ impl PartitionBuffers {
         Ok(())
     }
 
+    /// Which partitions to drain after appending a batch that touched `touched`: each
+    /// that reached `block_size` (drained keeping its capacity, since it fills blocks),
+    /// then, while more than `memory_limit` bytes would stay buffered, the largest
+    /// others until half of it is left (drained releasing their memory).
+    pub fn ready_to_drain(
+        &self,
+        touched: impl Iterator<Item = u32>,
+        block_size: usize,
+        memory_limit: usize,
+        out: &mut Vec<(u32, bool)>,
+    ) {
+        out.clear();
+        let mut remaining = self.total_bytes;
+        for p in touched {
+            let bytes = self.bytes(p);
+            if bytes >= block_size {
+                out.push((p, true));
+                remaining -= bytes;
+            }
+        }
+        if remaining <= memory_limit {
+            return;
+        }
+        let mut candidates: Vec<(usize, u32)> = self
+            .partition_of_slot
+            .iter()
+            .zip(&self.bytes)
+            .filter(|(_, &b)| b > 0 && b < block_size)
+            .map(|(&p, &b)| (b, p))
+            .collect();
+        candidates.sort_unstable_by(|a, b| b.cmp(a));
+        for (bytes, p) in candidates {
+            if remaining <= memory_limit / 2 {
+                break;
+            }
+            out.push((p, false));
+            remaining -= bytes;
+        }
+    }
+
     /// Takes the rows buffered for `partition` out as one record batch (`None` if empty).
-    pub fn drain(&mut self, partition: u32) -> Result<Option<RecordBatch>, SplitError> {
+    /// With `keep_capacity` the partition's buffers keep their capacity for the next
+    /// block (partitions that fill blocks); without, they shrink to what they held, so
+    /// memory stays near what is buffered and the next rows need no regrowth.
+    pub fn drain(
+        &mut self,
+        partition: u32,
+        keep_capacity: bool,
+    ) -> Result<Option<RecordBatch>, SplitError> {
         let Some(slot) = self.slot(partition) else {
             return Ok(None);
         };
@@ -239,7 +288,8 @@ impl PartitionBuffers {
         let mut columns = Vec::with_capacity(self.stores.len());
         for (c, field) in self.schema.fields().iter().enumerate() {
             let nulls = self.nulls[c][slot].finish();
-            let array = drain_store(&mut self.stores[c], slot, field.data_type(), rows, nulls)?;
+            let store = &mut self.stores[c];
+            let array = drain_store(store, slot, field.data_type(), rows, nulls, keep_capacity)?;
             columns.push(array);
         }
         Ok(Some(RecordBatch::try_new(self.schema.clone(), columns)?))
@@ -260,18 +310,58 @@ fn row_bytes_estimate(batch: &RecordBatch) -> usize {
     bytes.div_ceil(rows)
 }
 
-fn gather_nulls(builders: &mut [NullBufferBuilder], data: &ArrayData, runs: &SlotRuns<'_>) {
+/// A validity bitmap that exists only once a null has arrived.
+#[derive(Debug, Default)]
+struct Validity {
+    /// Rows appended while no bitmap exists (all valid).
+    valid_prefix: usize,
+    bits: Option<BooleanBufferBuilder>,
+}
+
+impl Validity {
+    fn append_valid(&mut self, n: usize) {
+        match &mut self.bits {
+            Some(b) => b.append_n(n, true),
+            None => self.valid_prefix += n,
+        }
+    }
+
+    /// Appends the low `n` bits of `word` (1 = valid).
+    fn append_word(&mut self, word: u64, n: usize) {
+        if word == u64::MAX >> (64 - n) {
+            return self.append_valid(n);
+        }
+        let prefix = self.valid_prefix;
+        let bits = self.bits.get_or_insert_with(|| {
+            let mut b = BooleanBufferBuilder::new(prefix + n);
+            b.append_n(prefix, true);
+            b
+        });
+        bits.append_packed_range(0..n, &word.to_le_bytes());
+    }
+
+    fn finish(&mut self) -> Option<NullBuffer> {
+        self.valid_prefix = 0;
+        self.bits.take().map(|mut b| NullBuffer::new(b.finish()))
+    }
+}
+
+fn gather_nulls(validity: &mut [Validity], data: &ArrayData, runs: &SlotRuns<'_>) {
     match data.nulls().filter(|n| n.null_count() > 0) {
         None => {
             for &(slot, rows) in runs {
-                builders[slot].append_n_non_nulls(rows.len());
+                validity[slot].append_valid(rows.len());
             }
         }
         Some(nulls) => {
             for &(slot, rows) in runs {
-                let b = &mut builders[slot];
-                for &r in rows {
-                    b.append(nulls.is_valid(r as usize));
+                // 64 validity bits are assembled in a register, then appended packed.
+                for chunk in rows.chunks(64) {
+                    let mut word = 0u64;
+                    for (i, &r) in chunk.iter().enumerate() {
+                        word |= (nulls.is_valid(r as usize) as u64) << i;
+                    }
+                    validity[slot].append_word(word, chunk.len());
                 }
             }
         }
@@ -337,63 +427,94 @@ fn gather_values(
     Ok(())
 }
 
-fn gather_bytes<O: ArrowNativeType + TryFrom<usize>>(
+fn gather_bytes<O: ArrowNativeType>(
     offsets: &mut [Vec<O>],
     dst: &mut [Vec<u8>],
     data: &ArrayData,
     runs: &SlotRuns<'_>,
 ) -> Result<(), SplitError> {
+    /// Values this short or shorter are copied as one fixed-size chunk (an inlined
+    /// vector move instead of a `memcpy` call), then the excess is truncated.
+    const CHUNK: usize = 32;
     let src_offsets =
         &data.buffers()[0].typed_data::<O>()[data.offset()..=data.offset() + data.len()];
     let src = data.buffers()[1].as_slice();
+    let max_offset = if std::mem::size_of::<O>() == 4 {
+        i32::MAX as usize
+    } else {
+        i64::MAX as usize
+    };
     for &(slot, rows) in runs {
         let (o, d) = (&mut offsets[slot], &mut dst[slot]);
+        let total: usize = rows
+            .iter()
+            .map(|&r| src_offsets[r as usize + 1].as_usize() - src_offsets[r as usize].as_usize())
+            .sum();
+        if d.len() + total > max_offset {
+            return Err(SplitError::BufferOverflow);
+        }
+        d.reserve(total + CHUNK);
         o.reserve(rows.len());
         for &r in rows {
             let start = src_offsets[r as usize].as_usize();
             let end = src_offsets[r as usize + 1].as_usize();
-            d.extend_from_slice(&src[start..end]);
-            o.push(O::try_from(d.len()).map_err(|_| SplitError::BufferOverflow)?);
+            let len = end - start;
+            match src.get(start..start + CHUNK) {
+                Some(chunk) if len <= CHUNK => {
+                    let chunk: &[u8; CHUNK] = chunk.try_into().expect("CHUNK bytes");
+                    d.extend_from_slice(chunk);
+                    d.truncate(d.len() - (CHUNK - len));
+                }
+                _ => d.extend_from_slice(&src[start..end]),
+            }
+            // Cannot overflow `O`: checked against max_offset for the whole run above.
+            o.push(O::usize_as(d.len()));
         }
     }
     Ok(())
 }
 
-/// Moves a slot's buffers out into an array; the slot keeps an empty buffer with the
-/// same capacity for its next block.
+/// Copies a slot's rows out into an array and empties the slot (keeping or releasing
+/// its capacity).
 fn drain_store(
     store: &mut Store,
     slot: usize,
     data_type: &DataType,
     rows: usize,
-    nulls: Option<arrow_buffer::NullBuffer>,
+    nulls: Option<NullBuffer>,
+    keep_capacity: bool,
 ) -> Result<ArrayRef, SplitError> {
-    fn take_vec<T>(v: &mut Vec<T>) -> Vec<T> {
-        let capacity = v.capacity();
-        std::mem::replace(v, Vec::with_capacity(capacity))
+    fn copy_out<T: ArrowNativeType>(v: &mut Vec<T>, keep: bool) -> Buffer {
+        let out = Buffer::from_slice_ref(v.as_slice());
+        let held = v.len();
+        v.clear();
+        if !keep {
+            v.shrink_to(held);
+        }
+        out
     }
-    fn take_offsets<O: ArrowNativeType>(v: &mut Vec<O>) -> Vec<O> {
-        let mut fresh = Vec::with_capacity(v.capacity());
-        fresh.push(O::usize_as(0));
-        std::mem::replace(v, fresh)
+    fn copy_offsets<O: ArrowNativeType>(v: &mut Vec<O>, keep: bool) -> Buffer {
+        let out = copy_out(v, keep);
+        v.push(O::usize_as(0));
+        out
     }
     let buffers = match store {
         Store::Null => vec![],
-        Store::W1(v) => vec![Buffer::from_vec(take_vec(&mut v[slot]))],
-        Store::W2(v) => vec![Buffer::from_vec(take_vec(&mut v[slot]))],
-        Store::W4(v) => vec![Buffer::from_vec(take_vec(&mut v[slot]))],
-        Store::W8(v) => vec![Buffer::from_vec(take_vec(&mut v[slot]))],
-        Store::W16(v) => vec![Buffer::from_vec(take_vec(&mut v[slot]))],
-        Store::W32(v) => vec![Buffer::from_vec(take_vec(&mut v[slot]))],
-        Store::FixedBytes { data, .. } => vec![Buffer::from_vec(take_vec(&mut data[slot]))],
+        Store::W1(v) => vec![copy_out(&mut v[slot], keep_capacity)],
+        Store::W2(v) => vec![copy_out(&mut v[slot], keep_capacity)],
+        Store::W4(v) => vec![copy_out(&mut v[slot], keep_capacity)],
+        Store::W8(v) => vec![copy_out(&mut v[slot], keep_capacity)],
+        Store::W16(v) => vec![copy_out(&mut v[slot], keep_capacity)],
+        Store::W32(v) => vec![copy_out(&mut v[slot], keep_capacity)],
+        Store::FixedBytes { data, .. } => vec![copy_out(&mut data[slot], keep_capacity)],
         Store::Bool(v) => vec![v[slot].finish().into_inner()],
         Store::Bytes32 { offsets, data } => vec![
-            Buffer::from_vec(take_offsets(&mut offsets[slot])),
-            Buffer::from_vec(take_vec(&mut data[slot])),
+            copy_offsets(&mut offsets[slot], keep_capacity),
+            copy_out(&mut data[slot], keep_capacity),
         ],
         Store::Bytes64 { offsets, data } => vec![
-            Buffer::from_vec(take_offsets(&mut offsets[slot])),
-            Buffer::from_vec(take_vec(&mut data[slot])),
+            copy_offsets(&mut offsets[slot], keep_capacity),
+            copy_out(&mut data[slot], keep_capacity),
         ],
         Store::Other(v) => {
             let parts = std::mem::take(&mut v[slot]);

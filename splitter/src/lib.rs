@@ -11,9 +11,11 @@ mod error;
 mod murmur3;
 mod partitioner;
 mod split;
+mod writer;
 
 pub use buffers::PartitionBuffers;
 pub use error::SplitError;
 pub use murmur3::{hash_bytes, hash_int, hash_long, pmod, Pmod, SPARK_SEED};
 pub use partitioner::{PartitionSpec, Partitioner};
 pub use split::{SplitIndices, Splitter};
+pub use writer::{PartitionWriter, WriterLimits, COALESCE_FROM_PARTITIONS, COALESCE_ROWS};

@@ -247,12 +247,12 @@ fn check(
         if drain_every > 0 && (i as u64).is_multiple_of(drain_every) {
             // Drain some partitions midway: their later rows go to the next block.
             for p in (0..n).filter(|p| (*p as u64 + i as u64).is_multiple_of(3)) {
-                drained[p as usize].extend(buffers.drain(p).unwrap());
+                drained[p as usize].extend(buffers.drain(p, p % 2 == 0).unwrap());
             }
         }
     }
     for p in buffers.non_empty() {
-        drained[p as usize].extend(buffers.drain(p).unwrap());
+        drained[p as usize].extend(buffers.drain(p, p % 2 == 0).unwrap());
     }
     assert_eq!(buffers.total_bytes(), 0);
     assert!(buffers.non_empty().is_empty());
@@ -287,5 +287,64 @@ proptest! {
 fn every_type_at_once() {
     for n in [1, 7, 64] {
         check(42, (0..TYPES).collect(), n, vec![500, 0, 37, 1000], 10, 1);
+    }
+}
+
+/// The writer (coalescing at large P, block and memory limits) emits every row exactly
+/// once, in order within each partition, in blocks no larger than needed.
+fn check_writer(seed: u64, kinds: Vec<usize>, n: u32, batch_rows: Vec<usize>, block_size: usize) {
+    use sluice_splitter::{PartitionWriter, SplitError, WriterLimits};
+    let mut r = Rng(seed);
+    let mut fields = vec![Field::new("pid", DataType::Int32, false)];
+    fields.extend(
+        kinds
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| Field::new(format!("c{i}"), data_type(k), true)),
+    );
+    let schema = Arc::new(Schema::new(fields));
+    let batches: Vec<RecordBatch> = batch_rows
+        .iter()
+        .map(|&rows| batch(&schema, &kinds, rows, &mut r, 10, n))
+        .collect();
+    let partitioner =
+        Partitioner::new(PartitionSpec::PartitionIdColumn { column: 0 }, n, &schema).unwrap();
+    let limits = WriterLimits {
+        block_size,
+        memory_limit: block_size * 4,
+    };
+    let mut writer = PartitionWriter::new(partitioner, schema.clone(), limits);
+    let mut emitted: Vec<Vec<RecordBatch>> = vec![Vec::new(); n as usize];
+    let mut emit = |p: u32, block: RecordBatch| -> Result<(), SplitError> {
+        assert!(block.num_rows() > 0);
+        emitted[p as usize].push(block);
+        Ok(())
+    };
+    for b in &batches {
+        writer.write(b.clone(), &mut emit).unwrap();
+    }
+    writer.finish(&mut emit).unwrap();
+    let expected = reference(&batches, n);
+    for p in 0..n as usize {
+        assert_eq!(
+            concat(&schema, &emitted[p]),
+            concat(&schema, &expected[p]),
+            "partition {p} of {n}"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn writer_emits_every_row_once(
+        seed in any::<u64>(),
+        kinds in proptest::collection::vec(0..TYPES, 1..4),
+        n in prop_oneof![Just(3u32), Just(200u32), Just(1500u32)],
+        batch_rows in proptest::collection::vec(0usize..30_000, 1..6),
+        block_size in prop_oneof![Just(1usize << 10), Just(64usize << 10), Just(1usize << 20)],
+    ) {
+        check_writer(seed, kinds, n, batch_rows, block_size);
     }
 }

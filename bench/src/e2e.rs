@@ -1,0 +1,266 @@
+//! `--mode e2e` (default): an end-to-end shuffle through an embedded Sluice server over
+//! QUIC on loopback. Mappers push generated lineitem-like batches, reducers fetch every
+//! partition, and the run verifies that every row arrived exactly once (per-partition row
+//! counts and an order-independent checksum of the content, computed on both sides).
+
+use std::time::Instant;
+
+use arrow_array::RecordBatch;
+use sluice_client::{
+    AppCredentials, Client, ClientConfig, FetchRequest, MapAttempt, Partitioning, PushRequest,
+    Trust,
+};
+use sluice_server::config::CodecName;
+use sluice_server::{Server, ServerConfig};
+use sluice_splitter::{PartitionSpec, Partitioner};
+
+use crate::data::{buffer_bytes, lineitem_batch, lineitem_schema, row_hashes, Digest};
+use crate::report::Record;
+use crate::{Args, Codec};
+
+struct MapInput {
+    map: MapAttempt,
+    batches: Vec<RecordBatch>,
+}
+
+/// Generates every map's batches (on all cores) and the expected per-partition digests.
+fn generate(args: &Args) -> (Vec<MapInput>, Vec<Digest>, u64) {
+    let schema = lineitem_schema();
+    let per_thread: Vec<(Vec<MapInput>, Vec<Digest>)> = std::thread::scope(|s| {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) as u32;
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let schema = schema.clone();
+                s.spawn(move || {
+                    let spec = PartitionSpec::Hash { columns: vec![0] };
+                    let mut partitioner =
+                        Partitioner::new(spec, args.partitions, &schema).expect("valid spec");
+                    let mut digests = vec![Digest::default(); args.partitions as usize];
+                    let (mut ids, mut hashes, mut maps) = (Vec::new(), Vec::new(), Vec::new());
+                    for m in (t..args.maps).step_by(threads as usize) {
+                        let mut batches = Vec::new();
+                        for b in 0..args.batches_per_map {
+                            let seed = m as u64 * 1_000_003 + b as u64;
+                            let batch = lineitem_batch(args.rows_per_batch, seed);
+                            partitioner
+                                .partition(&batch, &mut ids)
+                                .expect("partitionable");
+                            row_hashes(&batch, &mut hashes);
+                            for (&p, &h) in ids.iter().zip(&hashes) {
+                                digests[p as usize].add(&[h]);
+                            }
+                            batches.push(batch);
+                        }
+                        let map = MapAttempt {
+                            map_id: 1000 + m as u64,
+                            map_index: m,
+                            attempt: 0,
+                        };
+                        maps.push(MapInput { map, batches });
+                    }
+                    (maps, digests)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("generator"))
+            .collect()
+    });
+    let mut maps = Vec::new();
+    let mut expected = vec![Digest::default(); args.partitions as usize];
+    for (m, d) in per_thread {
+        maps.extend(m);
+        for (e, x) in expected.iter_mut().zip(&d) {
+            e.merge(x);
+        }
+    }
+    maps.sort_by_key(|m| m.map.map_index);
+    let bytes = maps.iter().flat_map(|m| &m.batches).map(buffer_bytes).sum();
+    (maps, expected, bytes)
+}
+
+/// Runs the shuffle; returns whether it verified, and the measured numbers.
+pub async fn run(args: &Args) -> Result<(bool, Vec<Record>), Box<dyn std::error::Error>> {
+    let t0 = Instant::now();
+    let (maps, expected, input_bytes) = generate(args);
+    let rows: u64 = expected.iter().map(|d| d.rows).sum();
+    eprintln!(
+        "generated {} maps x {} batches x {} rows ({:.1} MB) in {:.1} s",
+        args.maps,
+        args.batches_per_map,
+        args.rows_per_batch,
+        input_bytes as f64 / 1e6,
+        t0.elapsed().as_secs_f64()
+    );
+
+    let tmp = tempfile::tempdir()?;
+    let mut config = ServerConfig {
+        listen: "127.0.0.1:0".parse()?,
+        data_dir: args
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| tmp.path().join("data")),
+        ..ServerConfig::default()
+    };
+    config.storage.codec = match args.codec {
+        Codec::None => CodecName::None,
+        Codec::Lz4 => CodecName::Lz4,
+        Codec::Zstd => CodecName::Zstd,
+    };
+    config.storage.zstd_level = args.zstd_level;
+    let server = Server::start(config).await?;
+    let client_config = ClientConfig::new(
+        Trust::PinnedPem(server.certificate_pem().to_string()),
+        server.token().to_vec(),
+    );
+    let addr = server.local_addr();
+    let app = AppCredentials::new("sluice-bench", b"bench-secret".to_vec())?;
+    Client::connect(addr, &client_config)
+        .await?
+        .register_app(&app)
+        .await?;
+
+    // Push: every map concurrently, each on its own connection.
+    let t_push = Instant::now();
+    let mut pushes = Vec::new();
+    for input in maps {
+        let (cfg, app) = (client_config.clone(), app.clone());
+        let n = args.partitions;
+        pushes.push(tokio::spawn(async move {
+            let client = Client::connect(addr, &cfg).await?;
+            let mut push = client
+                .push(PushRequest {
+                    app,
+                    shuffle_id: 0,
+                    map: input.map,
+                    num_partitions: n,
+                    partitioning: Partitioning::Hash { columns: vec![0] },
+                    schema: lineitem_schema(),
+                })
+                .await?;
+            for batch in &input.batches {
+                push.send(batch).await?;
+            }
+            let ack = push.commit().await?;
+            client.close().await;
+            Ok::<_, sluice_client::ClientError>(ack)
+        }));
+    }
+    let mut stored_bytes = 0u64;
+    let mut acked_rows = 0u64;
+    for p in pushes {
+        let ack = p.await??;
+        stored_bytes += ack.partition_bytes.iter().sum::<u64>();
+        acked_rows += ack.partition_rows.iter().sum::<u64>();
+    }
+    let push_secs = t_push.elapsed().as_secs_f64();
+
+    // Fetch: reducers over contiguous partition ranges, decoding as a reducer would.
+    let t_fetch = Instant::now();
+    let mut fetches = Vec::new();
+    let n = args.partitions;
+    let reducers = args.reducers.clamp(1, n);
+    for r in 0..reducers {
+        let range = (r * n / reducers)..((r + 1) * n / reducers);
+        let (cfg, app) = (client_config.clone(), app.clone());
+        fetches.push(tokio::spawn(async move {
+            let client = Client::connect(addr, &cfg).await?;
+            let mut stream = client
+                .fetch(FetchRequest::partitions(app, 0, range))
+                .await?;
+            let mut out = Vec::new();
+            while let Some(item) = stream.next_batch().await? {
+                out.push(item);
+            }
+            client.close().await;
+            Ok::<_, sluice_client::ClientError>(out)
+        }));
+    }
+    let mut fetched = Vec::new();
+    for f in fetches {
+        fetched.extend(f.await??);
+    }
+    let fetch_secs = t_fetch.elapsed().as_secs_f64();
+    server.shutdown().await;
+
+    // Verify outside the timed sections.
+    let mut actual = vec![Digest::default(); n as usize];
+    let mut hashes = Vec::new();
+    for (p, batch) in &fetched {
+        row_hashes(batch, &mut hashes);
+        actual[*p as usize].add(&hashes);
+    }
+    let mismatched: Vec<u32> = (0..n)
+        .filter(|&p| actual[p as usize] != expected[p as usize])
+        .collect();
+    let ok = mismatched.is_empty() && acked_rows == rows;
+
+    let gbps = |secs: f64| input_bytes as f64 / 1e9 / secs;
+    println!();
+    println!(
+        "sluice-bench e2e: {} maps -> {} partitions -> {} reducers, codec {:?}",
+        args.maps, n, reducers, args.codec
+    );
+    println!(
+        "{:<22} {:>14}",
+        "input bytes",
+        format!("{:.1} MB", input_bytes as f64 / 1e6)
+    );
+    println!("{:<22} {:>14}", "rows", rows);
+    println!(
+        "{:<22} {:>14}",
+        "stored bytes",
+        format!("{:.1} MB", stored_bytes as f64 / 1e6)
+    );
+    println!(
+        "{:<22} {:>14}",
+        "compression ratio",
+        format!("{:.2}", input_bytes as f64 / stored_bytes.max(1) as f64)
+    );
+    println!(
+        "{:<22} {:>14}",
+        "push",
+        format!("{:.3} GB/s", gbps(push_secs))
+    );
+    println!("{:<22} {:>14}", "push time", format!("{push_secs:.2} s"));
+    println!(
+        "{:<22} {:>14}",
+        "fetch",
+        format!("{:.3} GB/s", gbps(fetch_secs))
+    );
+    println!("{:<22} {:>14}", "fetch time", format!("{fetch_secs:.2} s"));
+    println!(
+        "{:<22} {:>14}",
+        "verified",
+        if ok { "OK" } else { "MISMATCH" }
+    );
+    if !ok {
+        eprintln!(
+            "rows acked {acked_rows} of {rows}; {} partitions differ, first: {:?}",
+            mismatched.len(),
+            mismatched
+                .iter()
+                .take(5)
+                .map(|&p| (p, expected[p as usize], actual[p as usize]))
+                .collect::<Vec<_>>()
+        );
+    }
+    let case = format!(
+        "{} maps, P={n}, {reducers} reducers, {:?}",
+        args.maps, args.codec
+    );
+    let records = vec![
+        Record::new("e2e", case.clone(), "push", gbps(push_secs), "GB/s"),
+        Record::new("e2e", case.clone(), "fetch", gbps(fetch_secs), "GB/s"),
+        Record::new(
+            "e2e",
+            case.clone(),
+            "compression_ratio",
+            input_bytes as f64 / stored_bytes.max(1) as f64,
+            "x",
+        ),
+        Record::new("e2e", case, "input", input_bytes as f64 / 1e6, "MB"),
+    ];
+    Ok((ok, records))
+}

@@ -1,0 +1,73 @@
+//! Benchmark results: one record per measured number, printed as a table and written as
+//! JSON (`--json PATH`): `{mode, case, metric, value, unit}` plus, where measured, `peer`
+//! and `limit` (the other side's value in the same unit) and the ratios, oriented so
+//! that higher is better for Sluice.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    pub mode: &'static str,
+    pub case: String,
+    pub metric: &'static str,
+    pub value: f64,
+    pub unit: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio_to_peer: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio_to_limit: Option<f64>,
+}
+
+impl Record {
+    pub fn new(
+        mode: &'static str,
+        case: impl Into<String>,
+        metric: &'static str,
+        value: f64,
+        unit: &'static str,
+    ) -> Self {
+        Self {
+            mode,
+            case: case.into(),
+            metric,
+            value,
+            unit,
+            peer: None,
+            limit: None,
+            ratio_to_peer: None,
+            ratio_to_limit: None,
+        }
+    }
+
+    /// A throughput peer: ratio = ours / theirs.
+    pub fn with_peer(mut self, peer: f64) -> Self {
+        self.peer = Some(peer);
+        self.ratio_to_peer = Some(self.value / peer);
+        self
+    }
+
+    /// A throughput limit: ratio = ours / limit (at most about 1).
+    pub fn with_limit(mut self, limit: f64) -> Self {
+        self.limit = Some(limit);
+        self.ratio_to_limit = Some(self.value / limit);
+        self
+    }
+}
+
+pub fn write_json(path: &Path, records: &[Record]) -> std::io::Result<()> {
+    let text = serde_json::to_string_pretty(records).map_err(std::io::Error::other)?;
+    std::fs::write(path, text + "\n")
+}
+
+/// Median of `runs` measurements of `f` (seconds).
+pub fn median_secs(runs: usize, mut f: impl FnMut() -> f64) -> f64 {
+    let mut times: Vec<f64> = (0..runs.max(1)).map(|_| f()).collect();
+    times.sort_by(|a, b| a.total_cmp(b));
+    times[times.len() / 2]
+}

@@ -1,0 +1,220 @@
+//! `--mode split`: the server's split path on one thread, against a plain copy of the
+//! same bytes (the limit) and a take-per-partition split (the peer).
+//!
+//! Both splits work the way the server does: rows accumulate per partition and a
+//! partition is drained into a block (a record batch) when it reaches the block size;
+//! what is left is drained at the end.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use arrow_array::{RecordBatch, UInt32Array};
+use arrow_select::concat::concat_batches;
+use arrow_select::take::take_record_batch;
+use sluice_splitter::{PartitionSpec, PartitionWriter, Partitioner, SplitError, WriterLimits};
+
+use crate::data::{buffer_bytes, lineitem_batch, lineitem_schema};
+use crate::report::{median_secs, Record};
+
+pub struct SplitArgs {
+    pub batches: usize,
+    pub rows_per_batch: usize,
+    pub partitions: Vec<u32>,
+    pub block_size: usize,
+    /// Per-push memory limit (the server's `storage.push_buffer_limit`).
+    pub memory_limit: usize,
+    pub runs: usize,
+    /// Skip the peer measurements (for profiling Sluice's own path).
+    pub no_peers: bool,
+}
+
+fn partitioner(n: u32) -> Partitioner {
+    Partitioner::new(
+        PartitionSpec::Hash { columns: vec![0] },
+        n,
+        &lineitem_schema(),
+    )
+    .expect("l_orderkey is hashable")
+}
+
+/// Sluice's split exactly as the server runs it (block size, per-push memory limit,
+/// coalescing at large P); blocks are produced and dropped.
+fn sluice_split(batches: &[RecordBatch], n: u32, limits: WriterLimits) -> f64 {
+    let mut writer = PartitionWriter::new(partitioner(n), lineitem_schema(), limits);
+    let emit = |_: u32, block: RecordBatch| -> Result<(), SplitError> {
+        black_box(block);
+        Ok(())
+    };
+    let start = Instant::now();
+    for batch in batches {
+        writer.write(batch.clone(), emit).expect("split");
+    }
+    writer.finish(emit).expect("split");
+    start.elapsed().as_secs_f64()
+}
+
+/// The straightforward split: bucket row indices per partition, `take` each bucket,
+/// keep the pieces, `concat` them into a block at the block size.
+fn take_split(batches: &[RecordBatch], n: u32, block_size: usize, row_bytes: usize) -> f64 {
+    let schema = lineitem_schema();
+    let mut partitioner = partitioner(n);
+    let mut buckets: Vec<Vec<u32>> = vec![Vec::new(); n as usize];
+    let mut pending: Vec<(Vec<RecordBatch>, usize)> = vec![(Vec::new(), 0); n as usize];
+    let (mut pids, mut touched) = (Vec::new(), Vec::new());
+    let start = Instant::now();
+    for batch in batches {
+        partitioner.partition(batch, &mut pids).expect("partition");
+        touched.clear();
+        for (row, &p) in pids.iter().enumerate() {
+            let bucket = &mut buckets[p as usize];
+            if bucket.is_empty() {
+                touched.push(p);
+            }
+            bucket.push(row as u32);
+        }
+        for &p in &touched {
+            let rows = std::mem::take(&mut buckets[p as usize]);
+            let count = rows.len();
+            let part = take_record_batch(batch, &UInt32Array::from(rows)).expect("take");
+            let (parts, bytes) = &mut pending[p as usize];
+            parts.push(part);
+            *bytes += count * row_bytes;
+            if *bytes >= block_size {
+                black_box(concat_batches(&schema, parts.iter()).expect("concat"));
+                parts.clear();
+                *bytes = 0;
+            }
+        }
+    }
+    for (parts, _) in &pending {
+        if !parts.is_empty() {
+            black_box(concat_batches(&schema, parts.iter()).expect("concat"));
+        }
+    }
+    start.elapsed().as_secs_f64()
+}
+
+/// The limit: copying every buffer of every batch once.
+fn memcpy(batches: &[RecordBatch]) -> f64 {
+    let largest = batches.iter().map(buffer_bytes).max().unwrap_or(0) as usize;
+    let mut dst = vec![0u8; largest];
+    let start = Instant::now();
+    for batch in batches {
+        let mut at = 0;
+        for column in batch.columns() {
+            let data = column.to_data();
+            let nulls = data.nulls().map(|n| n.buffer().as_slice());
+            for src in data.buffers().iter().map(|b| b.as_slice()).chain(nulls) {
+                dst[at..at + src.len()].copy_from_slice(src);
+                at += src.len();
+            }
+        }
+        black_box(&dst);
+    }
+    start.elapsed().as_secs_f64()
+}
+
+pub fn run(args: &SplitArgs) -> Vec<Record> {
+    eprintln!(
+        "split: generating {} batches x {} rows",
+        args.batches, args.rows_per_batch
+    );
+    let batches: Vec<RecordBatch> = (0..args.batches)
+        .map(|i| lineitem_batch(args.rows_per_batch, 7_000_000 + i as u64))
+        .collect();
+    let bytes: u64 = batches.iter().map(buffer_bytes).sum();
+    let rows = (args.batches * args.rows_per_batch) as f64;
+    let row_bytes = (bytes as usize).div_ceil(rows as usize);
+    let gbps = |secs: f64| bytes as f64 / 1e9 / secs;
+    let mut records = Vec::new();
+
+    let limit = gbps(median_secs(args.runs, || memcpy(&batches)));
+    records.push(Record::new("split", "all", "memcpy", limit, "GB/s"));
+
+    let mut ids = Vec::new();
+    let mut p = partitioner(200);
+    let hash_secs = median_secs(args.runs, || {
+        let start = Instant::now();
+        for b in &batches {
+            p.partition(b, &mut ids).expect("partition");
+            black_box(&ids);
+        }
+        start.elapsed().as_secs_f64()
+    });
+    records.push(Record::new(
+        "split",
+        "hash l_orderkey + pmod 200",
+        "hash_rate",
+        rows / hash_secs / 1e6,
+        "M rows/s",
+    ));
+
+    for &n in &args.partitions {
+        eprintln!("split: P = {n}");
+        let limits = WriterLimits {
+            block_size: args.block_size,
+            memory_limit: args.memory_limit,
+        };
+        let ours = median_secs(args.runs, || sluice_split(&batches, n, limits));
+        let case = format!("P={n}");
+        let mut record =
+            Record::new("split", case.clone(), "throughput", gbps(ours), "GB/s").with_limit(limit);
+        if !args.no_peers {
+            let peer = median_secs(args.runs, || {
+                take_split(&batches, n, args.block_size, row_bytes)
+            });
+            record = record.with_peer(gbps(peer));
+            records.push(Record::new(
+                "split",
+                case.clone(),
+                "take_per_partition",
+                gbps(peer),
+                "GB/s",
+            ));
+        }
+        records.push(record);
+        records.push(Record::new(
+            "split",
+            case,
+            "rows",
+            rows / ours / 1e6,
+            "M rows/s",
+        ));
+    }
+    records
+}
+
+pub fn print(records: &[Record]) {
+    println!();
+    println!("sluice-bench split (one thread, lineitem-like data, hash of l_orderkey)");
+    for r in records
+        .iter()
+        .filter(|r| r.metric == "memcpy" || r.metric == "hash_rate")
+    {
+        println!(
+            "{:<28} {:>10.2} {}",
+            format!("{} ({})", r.metric, r.case),
+            r.value,
+            r.unit
+        );
+    }
+    println!(
+        "{:<10} {:>12} {:>12} {:>14} {:>10} {:>10}",
+        "P", "sluice GB/s", "M rows/s", "take GB/s", "x peer", "of memcpy"
+    );
+    for r in records.iter().filter(|r| r.metric == "throughput") {
+        let rows = records
+            .iter()
+            .find(|x| x.metric == "rows" && x.case == r.case)
+            .map_or(0.0, |x| x.value);
+        println!(
+            "{:<10} {:>12.3} {:>12.1} {:>14.3} {:>10.2} {:>9.0}%",
+            r.case,
+            r.value,
+            rows,
+            r.peer.unwrap_or(0.0),
+            r.ratio_to_peer.unwrap_or(0.0),
+            100.0 * r.ratio_to_limit.unwrap_or(0.0)
+        );
+    }
+}

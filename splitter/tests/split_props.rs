@@ -214,14 +214,14 @@ fn concat(schema: &SchemaRef, parts: &[RecordBatch]) -> RecordBatch {
     arrow_select::concat::concat_batches(schema, parts).unwrap()
 }
 
-fn check(
+/// A schema of a pid column plus columns of `kinds`, and batches of random rows.
+fn inputs(
     seed: u64,
-    kinds: Vec<usize>,
+    kinds: &[usize],
     n: u32,
-    batch_rows: Vec<usize>,
+    batch_rows: &[usize],
     null_rate: u64,
-    drain_every: u64,
-) {
+) -> (SchemaRef, Vec<RecordBatch>) {
     let mut r = Rng(seed);
     let mut fields = vec![Field::new("pid", DataType::Int32, false)];
     fields.extend(
@@ -231,10 +231,22 @@ fn check(
             .map(|(i, &k)| Field::new(format!("c{i}"), data_type(k), true)),
     );
     let schema = Arc::new(Schema::new(fields));
-    let batches: Vec<RecordBatch> = batch_rows
+    let batches = batch_rows
         .iter()
-        .map(|&rows| batch(&schema, &kinds, rows, &mut r, null_rate, n))
+        .map(|&rows| batch(&schema, kinds, rows, &mut r, null_rate, n))
         .collect();
+    (schema, batches)
+}
+
+fn check(
+    seed: u64,
+    kinds: Vec<usize>,
+    n: u32,
+    batch_rows: Vec<usize>,
+    null_rate: u64,
+    drain_every: u64,
+) {
+    let (schema, batches) = inputs(seed, &kinds, n, &batch_rows, null_rate);
 
     let partitioner =
         Partitioner::new(PartitionSpec::PartitionIdColumn { column: 0 }, n, &schema).unwrap();
@@ -294,19 +306,7 @@ fn every_type_at_once() {
 /// once, in order within each partition, in blocks no larger than needed.
 fn check_writer(seed: u64, kinds: Vec<usize>, n: u32, batch_rows: Vec<usize>, block_size: usize) {
     use sluice_splitter::{PartitionWriter, SplitError, WriterLimits};
-    let mut r = Rng(seed);
-    let mut fields = vec![Field::new("pid", DataType::Int32, false)];
-    fields.extend(
-        kinds
-            .iter()
-            .enumerate()
-            .map(|(i, &k)| Field::new(format!("c{i}"), data_type(k), true)),
-    );
-    let schema = Arc::new(Schema::new(fields));
-    let batches: Vec<RecordBatch> = batch_rows
-        .iter()
-        .map(|&rows| batch(&schema, &kinds, rows, &mut r, 10, n))
-        .collect();
+    let (schema, batches) = inputs(seed, &kinds, n, &batch_rows, 10);
     let partitioner =
         Partitioner::new(PartitionSpec::PartitionIdColumn { column: 0 }, n, &schema).unwrap();
     let limits = WriterLimits {

@@ -89,6 +89,28 @@ impl<'a> BlockView<'a> {
     pub fn decompress(&self) -> Result<Vec<u8>, FormatError> {
         decompress(self.header.codec, self.stored_body, self.header.raw_len)
     }
+
+    /// Re-creates the view of a block that [`BlockView::parse`] already accepted,
+    /// without computing its checksums again (lengths and limits are still checked).
+    pub fn of_parsed(
+        header: BlockHeader,
+        block: &'a [u8],
+        limits: &DecodeLimits,
+    ) -> Result<Self, FormatError> {
+        check_limit("stored body", header.stored_len, limits.max_stored_len)?;
+        check_limit("raw body", header.raw_len, limits.max_raw_len)?;
+        let stored_body =
+            block
+                .get(HEADER_LEN..header.block_len())
+                .ok_or(FormatError::Truncated {
+                    needed: header.block_len(),
+                    available: block.len(),
+                })?;
+        Ok(Self {
+            header,
+            stored_body,
+        })
+    }
 }
 
 /// Parses, verifies and decompresses one block. Returns the header and the raw body.

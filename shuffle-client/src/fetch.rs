@@ -149,8 +149,9 @@ impl FetchStream {
             .decoder
             .as_ref()
             .ok_or_else(|| ClientError::Stream("block arrived without a schema".into()))?;
-        let view = BlockView::parse(&block.bytes, &self.decode_limits)?;
-        let raw = view.decompress()?;
+        // next_block verified this block's header, lengths and crc.
+        let raw =
+            BlockView::of_parsed(block.header, &block.bytes, &self.decode_limits)?.decompress()?;
         let batch = decoder.decode(Buffer::from(raw))?;
         if batch.num_rows() != block.header.rows as usize {
             return Err(ClientError::Format(sluice_format::FormatError::IpcShape(

@@ -213,12 +213,15 @@ impl PartitionBuffers {
             }
             runs.push((self.slot_or_add(p), rows));
         }
+        let mut batch_bytes = 0;
         for (c, column) in batch.columns().iter().enumerate() {
             let data = column.to_data();
+            batch_bytes += data_bytes(&data);
             gather_nulls(&mut self.nulls[c], &data, &runs);
             gather_values(&mut self.stores[c], column, &data, &runs)?;
         }
-        let row_bytes = row_bytes_estimate(batch);
+        // Average uncompressed bytes of a row, for block sizing.
+        let row_bytes = batch_bytes.div_ceil(batch.num_rows().max(1));
         for &(slot, rows) in &runs {
             self.rows[slot] += rows.len();
             let added = rows.len() * row_bytes;
@@ -296,18 +299,9 @@ impl PartitionBuffers {
     }
 }
 
-/// Average uncompressed bytes of a row of `batch`, for block sizing.
-fn row_bytes_estimate(batch: &RecordBatch) -> usize {
-    let rows = batch.num_rows().max(1);
-    let bytes: usize = batch
-        .columns()
-        .iter()
-        .map(|c| {
-            let d = c.to_data();
-            d.buffers().iter().map(|b| b.len()).sum::<usize>() + d.len().div_ceil(8)
-        })
-        .sum();
-    bytes.div_ceil(rows)
+/// Bytes of a column's buffers plus its validity bits.
+fn data_bytes(data: &ArrayData) -> usize {
+    data.buffers().iter().map(|b| b.len()).sum::<usize>() + data.len().div_ceil(8)
 }
 
 /// A validity bitmap that exists only once a null has arrived.

@@ -64,16 +64,6 @@ impl PartitionWriter {
         }
     }
 
-    /// Uncompressed bytes held (buffers and batches waiting to be coalesced).
-    pub fn buffered_bytes(&self) -> usize {
-        self.buffers.total_bytes()
-            + self
-                .pending
-                .iter()
-                .map(|b| b.get_array_memory_size())
-                .sum::<usize>()
-    }
-
     /// Adds a batch; `emit(partition, block)` receives every block that became ready.
     pub fn write<E: From<SplitError>>(
         &mut self,

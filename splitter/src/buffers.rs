@@ -5,10 +5,9 @@
 //! *slot*, so the type dispatch happens once per column and batch, and each
 //! (partition, column) gather is a tight typed loop over row indices. Slots are allocated
 //! on a partition's first row, so memory follows the partitions actually used rather
-//! than P. A drain copies the rows out into right-sized Arrow buffers (cheap: the block
-//! is in cache) and, for a partition that filled a block, keeps its buffers: their
-//! capacity is already faulted in and grown, so the next block costs no reallocation.
-//! A drain under memory pressure releases the capacity instead.
+//! than P. A drain hands the buffers to Arrow as they are (no copy); a partition that
+//! filled a block gets new buffers of the same capacity, so the next block grows no
+//! buffer, while a drain under memory pressure leaves the slot empty.
 
 use arrow_array::{make_array, Array, ArrayRef, RecordBatch, UInt32Array};
 use arrow_buffer::{i256, ArrowNativeType, BooleanBufferBuilder, Buffer, NullBuffer};
@@ -272,9 +271,9 @@ impl PartitionBuffers {
     }
 
     /// Takes the rows buffered for `partition` out as one record batch (`None` if empty).
-    /// With `keep_capacity` the partition's buffers keep their capacity for the next
-    /// block (partitions that fill blocks); without, they shrink to what they held, so
-    /// memory stays near what is buffered and the next rows need no regrowth.
+    /// With `keep_capacity` the partition's next buffers are allocated at the same
+    /// capacity (partitions that fill blocks); without, the slot starts empty, so
+    /// memory stays near what is buffered.
     pub fn drain(
         &mut self,
         partition: u32,
@@ -478,37 +477,38 @@ fn drain_store(
     nulls: Option<NullBuffer>,
     keep_capacity: bool,
 ) -> Result<ArrayRef, SplitError> {
-    fn copy_out<T: ArrowNativeType>(v: &mut Vec<T>, keep: bool) -> Buffer {
-        let out = Buffer::from_slice_ref(v.as_slice());
-        let held = v.len();
-        v.clear();
-        if !keep {
-            v.shrink_to(held);
-        }
-        out
+    // The buffered Vec becomes the block's Arrow buffer without a copy; the slot
+    // starts over with the same capacity (a partition that fills blocks) or none.
+    fn take_out<T: ArrowNativeType>(v: &mut Vec<T>, keep: bool) -> Buffer {
+        let next = if keep {
+            Vec::with_capacity(v.capacity())
+        } else {
+            Vec::new()
+        };
+        Buffer::from_vec(std::mem::replace(v, next))
     }
-    fn copy_offsets<O: ArrowNativeType>(v: &mut Vec<O>, keep: bool) -> Buffer {
-        let out = copy_out(v, keep);
+    fn take_offsets<O: ArrowNativeType>(v: &mut Vec<O>, keep: bool) -> Buffer {
+        let out = take_out(v, keep);
         v.push(O::usize_as(0));
         out
     }
     let buffers = match store {
         Store::Null => vec![],
-        Store::W1(v) => vec![copy_out(&mut v[slot], keep_capacity)],
-        Store::W2(v) => vec![copy_out(&mut v[slot], keep_capacity)],
-        Store::W4(v) => vec![copy_out(&mut v[slot], keep_capacity)],
-        Store::W8(v) => vec![copy_out(&mut v[slot], keep_capacity)],
-        Store::W16(v) => vec![copy_out(&mut v[slot], keep_capacity)],
-        Store::W32(v) => vec![copy_out(&mut v[slot], keep_capacity)],
-        Store::FixedBytes { data, .. } => vec![copy_out(&mut data[slot], keep_capacity)],
+        Store::W1(v) => vec![take_out(&mut v[slot], keep_capacity)],
+        Store::W2(v) => vec![take_out(&mut v[slot], keep_capacity)],
+        Store::W4(v) => vec![take_out(&mut v[slot], keep_capacity)],
+        Store::W8(v) => vec![take_out(&mut v[slot], keep_capacity)],
+        Store::W16(v) => vec![take_out(&mut v[slot], keep_capacity)],
+        Store::W32(v) => vec![take_out(&mut v[slot], keep_capacity)],
+        Store::FixedBytes { data, .. } => vec![take_out(&mut data[slot], keep_capacity)],
         Store::Bool(v) => vec![v[slot].finish().into_inner()],
         Store::Bytes32 { offsets, data } => vec![
-            copy_offsets(&mut offsets[slot], keep_capacity),
-            copy_out(&mut data[slot], keep_capacity),
+            take_offsets(&mut offsets[slot], keep_capacity),
+            take_out(&mut data[slot], keep_capacity),
         ],
         Store::Bytes64 { offsets, data } => vec![
-            copy_offsets(&mut offsets[slot], keep_capacity),
-            copy_out(&mut data[slot], keep_capacity),
+            take_offsets(&mut offsets[slot], keep_capacity),
+            take_out(&mut data[slot], keep_capacity),
         ],
         Store::Other(v) => {
             let parts = std::mem::take(&mut v[slot]);

@@ -10,12 +10,14 @@
 //! panic, and no allocation is sized by an unchecked length field.
 #![forbid(unsafe_code)]
 
+pub mod descriptor;
 pub mod frame;
 pub mod ids;
 pub mod message;
 pub mod session;
 mod wire;
 
+pub use descriptor::ShuffleDescriptor;
 pub use frame::{encode_frame, FrameHeader, FRAME_HEADER_LEN};
 pub use ids::{AppId, IdError};
 pub use message::{ErrorCode, MapAttempt, MapFilter, Message, MessageKind, Partitioning};

@@ -75,6 +75,10 @@ pub enum ErrorCode {
     FrameTooLarge,
     LimitExceeded,
     Storage,
+    /// A disk quota (the server's or the application's) would be exceeded.
+    QuotaExceeded,
+    /// The server's disk is full.
+    DiskFull,
     /// The server cannot take the request now; retrying later is safe.
     Unavailable,
     Internal,
@@ -98,6 +102,8 @@ impl ErrorCode {
             Self::Storage => 11,
             Self::Unavailable => 12,
             Self::Internal => 13,
+            Self::QuotaExceeded => 14,
+            Self::DiskFull => 15,
             Self::Other(c) => c,
         }
     }
@@ -117,6 +123,8 @@ impl ErrorCode {
             11 => Self::Storage,
             12 => Self::Unavailable,
             13 => Self::Internal,
+            14 => Self::QuotaExceeded,
+            15 => Self::DiskFull,
             c => Self::Other(c),
         }
     }
@@ -511,7 +519,7 @@ fn secret(r: &mut Reader, what: &'static str) -> Result<Bytes, ProtoError> {
     Ok(s)
 }
 
-fn put_partitioning(out: &mut Vec<u8>, p: &Partitioning) {
+pub(crate) fn put_partitioning(out: &mut Vec<u8>, p: &Partitioning) {
     match p {
         Partitioning::Single => out.put_u8(0),
         Partitioning::RoundRobin => out.put_u8(1),
@@ -529,7 +537,7 @@ fn put_partitioning(out: &mut Vec<u8>, p: &Partitioning) {
     }
 }
 
-fn partitioning(r: &mut Reader) -> Result<Partitioning, ProtoError> {
+pub(crate) fn partitioning(r: &mut Reader) -> Result<Partitioning, ProtoError> {
     Ok(match r.u8("partitioning")? {
         0 => Partitioning::Single,
         1 => Partitioning::RoundRobin,

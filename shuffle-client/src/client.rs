@@ -108,6 +108,13 @@ impl Client {
         .await
     }
 
+    /// Tells the server the application is alive, so its data is not expired
+    /// (`storage.app_expiry`). Any request of the application counts too; send this at
+    /// least every few minutes while the application's shuffles are idle.
+    pub async fn heartbeat(&self, app: &AppCredentials) -> Result<(), ClientError> {
+        self.register_app(app).await
+    }
+
     /// Opens a push stream for one map attempt.
     pub async fn push(&self, request: PushRequest) -> Result<PushStream, ClientError> {
         PushStream::open(self, request).await

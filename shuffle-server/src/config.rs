@@ -50,6 +50,41 @@ pub struct StorageConfig {
     pub codec: CodecName,
     /// zstd level (1..=22), used when `codec = "zstd"`.
     pub zstd_level: i32,
+    /// I/O backend: "auto" (io_uring where the kernel allows it, otherwise plain
+    /// syscalls, with a log line saying why), "io_uring" (fail to start without it) or
+    /// "syscall".
+    pub backend: BackendName,
+    /// io_uring submission queue entries: the most writes in flight at once.
+    pub uring_entries: u32,
+    /// When a commit is acknowledged: "page-cache" (written to the kernel; survives a
+    /// server crash) or "fsync" (fdatasync of the map's files and the commit log first;
+    /// survives a machine crash).
+    pub durability: DurabilityName,
+    /// Most bytes of data files on this server (unset: no limit).
+    pub disk_quota: Option<ByteSize>,
+    /// Most bytes of data files per application (unset: no limit).
+    pub app_disk_quota: Option<ByteSize>,
+    /// An application that sends no request (a push, a fetch, or a `RegisterApp`
+    /// heartbeat) for this long is removed with its data. "0s" disables expiry.
+    #[serde(with = "humantime_serde")]
+    pub app_expiry: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum BackendName {
+    #[serde(rename = "auto")]
+    Auto,
+    #[serde(rename = "io_uring")]
+    IoUring,
+    #[serde(rename = "syscall")]
+    Syscall,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DurabilityName {
+    PageCache,
+    Fsync,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -108,6 +143,12 @@ impl Default for StorageConfig {
             push_buffer_limit: ByteSize::mib(32),
             codec: CodecName::Lz4,
             zstd_level: 1,
+            backend: BackendName::Auto,
+            uring_entries: 256,
+            durability: DurabilityName::PageCache,
+            disk_quota: None,
+            app_disk_quota: None,
+            app_expiry: Duration::from_secs(3600),
         }
     }
 }
@@ -170,6 +211,9 @@ impl ServerConfig {
         }
         if self.storage.push_buffer_limit.as_u64() < block {
             return Err("storage.push_buffer_limit: must be at least storage.block_size".into());
+        }
+        if !(1..=32768).contains(&self.storage.uring_entries) {
+            return Err("storage.uring_entries: must be in 1..=32768".into());
         }
         if self.limits.max_partitions == 0 {
             return Err("limits.max_partitions: must be at least 1".into());

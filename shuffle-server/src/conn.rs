@@ -134,19 +134,9 @@ async fn dispatch(
         }
         Message::DeleteApp { app, secret } => {
             let app = ctx.registry.remove_app(&app, &secret)?;
-            tokio::task::spawn_blocking(move || -> Result<(), RequestError> {
-                for shuffle in app.take_shuffles() {
-                    shuffle.store.delete()?;
-                }
-                match std::fs::remove_dir_all(app.dir()) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(
-                        RequestError::Internal(format!("removing {}: {e}", app.dir().display())),
-                    ),
-                    _ => Ok(()),
-                }
-            })
-            .await
-            .map_err(|e| RequestError::Internal(e.to_string()))??;
+            tokio::task::spawn_blocking(move || app.delete_files())
+                .await
+                .map_err(|e| RequestError::Internal(e.to_string()))??;
             write_message(send, &Message::Ok).await
         }
         other => Err(RequestError::Proto(sluice_proto::ProtoError::Unexpected {

@@ -18,6 +18,8 @@ pub enum RequestError {
     AlreadyCommitted { map_id: u64 },
     #[error("storage: {0}")]
     Storage(#[from] SpillError),
+    #[error("busy: {0}")]
+    Busy(String),
     #[error("stream closed by peer: {0}")]
     Stream(String),
     #[error("internal error: {0}")]
@@ -33,7 +35,10 @@ impl RequestError {
             Self::ShuffleMismatch(_) => ErrorCode::ShuffleMismatch,
             Self::InvalidData(_) => ErrorCode::InvalidData,
             Self::AlreadyCommitted { .. } => ErrorCode::AlreadyCommitted,
+            Self::Storage(SpillError::QuotaExceeded { .. }) => ErrorCode::QuotaExceeded,
+            Self::Storage(SpillError::DiskFull { .. }) => ErrorCode::DiskFull,
             Self::Storage(_) => ErrorCode::Storage,
+            Self::Busy(_) => ErrorCode::Unavailable,
             Self::Stream(_) => ErrorCode::BadRequest,
             Self::Internal(_) => ErrorCode::Internal,
         }
@@ -52,6 +57,11 @@ pub enum StartError {
         what: &'static str,
         path: std::path::PathBuf,
         source: std::io::Error,
+    },
+    #[error("recovering {path}: {message}")]
+    Recovery {
+        path: std::path::PathBuf,
+        message: String,
     },
     #[error("TLS setup: {0}")]
     Tls(String),

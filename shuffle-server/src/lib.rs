@@ -9,6 +9,7 @@ mod conn;
 mod error;
 mod fetch;
 mod io;
+mod meta;
 mod push;
 mod registry;
 mod server;

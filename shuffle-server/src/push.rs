@@ -11,6 +11,8 @@ use quinn::{RecvStream, SendStream};
 use sluice_format::{encode_batch, encode_block, BatchDecoder, BlockMeta, CodecConfig};
 use sluice_proto::session::{PushHeader, PushSession, PushStep};
 use sluice_proto::{MapAttempt, Message, Partitioning};
+use sluice_spill::record::{begin_record, finish_record};
+use sluice_spill::{CommitRecord, WriteGroup};
 use sluice_splitter::{PartitionSpec, PartitionWriter, Partitioner, SplitError, WriterLimits};
 
 use crate::error::RequestError;
@@ -37,7 +39,16 @@ struct BlockSink {
     stored_bytes: Vec<u64>,
     stored_rows: Vec<u64>,
     ipc_scratch: Vec<u8>,
-    block_scratch: Vec<u8>,
+    /// The push's writes in flight; its commit waits for them.
+    writes: Arc<WriteGroup>,
+}
+
+/// A finished push, ready to commit.
+struct Finished {
+    record: CommitRecord,
+    touched: Vec<u32>,
+    partition_bytes: Vec<u64>,
+    partition_rows: Vec<u64>,
 }
 
 impl From<SplitError> for RequestError {
@@ -57,11 +68,26 @@ impl PushWriter {
         self.writer.write(batch, |p, block| sink.store(p, block))
     }
 
-    /// Stores every remaining row; returns per-partition stored bytes and rows.
-    fn finish(mut self) -> Result<(Vec<u64>, Vec<u64>), RequestError> {
+    /// Stores every remaining row and waits until all of the push's blocks are written.
+    fn finish(mut self) -> Result<Finished, RequestError> {
         let sink = &mut self.sink;
         self.writer.finish(|p, block| sink.store(p, block))?;
-        Ok((self.sink.stored_bytes, self.sink.stored_rows))
+        let (blocks, touched) = sink.writes.wait()?;
+        let record = CommitRecord {
+            map_id: sink.map.map_id,
+            map_index: sink.map.map_index,
+            attempt: sink.map.attempt,
+            epoch: sink.epoch,
+            blocks,
+            bytes: sink.stored_bytes.iter().sum(),
+            rows: sink.stored_rows.iter().sum(),
+        };
+        Ok(Finished {
+            record,
+            touched,
+            partition_bytes: std::mem::take(&mut sink.stored_bytes),
+            partition_rows: std::mem::take(&mut sink.stored_rows),
+        })
     }
 }
 
@@ -81,18 +107,17 @@ impl BlockSink {
         self.ipc_scratch.clear();
         encode_batch(&batch, &mut self.ipc_scratch)
             .map_err(|e| RequestError::Internal(format!("encoding a block: {e}")))?;
-        self.block_scratch.clear();
-        let header = encode_block(
-            meta,
-            &self.ipc_scratch,
-            &self.codec,
-            &mut self.block_scratch,
-        )
-        .map_err(|e| RequestError::Internal(format!("compressing a block: {e}")))?;
+        // The record is handed to the storage backend, which owns it until written.
+        let mut record = Vec::with_capacity(self.ipc_scratch.len() / 2 + 64);
+        begin_record(&mut record);
+        let header = encode_block(meta, &self.ipc_scratch, &self.codec, &mut record)
+            .map_err(|e| RequestError::Internal(format!("compressing a block: {e}")))?;
+        let block_len = finish_record(&mut record, self.epoch)
+            .ok_or_else(|| RequestError::InvalidData("block larger than 4 GiB".into()))?;
         self.shuffle
             .store
-            .append(partition, &header, &self.block_scratch, self.epoch)?;
-        self.stored_bytes[partition as usize] += self.block_scratch.len() as u64;
+            .append(partition, &header, record, self.epoch, &self.writes)?;
+        self.stored_bytes[partition as usize] += block_len as u64;
         self.stored_rows[partition as usize] += rows as u64;
         Ok(())
     }
@@ -146,7 +171,7 @@ fn open_push(ctx: &Ctx, h: PushHeader) -> Result<(PushWriter, Arc<Shuffle>), Req
             stored_bytes: vec![0; n],
             stored_rows: vec![0; n],
             ipc_scratch: Vec::new(),
-            block_scratch: Vec::new(),
+            writes: WriteGroup::new(),
         },
     };
     Ok((writer, shuffle))
@@ -165,9 +190,7 @@ pub(crate) async fn handle_push(
             "push stream did not start with PushStart".into(),
         ));
     };
-    let map = header.map;
     let (writer, shuffle) = open_push(ctx, header)?;
-    let epoch = writer.sink.epoch;
     let mut writer = Some(writer);
     loop {
         let msg = read_message(recv, &ctx.limits)
@@ -188,11 +211,18 @@ pub(crate) async fn handle_push(
             }
             PushStep::End => {
                 let w = writer.take().expect("writer is returned after every batch");
-                let (partition_bytes, partition_rows) = ctx.pool.run(move || w.finish()).await??;
-                shuffle.commit(&map, epoch)?;
+                let committer = shuffle.clone();
+                let done = ctx
+                    .pool
+                    .run(move || {
+                        let done = w.finish()?;
+                        committer.commit(&done.record, &done.touched)?;
+                        Ok::<_, RequestError>(done)
+                    })
+                    .await??;
                 let ack = Message::PushCommitted {
-                    partition_bytes,
-                    partition_rows,
+                    partition_bytes: done.partition_bytes,
+                    partition_rows: done.partition_rows,
                 };
                 return write_message(send, &ack).await;
             }

@@ -1,15 +1,22 @@
-//! Applications, their shuffles, and which map attempts are committed.
+//! Applications, their shuffles, and which map attempts are committed; persisted next
+//! to the data (`app.meta`, `shuffle.meta`, each shuffle's commit log) and rebuilt from
+//! it on start.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sluice_proto::session::secrets_match;
-use sluice_proto::{AppId, MapAttempt, MapFilter, Partitioning};
-use sluice_spill::{BlockEntry, ShuffleStore};
+use sluice_proto::{AppId, MapAttempt, MapFilter, Partitioning, ShuffleDescriptor};
+use sluice_spill::{BlockEntry, CommitRecord, Durability, ShuffleStore, SpillError, StoreEnv};
 
 use crate::error::RequestError;
+use crate::meta;
+
+const APP_MAGIC: [u8; 4] = *b"SLAP";
+const SHUFFLE_MAGIC: [u8; 4] = *b"SLSH";
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -19,13 +26,19 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug)]
 pub(crate) struct Registry {
     root: PathBuf,
+    /// Store settings; `quota` is the server's, each app gets a child of it.
+    env: StoreEnv,
+    app_quota: Option<u64>,
     apps: Mutex<HashMap<AppId, Arc<App>>>,
 }
 
 #[derive(Debug)]
 pub(crate) struct App {
+    id: AppId,
     secret: Bytes,
     dir: PathBuf,
+    env: StoreEnv,
+    last_seen: Mutex<Instant>,
     shuffles: Mutex<HashMap<u32, Arc<Shuffle>>>,
 }
 
@@ -45,17 +58,22 @@ pub(crate) struct Shuffle {
     commits: Mutex<Commits>,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Committed {
-    epoch: u32,
-}
-
 #[derive(Debug, Default)]
 struct Commits {
     next_epoch: u32,
-    by_map_id: HashMap<u64, Committed>,
+    /// Committed epoch of each map id.
+    by_map_id: HashMap<u64, u32>,
     /// The attempt that committed first for each map index (for non-Spark readers).
     first_by_index: HashMap<u32, u64>,
+    /// Map ids whose commit is being written.
+    committing: HashSet<u64>,
+}
+
+impl Commits {
+    fn add(&mut self, map_id: u64, map_index: u32, epoch: u32) {
+        self.by_map_id.insert(map_id, epoch);
+        self.first_by_index.entry(map_index).or_insert(map_id);
+    }
 }
 
 /// Which blocks a fetch serves: committed (map id, epoch) pairs.
@@ -72,39 +90,84 @@ impl Selection {
     }
 }
 
+/// What recovery found on disk.
+#[derive(Debug, Default)]
+pub(crate) struct RecoveryReport {
+    pub apps: usize,
+    pub shuffles: usize,
+    pub committed_maps: usize,
+    /// Committed maps not served because blocks were missing.
+    pub incomplete_maps: usize,
+    /// Directories that could not be used (logged and left in place).
+    pub skipped: usize,
+}
+
 impl Registry {
-    pub fn new(root: PathBuf) -> Self {
+    pub fn new(root: PathBuf, env: StoreEnv, app_quota: Option<u64>) -> Self {
         Self {
             root,
+            env,
+            app_quota,
             apps: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Registers an application, or confirms an existing registration with the same secret.
+    fn apps_dir(&self) -> PathBuf {
+        self.root.join("apps")
+    }
+
+    fn fsync(&self) -> bool {
+        self.env.durability == Durability::Fsync
+    }
+
+    fn new_app(&self, id: AppId, secret: Bytes) -> App {
+        let env = StoreEnv {
+            quota: self.env.quota.child("application", self.app_quota),
+            ..self.env.clone()
+        };
+        App {
+            dir: self.apps_dir().join(id.as_str()),
+            id,
+            secret,
+            env,
+            last_seen: Mutex::new(Instant::now()),
+            shuffles: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Registers an application, or confirms an existing registration with the same
+    /// secret (which also counts as a heartbeat).
     pub fn register(&self, id: AppId, secret: Bytes) -> Result<(), RequestError> {
         let mut apps = lock(&self.apps);
         if let Some(app) = apps.get(&id) {
-            return app.check(&secret);
+            app.check(&secret)?;
+            app.touch();
+            return Ok(());
         }
-        let dir = self.root.join("apps").join(id.as_str());
-        apps.insert(
-            id,
-            Arc::new(App {
-                secret,
-                dir,
-                shuffles: Mutex::new(HashMap::new()),
-            }),
-        );
+        let app = self.new_app(id.clone(), secret);
+        std::fs::create_dir_all(&app.dir).map_err(|e| SpillError::Io {
+            op: "create directory",
+            path: app.dir.clone(),
+            source: e,
+        })?;
+        meta::write(
+            &app.dir.join("app.meta"),
+            APP_MAGIC,
+            &app.secret,
+            self.fsync(),
+        )?;
+        apps.insert(id, Arc::new(app));
         Ok(())
     }
 
-    /// The application, if `secret` is its secret.
+    /// The application, if `secret` is its secret. Counts as a sign of life.
     pub fn app(&self, id: &AppId, secret: &[u8]) -> Result<Arc<App>, RequestError> {
         let app = lock(&self.apps)
             .get(id)
             .cloned()
             .ok_or_else(|| RequestError::UnknownApp(id.clone()))?;
         app.check(secret)?;
+        app.touch();
         Ok(app)
     }
 
@@ -114,6 +177,106 @@ impl Registry {
         lock(&self.apps).remove(id);
         Ok(app)
     }
+
+    /// Forgets the applications not seen for `expiry`; returns them for deletion.
+    pub fn take_expired(&self, expiry: Duration) -> Vec<Arc<App>> {
+        let mut apps = lock(&self.apps);
+        let expired: Vec<AppId> = apps
+            .iter()
+            .filter(|(_, a)| lock(&a.last_seen).elapsed() >= expiry)
+            .map(|(id, _)| id.clone())
+            .collect();
+        expired.iter().filter_map(|id| apps.remove(id)).collect()
+    }
+
+    /// Rebuilds applications and shuffles from the data directory. A directory that
+    /// cannot be read is logged and left alone; it never stops the server.
+    pub fn recover(&self) -> Result<RecoveryReport, SpillError> {
+        let mut report = RecoveryReport::default();
+        let dir = self.apps_dir();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(report),
+            Err(e) => {
+                return Err(SpillError::Io {
+                    op: "list",
+                    path: dir,
+                    source: e,
+                })
+            }
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let app = match self.recover_app(&path, &mut report) {
+                Ok(app) => app,
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "application not recovered");
+                    report.skipped += 1;
+                    continue;
+                }
+            };
+            report.apps += 1;
+            lock(&self.apps).insert(app.id.clone(), Arc::new(app));
+        }
+        Ok(report)
+    }
+
+    fn recover_app(&self, dir: &Path, report: &mut RecoveryReport) -> Result<App, String> {
+        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let id = AppId::new(name).map_err(|e| e.to_string())?;
+        let secret = meta::read(&dir.join("app.meta"), APP_MAGIC).map_err(|e| e.to_string())?;
+        let app = self.new_app(id, Bytes::from(secret));
+        for entry in std::fs::read_dir(dir).map_err(|e| e.to_string())?.flatten() {
+            let path = entry.path();
+            let Some(shuffle_id) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix("shuffle-"))
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            match recover_shuffle(&path, &app.env) {
+                Ok((shuffle, incomplete)) => {
+                    report.shuffles += 1;
+                    report.committed_maps += lock(&shuffle.commits).by_map_id.len();
+                    report.incomplete_maps += incomplete;
+                    lock(&app.shuffles).insert(shuffle_id, Arc::new(shuffle));
+                }
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "shuffle not recovered");
+                    report.skipped += 1;
+                }
+            }
+        }
+        Ok(app)
+    }
+}
+
+fn recover_shuffle(dir: &Path, env: &StoreEnv) -> Result<(Shuffle, usize), String> {
+    let body = meta::read(&dir.join("shuffle.meta"), SHUFFLE_MAGIC).map_err(|e| e.to_string())?;
+    let d = ShuffleDescriptor::decode(Bytes::from(body)).map_err(|e| e.to_string())?;
+    let schema = sluice_format::decode_schema(&d.schema).map_err(|e| e.to_string())?;
+    let shape = ShuffleShape {
+        num_partitions: d.num_partitions,
+        partitioning: d.partitioning,
+        schema,
+        schema_ipc: d.schema,
+    };
+    let rec = ShuffleStore::recover(dir.to_path_buf(), env.clone()).map_err(|e| e.to_string())?;
+    let mut commits = Commits {
+        next_epoch: rec.max_epoch.map_or(0, |e| e.wrapping_add(1)),
+        ..Commits::default()
+    };
+    for c in &rec.commits {
+        commits.add(c.map_id, c.map_index, c.epoch);
+    }
+    let shuffle = Shuffle {
+        shape,
+        store: rec.store,
+        commits: Mutex::new(commits),
+    };
+    Ok((shuffle, rec.incomplete.len()))
 }
 
 impl App {
@@ -125,8 +288,12 @@ impl App {
         }
     }
 
-    pub fn dir(&self) -> &PathBuf {
-        &self.dir
+    fn touch(&self) {
+        *lock(&self.last_seen) = Instant::now();
+    }
+
+    pub fn id(&self) -> &AppId {
+        &self.id
     }
 
     pub fn shuffle(&self, shuffle_id: u32) -> Option<Arc<Shuffle>> {
@@ -155,7 +322,20 @@ impl App {
             }
             return Ok(existing.clone());
         }
-        let store = ShuffleStore::create(self.dir.join(format!("shuffle-{shuffle_id}")))?;
+        let dir = self.dir.join(format!("shuffle-{shuffle_id}"));
+        let store = ShuffleStore::create(dir.clone(), self.env.clone())?;
+        let descriptor = ShuffleDescriptor {
+            num_partitions: shape.num_partitions,
+            partitioning: shape.partitioning.clone(),
+            schema: shape.schema_ipc.clone(),
+        };
+        let fsync = self.env.durability == Durability::Fsync;
+        meta::write(
+            &dir.join("shuffle.meta"),
+            SHUFFLE_MAGIC,
+            &descriptor.encode(),
+            fsync,
+        )?;
         let shuffle = Arc::new(Shuffle {
             shape,
             store,
@@ -169,8 +349,18 @@ impl App {
         lock(&self.shuffles).remove(&shuffle_id)
     }
 
-    pub fn take_shuffles(&self) -> Vec<Arc<Shuffle>> {
-        lock(&self.shuffles).drain().map(|(_, s)| s).collect()
+    /// Deletes every shuffle's files and the application's directory.
+    pub fn delete_files(&self) -> Result<(), RequestError> {
+        let shuffles: Vec<_> = lock(&self.shuffles).drain().map(|(_, s)| s).collect();
+        for shuffle in shuffles {
+            shuffle.store.delete()?;
+        }
+        match std::fs::remove_dir_all(&self.dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(RequestError::Internal(
+                format!("removing {}: {e}", self.dir.display()),
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -186,17 +376,28 @@ impl Shuffle {
         Ok(epoch)
     }
 
-    /// Marks the push's blocks as committed. The first commit of a map id wins.
-    pub fn commit(&self, map: &MapAttempt, epoch: u32) -> Result<(), RequestError> {
-        let mut commits = lock(&self.commits);
-        if commits.by_map_id.contains_key(&map.map_id) {
-            return Err(RequestError::AlreadyCommitted { map_id: map.map_id });
+    /// Records the push's commit (durably, per the durability mode) and makes its blocks
+    /// visible. The first commit of a map id wins. Blocking: call off the async runtime.
+    /// The commits lock is not held during the disk writes, so fetches and new pushes
+    /// of the shuffle never wait for an fsync.
+    pub fn commit(&self, record: &CommitRecord, touched: &[u32]) -> Result<(), RequestError> {
+        let map_id = record.map_id;
+        {
+            let mut commits = lock(&self.commits);
+            if commits.by_map_id.contains_key(&map_id) {
+                return Err(RequestError::AlreadyCommitted { map_id });
+            }
+            if !commits.committing.insert(map_id) {
+                return Err(RequestError::Busy(format!(
+                    "another push of map {map_id} is committing"
+                )));
+            }
         }
-        commits.by_map_id.insert(map.map_id, Committed { epoch });
-        commits
-            .first_by_index
-            .entry(map.map_index)
-            .or_insert(map.map_id);
+        let written = self.store.commit(record, touched);
+        let mut commits = lock(&self.commits);
+        commits.committing.remove(&map_id);
+        written?;
+        commits.add(map_id, record.map_index, record.epoch);
         Ok(())
     }
 
@@ -210,8 +411,8 @@ impl Shuffle {
                 let wanted: HashSet<u64> = ids.iter().copied().collect();
                 for id in wanted {
                     match commits.by_map_id.get(&id) {
-                        Some(c) => {
-                            epochs.insert(id, c.epoch);
+                        Some(&epoch) => {
+                            epochs.insert(id, epoch);
                         }
                         None => missing.push(id),
                     }
@@ -225,8 +426,8 @@ impl Shuffle {
                 };
                 for (&index, &id) in &commits.first_by_index {
                     let in_range = (start..end).contains(&index) || filter == &MapFilter::All;
-                    if let Some(c) = commits.by_map_id.get(&id).filter(|_| in_range) {
-                        epochs.insert(id, c.epoch);
+                    if let Some(&epoch) = commits.by_map_id.get(&id).filter(|_| in_range) {
+                        epochs.insert(id, epoch);
                     }
                 }
             }

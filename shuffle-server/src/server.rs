@@ -8,8 +8,10 @@ use std::time::Duration;
 use quinn::{Endpoint, VarInt};
 use sluice_format::CodecConfig;
 use sluice_proto::Limits;
+use sluice_spill::uring::{UringBackend, UringConfig};
+use sluice_spill::{BackendKind, DiskQuota, Durability, IoBackend, StoreEnv, SyscallBackend};
 
-use crate::config::ServerConfig;
+use crate::config::{BackendName, DurabilityName, ServerConfig};
 use crate::error::StartError;
 use crate::registry::Registry;
 use crate::worker::WorkerPool;
@@ -40,7 +42,9 @@ pub struct ServerHandle {
     cert_pem: String,
     token: Vec<u8>,
     token_path: PathBuf,
+    backend: BackendKind,
     accept_task: tokio::task::JoinHandle<()>,
+    expiry_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Server {
@@ -77,8 +81,40 @@ impl Server {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
+        let backend = open_backend(&config)?;
+        let backend_kind = backend.kind();
+        let env = StoreEnv {
+            backend,
+            quota: DiskQuota::new("server", config.storage.disk_quota.map(|q| q.as_u64())),
+            durability: match config.storage.durability {
+                DurabilityName::PageCache => Durability::PageCache,
+                DurabilityName::Fsync => Durability::Fsync,
+            },
+            limits: sluice_format::DecodeLimits::default(),
+        };
+        let app_quota = config.storage.app_disk_quota.map(|q| q.as_u64());
+        let registry = Registry::new(config.data_dir.clone(), env, app_quota);
+        let data_dir = config.data_dir.clone();
+        let (registry, report) = tokio::task::spawn_blocking(move || {
+            let report = registry.recover();
+            (registry, report)
+        })
+        .await
+        .map_err(|e| StartError::Invalid(format!("recovery panicked: {e}")))?;
+        let report = report.map_err(|e| StartError::Recovery {
+            path: data_dir,
+            message: e.to_string(),
+        })?;
+        tracing::info!(
+            apps = report.apps,
+            shuffles = report.shuffles,
+            committed_maps = report.committed_maps,
+            incomplete_maps = report.incomplete_maps,
+            skipped = report.skipped,
+            "recovered data directory"
+        );
         let ctx = Arc::new(Ctx {
-            registry: Registry::new(config.data_dir.clone()),
+            registry,
             pool: WorkerPool::new(workers),
             token: token.clone(),
             limits: config.proto_limits(),
@@ -87,13 +123,21 @@ impl Server {
             push_buffer_limit: config.storage.push_buffer_limit.as_u64() as usize,
             handshake_timeout: config.limits.handshake_timeout,
         });
+        let expiry = config.storage.app_expiry;
+        let expiry_task =
+            (!expiry.is_zero()).then(|| tokio::spawn(expire_apps(ctx.clone(), expiry)));
         let accept_endpoint = endpoint.clone();
         let accept_task = tokio::spawn(async move {
             while let Some(incoming) = accept_endpoint.accept().await {
                 tokio::spawn(crate::conn::serve(ctx.clone(), incoming));
             }
         });
-        tracing::info!(%local_addr, data_dir = %config.data_dir.display(), "sluice-server listening");
+        tracing::info!(
+            %local_addr,
+            data_dir = %config.data_dir.display(),
+            backend = backend_kind.name(),
+            "sluice-server listening"
+        );
         Ok(ServerHandle {
             endpoint,
             local_addr,
@@ -101,8 +145,51 @@ impl Server {
             cert_pem,
             token,
             token_path,
+            backend: backend_kind,
             accept_task,
+            expiry_task,
         })
+    }
+}
+
+/// The configured I/O backend; "auto" falls back to syscalls where io_uring cannot be
+/// set up, and says why.
+fn open_backend(config: &ServerConfig) -> Result<Arc<dyn IoBackend>, StartError> {
+    let uring = || {
+        UringBackend::start(UringConfig {
+            entries: config.storage.uring_entries,
+        })
+    };
+    Ok(match config.storage.backend {
+        BackendName::Syscall => Arc::new(SyscallBackend),
+        BackendName::IoUring => Arc::new(uring().map_err(|e| {
+            StartError::Invalid(format!(
+                "storage.backend = \"io_uring\": cannot set up a ring: {e}"
+            ))
+        })?),
+        BackendName::Auto => match uring() {
+            Ok(b) => Arc::new(b),
+            Err(e) => {
+                tracing::warn!(error = %e, "io_uring is not available; using the syscall backend");
+                Arc::new(SyscallBackend)
+            }
+        },
+    })
+}
+
+/// Removes applications that have not been heard from for `expiry`.
+async fn expire_apps(ctx: Arc<Ctx>, expiry: Duration) {
+    let period = (expiry / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tick.tick().await;
+        for app in ctx.registry.take_expired(expiry) {
+            tracing::info!(app = %app.id(), "application expired; deleting its data");
+            let result = tokio::task::spawn_blocking(move || app.delete_files()).await;
+            if let Ok(Err(e)) = result {
+                tracing::warn!(error = %e, "deleting an expired application");
+            }
+        }
     }
 }
 
@@ -143,12 +230,20 @@ impl ServerHandle {
         &self.token_path
     }
 
+    /// The storage backend in use.
+    pub fn backend(&self) -> BackendKind {
+        self.backend
+    }
+
     /// Stops accepting connections, closes the open ones, and waits for the endpoint
     /// to go idle.
     pub async fn shutdown(self) {
         self.endpoint
             .close(VarInt::from_u32(0), b"server shutting down");
         self.accept_task.abort();
+        if let Some(t) = &self.expiry_task {
+            t.abort();
+        }
         self.endpoint.wait_idle().await;
     }
 }

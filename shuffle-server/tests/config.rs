@@ -1,7 +1,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use sluice_server::config::CodecName;
+use sluice_server::config::{BackendName, CodecName, DurabilityName};
 use sluice_server::ServerConfig;
 
 #[test]
@@ -22,12 +22,27 @@ fn example_config_parses_and_matches_the_defaults() {
     assert_eq!(config.limits.idle_timeout, Duration::from_secs(120));
     assert_eq!(config.limits.handshake_timeout, Duration::from_secs(10));
     assert_eq!(config.tls.server_names, defaults.tls.server_names);
+    assert_eq!(config.storage.backend, BackendName::Auto);
+    assert_eq!(config.storage.uring_entries, defaults.storage.uring_entries);
+    assert_eq!(config.storage.durability, DurabilityName::PageCache);
+    assert_eq!(config.storage.disk_quota, None);
+    assert_eq!(config.storage.app_expiry, Duration::from_secs(3600));
+    let fsync = ServerConfig::from_toml(
+        "[storage]\ndurability = \"fsync\"\nbackend = \"io_uring\"\ndisk_quota = \"2GiB\"",
+    )
+    .unwrap();
+    assert_eq!(fsync.storage.durability, DurabilityName::Fsync);
+    assert_eq!(fsync.storage.backend, BackendName::IoUring);
+    assert_eq!(fsync.storage.disk_quota, Some(bytesize::ByteSize::gib(2)));
 }
 
 #[test]
 fn invalid_config_names_the_key() {
     let cases = [
         ("[storage]\ncodec = \"snappy\"", "codec"),
+        ("[storage]\ndurability = \"sometimes\"", "durability"),
+        ("[storage]\nbackend = \"aio\"", "backend"),
+        ("[storage]\nuring_entries = 0", "uring_entries"),
         ("[storage]\ncodec = \"zstd\"\nzstd_level = 40", "zstd_level"),
         ("[storage]\nblock_size = \"1B\"", "block_size"),
         ("[limits]\nidle_timeout = \"soon\"", "idle_timeout"),

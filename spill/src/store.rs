@@ -1,0 +1,440 @@
+//! The data files, block indexes and commit log of one shuffle.
+//!
+//! An append reserves its file range under the partition's lock (so concurrent appends
+//! never overlap), then hands the bytes to the backend; the block enters the index only
+//! when the backend reports it written. A push's writes form a [`WriteGroup`] that its
+//! commit waits on. Fetches only ever see indexed (fully written) blocks.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use sluice_format::{BlockHeader, DecodeLimits};
+
+use crate::backend::IoBackend;
+use crate::commit_log::{CommitLog, CommitRecord};
+use crate::quota::DiskQuota;
+use crate::record::{record_len, ALIGN, PREFIX_LEN};
+use crate::scan::scan_file;
+use crate::SpillError;
+
+/// Where a block is stored and whose rows it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockEntry {
+    /// Offset of the block (after its record prefix).
+    pub offset: u64,
+    pub len: u32,
+    pub map_id: u64,
+    pub map_index: u32,
+    pub attempt: u32,
+    pub rows: u32,
+    /// Which push of this map id wrote the block (a retried push gets a new epoch, so
+    /// blocks of an abandoned push are never mistaken for the committed one).
+    pub epoch: u32,
+}
+
+/// How commits reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Acknowledged once written to the page cache: survives a server crash, not a
+    /// machine crash.
+    #[default]
+    PageCache,
+    /// `fdatasync` of every file a map touched and of the commit log before the ack.
+    Fsync,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves plain data behind; keep serving.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[derive(Debug)]
+struct PartitionFile {
+    path: PathBuf,
+    file: Option<Arc<File>>,
+    /// Next record offset (space already assigned to in-flight writes included).
+    end: u64,
+    /// Written blocks, by offset.
+    index: Vec<BlockEntry>,
+}
+
+impl PartitionFile {
+    fn file(&mut self) -> Result<Arc<File>, SpillError> {
+        if let Some(f) = &self.file {
+            return Ok(f.clone());
+        }
+        let f = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .write(true)
+            .truncate(false)
+            .open(&self.path)
+            .map_err(|e| SpillError::io("open", &self.path, e))?;
+        let f = Arc::new(f);
+        self.file = Some(f.clone());
+        Ok(f)
+    }
+
+    fn insert(&mut self, entry: BlockEntry) {
+        let at = self.index.partition_point(|e| e.offset < entry.offset);
+        self.index.insert(at, entry);
+    }
+}
+
+/// The outstanding writes of one push; its commit waits for all of them.
+#[derive(Debug, Default)]
+pub struct WriteGroup {
+    state: Mutex<GroupState>,
+    done: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct GroupState {
+    pending: usize,
+    written: u32,
+    error: Option<SpillError>,
+    touched: HashSet<u32>,
+}
+
+impl WriteGroup {
+    pub fn new() -> Arc<Self> {
+        Arc::default()
+    }
+
+    fn start(&self, partition: u32) {
+        let mut s = lock(&self.state);
+        s.pending += 1;
+        s.touched.insert(partition);
+    }
+
+    fn finish(&self, result: Result<(), SpillError>) {
+        let mut s = lock(&self.state);
+        s.pending -= 1;
+        match result {
+            Ok(()) => s.written += 1,
+            Err(e) => {
+                s.error.get_or_insert(e);
+            }
+        }
+        if s.pending == 0 {
+            self.done.notify_all();
+        }
+    }
+
+    /// Waits for every write; returns the blocks written and the partitions touched,
+    /// or the first error.
+    pub fn wait(&self) -> Result<(u32, Vec<u32>), SpillError> {
+        let mut s = lock(&self.state);
+        while s.pending > 0 {
+            s = self.done.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+        if let Some(e) = s.error.take() {
+            return Err(e);
+        }
+        Ok((s.written, s.touched.iter().copied().collect()))
+    }
+}
+
+/// Everything a store needs from the server.
+#[derive(Debug, Clone)]
+pub struct StoreEnv {
+    pub backend: Arc<dyn IoBackend>,
+    pub quota: Arc<DiskQuota>,
+    pub durability: Durability,
+    pub limits: DecodeLimits,
+}
+
+/// The data files and block indexes of one shuffle on this server.
+#[derive(Debug)]
+pub struct ShuffleStore {
+    dir: PathBuf,
+    env: StoreEnv,
+    partitions: Mutex<HashMap<u32, Arc<Mutex<PartitionFile>>>>,
+    log: Mutex<CommitLog>,
+}
+
+const LOG_NAME: &str = "commits.log";
+
+/// A store reopened from disk, with the commits its log holds.
+#[derive(Debug)]
+pub struct Recovered {
+    pub store: ShuffleStore,
+    /// Commits whose blocks are all present, in commit order.
+    pub commits: Vec<CommitRecord>,
+    /// Commits dropped because blocks are missing (their maps will be recomputed).
+    pub incomplete: Vec<CommitRecord>,
+    /// Highest epoch seen in data files or the log.
+    pub max_epoch: Option<u32>,
+}
+
+impl ShuffleStore {
+    /// Creates a new, empty store (its directory may not hold a previous one).
+    pub fn create(dir: PathBuf, env: StoreEnv) -> Result<Self, SpillError> {
+        fs::create_dir_all(&dir).map_err(|e| SpillError::io("create directory", &dir, e))?;
+        let (log, _) = CommitLog::open(&dir.join(LOG_NAME))?;
+        if env.durability == Durability::Fsync {
+            sync_dir(&dir)?;
+            if let Some(parent) = dir.parent() {
+                sync_dir(parent)?;
+            }
+        }
+        Ok(Self {
+            dir,
+            env,
+            partitions: Mutex::new(HashMap::new()),
+            log: Mutex::new(log),
+        })
+    }
+
+    /// Reopens a store: scans every partition file (cutting torn tails), replays the
+    /// commit log and keeps the commits whose blocks are all there.
+    pub fn recover(dir: PathBuf, env: StoreEnv) -> Result<Recovered, SpillError> {
+        let (log, logged) = CommitLog::open(&dir.join(LOG_NAME))?;
+        let mut partitions = HashMap::new();
+        let mut blocks_of: HashMap<(u64, u32), u32> = HashMap::new();
+        let mut max_epoch: Option<u32> = None;
+        for (partition, path) in partition_files(&dir)? {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(|e| SpillError::io("open", &path, e))?;
+            let len = file
+                .metadata()
+                .map_err(|e| SpillError::io("stat", &path, e))?
+                .len();
+            let scan = scan_file(&file, &path, len, &env.limits)?;
+            if scan.valid_end < len || scan.skipped > 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    torn_tail = len - scan.valid_end,
+                    skipped = scan.skipped,
+                    "partition file had damaged regions"
+                );
+                file.set_len(scan.valid_end)
+                    .map_err(|e| SpillError::io("truncate", &path, e))?;
+            }
+            for e in &scan.entries {
+                *blocks_of.entry((e.map_id, e.epoch)).or_default() += 1;
+                max_epoch = max_epoch.max(Some(e.epoch));
+            }
+            let end = scan.valid_end.next_multiple_of(ALIGN);
+            env.quota.force_reserve(end);
+            let part = PartitionFile {
+                path,
+                file: Some(Arc::new(file)),
+                end,
+                index: scan.entries,
+            };
+            partitions.insert(partition, Arc::new(Mutex::new(part)));
+        }
+        let (mut commits, mut incomplete) = (Vec::new(), Vec::new());
+        let mut seen = HashSet::new();
+        for c in logged {
+            max_epoch = max_epoch.max(Some(c.epoch));
+            let found = blocks_of.get(&(c.map_id, c.epoch)).copied().unwrap_or(0);
+            if found == c.blocks && seen.insert(c.map_id) {
+                commits.push(c);
+            } else {
+                tracing::warn!(
+                    dir = %dir.display(), map_id = c.map_id, logged_blocks = c.blocks, found,
+                    "committed map has missing blocks; it will not be served"
+                );
+                incomplete.push(c);
+            }
+        }
+        let store = Self {
+            dir,
+            env,
+            partitions: Mutex::new(partitions),
+            log: Mutex::new(log),
+        };
+        Ok(Recovered {
+            store,
+            commits,
+            incomplete,
+            max_epoch,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn partition(&self, partition: u32) -> Arc<Mutex<PartitionFile>> {
+        lock(&self.partitions)
+            .entry(partition)
+            .or_insert_with(|| {
+                Arc::new(Mutex::new(PartitionFile {
+                    path: self.dir.join(format!("part-{partition}.data")),
+                    file: None,
+                    end: 0,
+                    index: Vec::new(),
+                }))
+            })
+            .clone()
+    }
+
+    /// Appends one record (built with [`crate::record::begin_record`] and
+    /// [`crate::record::finish_record`]) holding a block with `header`. The block is
+    /// indexed once written; `group` learns the outcome.
+    pub fn append(
+        &self,
+        partition: u32,
+        header: &BlockHeader,
+        record: Vec<u8>,
+        epoch: u32,
+        group: &Arc<WriteGroup>,
+    ) -> Result<(), SpillError> {
+        let block_len = record.len().saturating_sub(PREFIX_LEN);
+        let len = u32::try_from(block_len).map_err(|_| SpillError::BlockTooLarge(block_len))?;
+        let span = record_len(len);
+        if span != record.len() as u64 {
+            return Err(SpillError::BadRecord(record.len()));
+        }
+        self.env.quota.try_reserve(span)?;
+        let part = self.partition(partition);
+        let (file, offset, path) = {
+            let mut p = lock(&part);
+            let file = match p.file() {
+                Ok(f) => f,
+                Err(e) => {
+                    self.env.quota.release(span);
+                    return Err(e);
+                }
+            };
+            let offset = p.end;
+            p.end += span;
+            (file, offset, p.path.clone())
+        };
+        let entry = BlockEntry {
+            offset: offset + PREFIX_LEN as u64,
+            len,
+            map_id: header.map_id,
+            map_index: header.map_index,
+            attempt: header.attempt,
+            rows: header.rows,
+            epoch,
+        };
+        group.start(partition);
+        let group = group.clone();
+        let quota = self.env.quota.clone();
+        let done = Box::new(move |result: io::Result<()>| match result {
+            Ok(()) => {
+                lock(&part).insert(entry);
+                group.finish(Ok(()));
+            }
+            Err(e) => {
+                // The space stays assigned (a hole recovery skips); its bytes do not
+                // count against the quota.
+                quota.release(span);
+                group.finish(Err(SpillError::io("write", &path, e)));
+            }
+        });
+        self.env.backend.write(file, offset, record, done);
+        Ok(())
+    }
+
+    /// Makes a finished push durable (per the durability mode) and records its commit.
+    /// Call after [`WriteGroup::wait`] succeeded, with the partitions it touched.
+    pub fn commit(&self, record: &CommitRecord, touched: &[u32]) -> Result<(), SpillError> {
+        let fsync = self.env.durability == Durability::Fsync;
+        if fsync {
+            for &p in touched {
+                let part = self.partition(p);
+                let (file, path) = {
+                    let mut part = lock(&part);
+                    (part.file()?, part.path.clone())
+                };
+                self.env
+                    .backend
+                    .sync_data(&file)
+                    .map_err(|e| SpillError::io("fdatasync", &path, e))?;
+            }
+            sync_dir(&self.dir)?;
+        }
+        lock(&self.log).append(record, fsync)
+    }
+
+    /// Index entries of `partition` accepted by `keep`, in file order.
+    pub fn blocks(
+        &self,
+        partition: u32,
+        mut keep: impl FnMut(&BlockEntry) -> bool,
+    ) -> Vec<BlockEntry> {
+        let part = match lock(&self.partitions).get(&partition) {
+            Some(p) => p.clone(),
+            None => return Vec::new(),
+        };
+        let part = lock(&part);
+        part.index.iter().filter(|e| keep(e)).copied().collect()
+    }
+
+    /// Reads the bytes of indexed blocks of `partition`.
+    pub fn read(&self, partition: u32, entries: &[BlockEntry]) -> Result<Vec<Vec<u8>>, SpillError> {
+        let part = self.partition(partition);
+        let (file, path) = {
+            let mut part = lock(&part);
+            (part.file()?, part.path.clone())
+        };
+        entries
+            .iter()
+            .map(|e| {
+                self.env
+                    .backend
+                    .read(&file, e.offset, e.len as usize)
+                    .map_err(|err| SpillError::io("read", &path, err))
+            })
+            .collect()
+    }
+
+    /// Bytes of the partition files (written or assigned to in-flight writes).
+    pub fn stored_bytes(&self) -> u64 {
+        let parts: Vec<_> = lock(&self.partitions).values().cloned().collect();
+        parts.iter().map(|p| lock(p).end).sum()
+    }
+
+    /// Removes the shuffle's files and returns their bytes to the quota. The store must
+    /// not be used afterwards.
+    pub fn delete(&self) -> Result<(), SpillError> {
+        let parts: Vec<_> = lock(&self.partitions).drain().map(|(_, p)| p).collect();
+        let bytes: u64 = parts.iter().map(|p| lock(p).end).sum();
+        self.env.quota.release(bytes);
+        match fs::remove_dir_all(&self.dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(SpillError::io("remove directory", &self.dir, e))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `part-<p>.data` files of a shuffle directory.
+fn partition_files(dir: &Path) -> Result<Vec<(u32, PathBuf)>, SpillError> {
+    let mut out = Vec::new();
+    let entries = fs::read_dir(dir).map_err(|e| SpillError::io("list", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| SpillError::io("list", dir, e))?;
+        let name = entry.file_name();
+        let partition = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("part-"))
+            .and_then(|n| n.strip_suffix(".data"))
+            .and_then(|n| n.parse::<u32>().ok());
+        if let Some(p) = partition {
+            out.push((p, entry.path()));
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// Makes a directory's entries (new files) durable.
+pub fn sync_dir(dir: &Path) -> Result<(), SpillError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| SpillError::io("fsync directory", dir, e))
+}

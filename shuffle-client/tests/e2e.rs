@@ -7,62 +7,8 @@ use std::collections::BTreeMap;
 use arrow_array::RecordBatch;
 use common::*;
 use sluice_client::{
-    AppCredentials, Client, ClientError, ErrorCode, FetchRequest, MapAttempt, MapFilter,
-    Partitioning, PushRequest,
+    ClientError, ErrorCode, FetchRequest, MapAttempt, MapFilter, Partitioning, PushRequest,
 };
-use sluice_splitter::PartitionSpec;
-
-const KEYS: [u32; 2] = [0, 11]; // hash on (key: long, name: string)
-
-fn hash_spec() -> PartitionSpec {
-    PartitionSpec::Hash {
-        columns: KEYS.iter().map(|&k| k as usize).collect(),
-    }
-}
-
-async fn push_map(
-    client: &Client,
-    app: &AppCredentials,
-    shuffle_id: u32,
-    map: MapAttempt,
-    n: u32,
-    batches: &[RecordBatch],
-) -> sluice_client::CommitAck {
-    let mut push = client
-        .push(PushRequest {
-            app: app.clone(),
-            shuffle_id,
-            map,
-            num_partitions: n,
-            partitioning: Partitioning::Hash {
-                columns: KEYS.to_vec(),
-            },
-            schema: schema(),
-        })
-        .await
-        .unwrap();
-    for b in batches {
-        push.send(b).await.unwrap();
-    }
-    push.commit().await.unwrap()
-}
-
-/// Fetches and groups the decoded rows by (partition, map id), in arrival order.
-async fn fetch_grouped(
-    client: &Client,
-    request: FetchRequest,
-) -> Result<BTreeMap<(u32, u64), RecordBatch>, ClientError> {
-    let mut stream = client.fetch(request).await?;
-    let mut groups: BTreeMap<(u32, u64), Vec<RecordBatch>> = BTreeMap::new();
-    while let Some(block) = stream.next_block().await? {
-        let batch = stream.decode(&block)?;
-        groups
-            .entry((block.partition, block.header.map_id))
-            .or_default()
-            .push(batch);
-    }
-    Ok(groups.into_iter().map(|(k, v)| (k, concat(&v))).collect())
-}
 
 fn map_batches(map_index: u32, rows: usize) -> Vec<RecordBatch> {
     let seed = 1000 * map_index as u64;

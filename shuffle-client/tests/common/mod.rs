@@ -7,7 +7,12 @@ use std::sync::Arc;
 use arrow_array::builder::*;
 use arrow_array::{ArrayRef, RecordBatch, UInt32Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use sluice_client::{AppCredentials, Client, ClientConfig, Trust};
+use std::collections::BTreeMap;
+
+use sluice_client::{
+    AppCredentials, Client, ClientConfig, ClientError, FetchRequest, MapAttempt, Partitioning,
+    PushRequest, Trust,
+};
 use sluice_server::{Server, ServerConfig, ServerHandle};
 use sluice_splitter::{PartitionSpec, Partitioner};
 
@@ -21,7 +26,14 @@ pub async fn start_server() -> TestServer {
 }
 
 pub async fn start_server_with(tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
-    let dir = tempfile::tempdir().unwrap();
+    start_server_at(tempfile::tempdir().unwrap(), tweak).await
+}
+
+/// Starts a server whose data directory is `<dir>/data` (a restart when it holds data).
+pub async fn start_server_at(
+    dir: tempfile::TempDir,
+    tweak: impl FnOnce(&mut ServerConfig),
+) -> TestServer {
     let mut config = ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().join("data"),
@@ -41,6 +53,12 @@ impl TestServer {
             Trust::PinnedPem(self.handle.certificate_pem().to_string()),
             self.handle.token().to_vec(),
         )
+    }
+
+    /// Shuts the server down and starts a new one on the same data directory.
+    pub async fn restart(self, tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        self.handle.shutdown().await;
+        start_server_at(self.dir, tweak).await
     }
 
     pub async fn client(&self) -> Client {
@@ -200,4 +218,56 @@ pub fn reference_split(batches: &[RecordBatch], spec: PartitionSpec, n: u32) -> 
 
 pub fn concat(batches: &[RecordBatch]) -> RecordBatch {
     arrow_select::concat::concat_batches(&schema(), batches).unwrap()
+}
+
+pub const KEYS: [u32; 2] = [0, 11]; // hash on (key: long, name: string)
+
+pub fn hash_spec() -> PartitionSpec {
+    PartitionSpec::Hash {
+        columns: KEYS.iter().map(|&k| k as usize).collect(),
+    }
+}
+
+pub async fn push_map(
+    client: &Client,
+    app: &AppCredentials,
+    shuffle_id: u32,
+    map: MapAttempt,
+    n: u32,
+    batches: &[RecordBatch],
+) -> sluice_client::CommitAck {
+    let mut push = client
+        .push(PushRequest {
+            app: app.clone(),
+            shuffle_id,
+            map,
+            num_partitions: n,
+            partitioning: Partitioning::Hash {
+                columns: KEYS.to_vec(),
+            },
+            schema: schema(),
+        })
+        .await
+        .unwrap();
+    for b in batches {
+        push.send(b).await.unwrap();
+    }
+    push.commit().await.unwrap()
+}
+
+/// Fetches and groups the decoded rows by (partition, map id), in arrival order.
+pub async fn fetch_grouped(
+    client: &Client,
+    request: FetchRequest,
+) -> Result<BTreeMap<(u32, u64), RecordBatch>, ClientError> {
+    let mut stream = client.fetch(request).await?;
+    let mut groups: BTreeMap<(u32, u64), Vec<RecordBatch>> = BTreeMap::new();
+    while let Some(block) = stream.next_block().await? {
+        let batch = stream.decode(&block)?;
+        groups
+            .entry((block.partition, block.header.map_id))
+            .or_default()
+            .push(batch);
+    }
+    Ok(groups.into_iter().map(|(k, v)| (k, concat(&v))).collect())
 }

@@ -1,9 +1,11 @@
-//! Crash test: a server in a child process is killed with SIGKILL at random points of a
-//! push-heavy run, then restarted on the same data directory. Every acknowledged commit
-//! must read back exactly; a push that never sent its end is never served; a push whose
-//! end was sent but whose ack was lost is either absent or complete.
-//!
-//! The child is this test binary itself, re-run with `child_server` selected.
+//! Tests of a server in a child process (this test binary itself, re-run with
+//! `child_server` selected):
+//! - crash: the server is killed with SIGKILL at random points of a push-heavy run,
+//!   then restarted on the same data directory. Every acknowledged commit must read back
+//!   exactly; a push that never sent its end is never served; a push whose end was sent
+//!   but whose ack was lost is either absent or complete.
+//! - memory: ten times the memory budget is pushed at once; the server's peak resident
+//!   memory must stay under the budget plus 128 MiB, and every row must read back.
 
 mod common;
 
@@ -21,6 +23,8 @@ use sluice_client::{
 use sluice_server::{Server, ServerConfig};
 
 const CHILD_ENV: &str = "SLUICE_CRASH_CHILD_DIR";
+/// Memory budget of the child server, in bytes (default: the server's default).
+const BUDGET_ENV: &str = "SLUICE_CHILD_MEMORY_BUDGET";
 const PARTITIONS: u32 = 16;
 /// Kill points in the default run; `SLUICE_CRASH_ROUNDS` asks for more.
 const DEFAULT_ROUNDS: usize = 20;
@@ -43,6 +47,10 @@ fn child_server() {
             ..ServerConfig::default()
         };
         config.storage.block_size = bytesize::ByteSize::kib(16);
+        if let Some(budget) = std::env::var(BUDGET_ENV).ok().and_then(|b| b.parse().ok()) {
+            config.storage.memory_budget = bytesize::ByteSize::b(budget);
+            config.storage.block_size = bytesize::ByteSize::kib(256);
+        }
         let server = Server::start(config).await.unwrap();
         let ready = format!("{}\n{}", server.local_addr(), server.certificate_pem());
         std::fs::write(dir.join("ready.tmp"), ready).unwrap();
@@ -58,8 +66,16 @@ struct ChildServer {
 }
 
 fn spawn_child(dir: &Path) -> ChildServer {
+    spawn_child_with(dir, None)
+}
+
+fn spawn_child_with(dir: &Path, memory_budget: Option<u64>) -> ChildServer {
     let _ = std::fs::remove_file(dir.join("ready"));
-    let process = Command::new(std::env::current_exe().unwrap())
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    if let Some(b) = memory_budget {
+        command.env(BUDGET_ENV, b.to_string());
+    }
+    let process = command
         .args([
             "child_server",
             "--exact",
@@ -274,4 +290,96 @@ async fn acknowledged_commits_survive_sigkill() {
          {late_commits} commits whose ack was cut off were complete, {lost_acks} ended pushes were not committed"
     );
     assert!(acked_total > 0, "no push was ever acknowledged");
+}
+
+/// Peak resident memory of a process, from `/proc/<pid>/status` (VmHWM).
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+/// The batches of map `m` in the memory test (8192 rows each).
+fn big_map(m: u64, batches: usize) -> Vec<arrow_array::RecordBatch> {
+    (0..batches as u64)
+        .map(|i| batch(8192, m * 1000 + i))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushing_ten_times_the_memory_budget_stays_within_it() {
+    const BUDGET: u64 = 32 << 20;
+    const MAPS: u64 = 8;
+    const N: u32 = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = spawn_child_with(dir.path(), Some(BUDGET));
+    let client = Arc::new(Client::connect(child.addr, &child.config).await.unwrap());
+    let app = app("app-memory");
+    client.register_app(&app).await.unwrap();
+    let per_batch = batch(8192, 1).get_array_memory_size() as u64;
+    let batches = (10 * BUDGET / MAPS).div_ceil(per_batch) as usize;
+    let request = |m: u64| PushRequest {
+        app: app.clone(),
+        shuffle_id: 0,
+        map: MapAttempt {
+            map_id: m,
+            map_index: m as u32,
+            attempt: 0,
+        },
+        num_partitions: N,
+        partitioning: sluice_client::Partitioning::Hash {
+            columns: KEYS.to_vec(),
+        },
+        schema: schema(),
+    };
+    let pushes: Vec<_> = (0..MAPS)
+        .map(|m| {
+            let client = client.clone();
+            let request = request(m);
+            tokio::spawn(async move {
+                let mut push = client.push(request).await.unwrap();
+                for i in 0..batches as u64 {
+                    push.send(&batch(8192, m * 1000 + i)).await.unwrap();
+                }
+                push.commit().await.unwrap()
+            })
+        })
+        .collect();
+    for p in pushes {
+        p.await.unwrap();
+    }
+    let peak = peak_rss(child.process.id());
+    let pushed = per_batch * batches as u64 * MAPS;
+    eprintln!(
+        "memory test: pushed {} MiB through a {} MiB budget; server peak RSS {} MiB",
+        pushed >> 20,
+        BUDGET >> 20,
+        peak >> 20
+    );
+    assert!(pushed >= 10 * BUDGET);
+    assert!(peak < BUDGET + (128 << 20), "peak RSS {} MiB", peak >> 20);
+
+    for m in 0..MAPS {
+        let got = fetch_grouped(
+            &client,
+            FetchRequest::partitions(app.clone(), 0, 0..N).with_maps(MapFilter::MapIds(vec![m])),
+        )
+        .await
+        .unwrap();
+        let reference = reference_split(&big_map(m, batches), hash_spec(), N);
+        for (p, part) in reference.iter().enumerate() {
+            let fetched = got.get(&(p as u32, m));
+            assert_eq!(
+                fetched.map_or(0, |b| b.num_rows()),
+                part.num_rows(),
+                "map {m} partition {p}"
+            );
+            if let Some(b) = fetched {
+                assert_eq!(b, part, "map {m} partition {p}");
+            }
+        }
+    }
+    child.process.kill().unwrap();
+    child.process.wait().unwrap();
 }

@@ -46,6 +46,10 @@ pub struct StorageConfig {
     /// Most (uncompressed) bytes one push may hold in buffers; above it the push's
     /// largest buffers are written out until half of it is left.
     pub push_buffer_limit: ByteSize,
+    /// Memory for all pushes together, in allocated bytes (buffers plus blocks not yet
+    /// written). Above 75% pushes write out their largest buffers; at the limit they
+    /// stop reading from the network until usage is below 50%.
+    pub memory_budget: ByteSize,
     /// Block codec: "none", "lz4" or "zstd".
     pub codec: CodecName,
     /// zstd level (1..=22), used when `codec = "zstd"`.
@@ -141,6 +145,7 @@ impl Default for StorageConfig {
         Self {
             block_size: ByteSize::mib(1),
             push_buffer_limit: ByteSize::mib(32),
+            memory_budget: ByteSize::gib(1),
             codec: CodecName::Lz4,
             zstd_level: 1,
             backend: BackendName::Auto,
@@ -208,6 +213,9 @@ impl ServerConfig {
         let block = self.storage.block_size.as_u64();
         if !(1024..=256 << 20).contains(&block) {
             return Err(format!("storage.block_size: {block} not in 1 KiB..256 MiB"));
+        }
+        if self.storage.memory_budget.as_u64() < 4 * block {
+            return Err("storage.memory_budget: must be at least 4 x storage.block_size".into());
         }
         if self.storage.push_buffer_limit.as_u64() < block {
             return Err("storage.push_buffer_limit: must be at least storage.block_size".into());

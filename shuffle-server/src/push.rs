@@ -12,7 +12,7 @@ use sluice_format::{encode_batch, encode_block, BatchDecoder, BlockMeta, CodecCo
 use sluice_proto::session::{PushHeader, PushSession, PushStep};
 use sluice_proto::{MapAttempt, Message, Partitioning};
 use sluice_spill::record::{begin_record, finish_record};
-use sluice_spill::{CommitRecord, WriteGroup};
+use sluice_spill::{CommitRecord, MemoryBudget, WriteGroup};
 use sluice_splitter::{PartitionSpec, PartitionWriter, Partitioner, SplitError, WriterLimits};
 
 use crate::error::RequestError;
@@ -27,6 +27,15 @@ struct PushWriter {
     decoder: BatchDecoder,
     writer: PartitionWriter,
     sink: BlockSink,
+    memory: Arc<MemoryBudget>,
+    /// Bytes of this writer's buffers currently charged to `memory`.
+    charged: u64,
+}
+
+impl Drop for PushWriter {
+    fn drop(&mut self) {
+        self.memory.release(self.charged);
+    }
 }
 
 /// Turns a partition's block of rows into a stored block.
@@ -65,7 +74,30 @@ impl PushWriter {
             .decode(Buffer::from(ipc))
             .map_err(|e| RequestError::InvalidData(e.to_string()))?;
         let sink = &mut self.sink;
-        self.writer.write(batch, |p, block| sink.store(p, block))
+        self.writer.write(batch, |p, block| sink.store(p, block))?;
+        self.account();
+        if self.memory.above_high() {
+            // Server-wide pressure: write out this push's largest buffers, keeping half.
+            let half = self.writer.allocated_bytes() / 2;
+            self.shrink_to(half)?;
+        }
+        Ok(())
+    }
+
+    /// Writes out buffered rows until at most `target` bytes stay allocated.
+    fn shrink_to(&mut self, target: usize) -> Result<(), RequestError> {
+        let sink = &mut self.sink;
+        self.writer
+            .shrink_to(target, |p, block| sink.store(p, block))?;
+        self.account();
+        Ok(())
+    }
+
+    /// Brings this writer's charge on the memory budget up to date.
+    fn account(&mut self) {
+        let now = self.writer.allocated_bytes() as u64;
+        self.memory.recharge(self.charged, now);
+        self.charged = now;
     }
 
     /// Stores every remaining row and waits until all of the push's blocks are written.
@@ -171,10 +203,36 @@ fn open_push(ctx: &Ctx, h: PushHeader) -> Result<(PushWriter, Arc<Shuffle>), Req
             stored_bytes: vec![0; n],
             stored_rows: vec![0; n],
             ipc_scratch: Vec::new(),
-            writes: WriteGroup::new(),
+            writes: WriteGroup::with_budget(ctx.memory.clone()),
         },
+        memory: ctx.memory.clone(),
+        charged: 0,
     };
     Ok((writer, shuffle))
+}
+
+/// At the memory limit: writes out everything this push buffers, then stops reading
+/// its stream (QUIC flow control holds the client back) until memory is below the low
+/// watermark, or until this push holds nothing at all: its buffers are empty and its
+/// writes are done. The second condition keeps pushes live when others sharing the
+/// connection's flow-control window are the ones holding memory: a push that holds
+/// nothing may always take one more batch.
+async fn wait_for_memory(ctx: &Ctx, w: PushWriter) -> Result<PushWriter, RequestError> {
+    let (w, result) = ctx
+        .pool
+        .run(move || {
+            let mut w = w;
+            let result = w.shrink_to(0);
+            (w, result)
+        })
+        .await?;
+    result?;
+    let started = std::time::Instant::now();
+    while !ctx.memory.below_low() && w.sink.writes.pending() > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    tracing::trace!(waited = ?started.elapsed(), "push resumed under the memory budget");
+    Ok(w)
 }
 
 /// Serves one push stream whose first message was `first`.
@@ -193,6 +251,10 @@ pub(crate) async fn handle_push(
     let (writer, shuffle) = open_push(ctx, header)?;
     let mut writer = Some(writer);
     loop {
+        if ctx.memory.exhausted() {
+            let w = writer.take().expect("writer is returned after every batch");
+            writer = Some(wait_for_memory(ctx, w).await?);
+        }
         let msg = read_message(recv, &ctx.limits)
             .await?
             .ok_or_else(|| RequestError::Stream("push stream ended before PushEnd".into()))?;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 pub mod backend;
 pub mod commit_log;
+pub mod memory;
 pub mod quota;
 pub mod record;
 mod scan;
@@ -15,6 +16,7 @@ pub mod uring;
 
 pub use backend::{BackendKind, IoBackend, SyscallBackend};
 pub use commit_log::CommitRecord;
+pub use memory::MemoryBudget;
 pub use quota::DiskQuota;
 pub use scan::{scan_file, ScanResult};
 pub use store::{sync_dir, BlockEntry, Durability, Recovered, ShuffleStore, StoreEnv, WriteGroup};

@@ -15,6 +15,7 @@ use sluice_format::{BlockHeader, DecodeLimits};
 
 use crate::backend::IoBackend;
 use crate::commit_log::{CommitLog, CommitRecord};
+use crate::memory::MemoryBudget;
 use crate::quota::DiskQuota;
 use crate::record::{record_len, ALIGN, PREFIX_LEN};
 use crate::scan::scan_file;
@@ -84,11 +85,13 @@ impl PartitionFile {
     }
 }
 
-/// The outstanding writes of one push; its commit waits for all of them.
+/// The outstanding writes of one push; its commit waits for all of them. Their bytes
+/// count against the memory budget until written.
 #[derive(Debug, Default)]
 pub struct WriteGroup {
     state: Mutex<GroupState>,
     done: Condvar,
+    budget: Option<Arc<MemoryBudget>>,
 }
 
 #[derive(Debug, Default)]
@@ -104,13 +107,27 @@ impl WriteGroup {
         Arc::default()
     }
 
-    fn start(&self, partition: u32) {
+    /// A group whose in-flight bytes are charged to `budget`.
+    pub fn with_budget(budget: Arc<MemoryBudget>) -> Arc<Self> {
+        Arc::new(Self {
+            budget: Some(budget),
+            ..Self::default()
+        })
+    }
+
+    fn start(&self, partition: u32, bytes: u64) {
+        if let Some(b) = &self.budget {
+            b.charge(bytes);
+        }
         let mut s = lock(&self.state);
         s.pending += 1;
         s.touched.insert(partition);
     }
 
-    fn finish(&self, result: Result<(), SpillError>) {
+    fn finish(&self, result: Result<(), SpillError>, bytes: u64) {
+        if let Some(b) = &self.budget {
+            b.release(bytes);
+        }
         let mut s = lock(&self.state);
         s.pending -= 1;
         match result {
@@ -122,6 +139,11 @@ impl WriteGroup {
         if s.pending == 0 {
             self.done.notify_all();
         }
+    }
+
+    /// Writes handed to the backend and not yet completed.
+    pub fn pending(&self) -> usize {
+        lock(&self.state).pending
     }
 
     /// Waits for every write; returns the blocks written and the partitions touched,
@@ -319,19 +341,20 @@ impl ShuffleStore {
             rows: header.rows,
             epoch,
         };
-        group.start(partition);
+        let charged = record.capacity() as u64;
+        group.start(partition, charged);
         let group = group.clone();
         let quota = self.env.quota.clone();
         let done = Box::new(move |result: io::Result<()>| match result {
             Ok(()) => {
                 lock(&part).insert(entry);
-                group.finish(Ok(()));
+                group.finish(Ok(()), charged);
             }
             Err(e) => {
                 // The space stays assigned (a hole recovery skips); its bytes do not
                 // count against the quota.
                 quota.release(span);
-                group.finish(Err(SpillError::io("write", &path, e)));
+                group.finish(Err(SpillError::io("write", &path, e)), charged);
             }
         });
         self.env.backend.write(file, offset, record, done);

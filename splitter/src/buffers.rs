@@ -105,6 +105,53 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Empties `slot`, releasing its buffers.
+    fn reset_slot(&mut self, slot: usize) {
+        match self {
+            Self::Null => {}
+            Self::W1(v) => v[slot] = Vec::new(),
+            Self::W2(v) => v[slot] = Vec::new(),
+            Self::W4(v) => v[slot] = Vec::new(),
+            Self::W8(v) => v[slot] = Vec::new(),
+            Self::W16(v) => v[slot] = Vec::new(),
+            Self::W32(v) => v[slot] = Vec::new(),
+            Self::FixedBytes { data, .. } => data[slot] = Vec::new(),
+            Self::Bool(v) => v[slot] = BooleanBufferBuilder::new(0),
+            Self::Bytes32 { offsets, data } => {
+                offsets[slot] = vec![0];
+                data[slot] = Vec::new();
+            }
+            Self::Bytes64 { offsets, data } => {
+                offsets[slot] = vec![0];
+                data[slot] = Vec::new();
+            }
+            Self::Other(v) => v[slot] = Vec::new(),
+        }
+    }
+
+    /// Bytes allocated for `slot` (capacities, not lengths).
+    fn slot_capacity(&self, slot: usize) -> usize {
+        fn cap<T>(v: &[Vec<T>], slot: usize) -> usize {
+            v[slot].capacity() * std::mem::size_of::<T>()
+        }
+        match self {
+            Self::Null => 0,
+            Self::W1(v) => cap(v, slot),
+            Self::W2(v) => cap(v, slot),
+            Self::W4(v) => cap(v, slot),
+            Self::W8(v) => cap(v, slot),
+            Self::W16(v) => cap(v, slot),
+            Self::W32(v) => cap(v, slot),
+            Self::FixedBytes { data, .. } => cap(data, slot),
+            Self::Bool(v) => v[slot].capacity() / 8,
+            Self::Bytes32 { offsets, data } => cap(offsets, slot) + cap(data, slot),
+            Self::Bytes64 { offsets, data } => cap(offsets, slot) + cap(data, slot),
+            Self::Other(v) => v[slot].iter().map(|a| a.get_array_memory_size()).sum(),
+        }
+    }
+}
+
 /// A batch's runs with partitions resolved to slots.
 type SlotRuns<'a> = [(usize, &'a [u32])];
 
@@ -121,6 +168,9 @@ pub struct PartitionBuffers {
     /// Uncompressed bytes buffered per slot (values, offsets, validity).
     bytes: Vec<usize>,
     total_bytes: usize,
+    /// Allocated bytes per slot (buffer capacities), and their sum.
+    allocated: Vec<usize>,
+    total_allocated: usize,
 }
 
 impl PartitionBuffers {
@@ -139,6 +189,8 @@ impl PartitionBuffers {
             rows: Vec::new(),
             bytes: Vec::new(),
             total_bytes: 0,
+            allocated: Vec::new(),
+            total_allocated: 0,
         }
     }
 
@@ -159,6 +211,37 @@ impl PartitionBuffers {
     /// Uncompressed bytes buffered across all partitions.
     pub fn total_bytes(&self) -> usize {
         self.total_bytes
+    }
+
+    /// Bytes allocated for buffered rows (capacities of the per-partition buffers):
+    /// what the buffers really cost, as opposed to what they hold.
+    pub fn allocated_bytes(&self) -> usize {
+        self.total_allocated
+    }
+
+    /// Re-measures the allocation of `slot` after its buffers changed.
+    fn remeasure(&mut self, slot: usize) {
+        let now: usize = self
+            .stores
+            .iter()
+            .zip(&self.nulls)
+            .map(|(store, nulls)| store.slot_capacity(slot) + nulls[slot].capacity())
+            .sum();
+        self.total_allocated = self.total_allocated + now - self.allocated[slot];
+        self.allocated[slot] = now;
+    }
+
+    /// Partitions holding rows or allocated buffers, largest allocation first.
+    pub fn largest_first(&self) -> Vec<u32> {
+        let mut slots: Vec<(usize, u32)> = self
+            .partition_of_slot
+            .iter()
+            .zip(&self.allocated)
+            .filter(|(_, &a)| a > 0)
+            .map(|(&p, &a)| (a, p))
+            .collect();
+        slots.sort_unstable_by(|a, b| b.cmp(a));
+        slots.into_iter().map(|(_, p)| p).collect()
     }
 
     /// Partitions holding at least one row, ascending.
@@ -190,6 +273,7 @@ impl PartitionBuffers {
         self.partition_of_slot.push(partition);
         self.rows.push(0);
         self.bytes.push(0);
+        self.allocated.push(0);
         for store in &mut self.stores {
             store.add_slot();
         }
@@ -226,6 +310,7 @@ impl PartitionBuffers {
             let added = rows.len() * row_bytes;
             self.bytes[slot] += added;
             self.total_bytes += added;
+            self.remeasure(slot);
         }
         Ok(())
     }
@@ -285,6 +370,13 @@ impl PartitionBuffers {
         let rows = std::mem::take(&mut self.rows[slot]);
         self.total_bytes -= std::mem::take(&mut self.bytes[slot]);
         if rows == 0 {
+            if !keep_capacity && self.allocated[slot] > 0 {
+                // Capacity kept from an earlier block: give it back.
+                for store in &mut self.stores {
+                    store.reset_slot(slot);
+                }
+                self.remeasure(slot);
+            }
             return Ok(None);
         }
         let mut columns = Vec::with_capacity(self.stores.len());
@@ -294,6 +386,7 @@ impl PartitionBuffers {
             let array = drain_store(store, slot, field.data_type(), rows, nulls, keep_capacity)?;
             columns.push(array);
         }
+        self.remeasure(slot);
         Ok(Some(RecordBatch::try_new(self.schema.clone(), columns)?))
     }
 }
@@ -331,6 +424,10 @@ impl Validity {
             b
         });
         bits.append_packed_range(0..n, &word.to_le_bytes());
+    }
+
+    fn capacity(&self) -> usize {
+        self.bits.as_ref().map_or(0, |b| b.capacity() / 8)
     }
 
     fn finish(&mut self) -> Option<NullBuffer> {

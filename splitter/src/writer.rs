@@ -38,6 +38,7 @@ pub struct PartitionWriter {
     coalesce_rows: usize,
     pending: Vec<RecordBatch>,
     pending_rows: usize,
+    pending_bytes: usize,
     ready: Vec<(u32, bool)>,
 }
 
@@ -60,6 +61,7 @@ impl PartitionWriter {
             coalesce_rows,
             pending: Vec::new(),
             pending_rows: 0,
+            pending_bytes: 0,
             ready: Vec::new(),
         }
     }
@@ -77,9 +79,37 @@ impl PartitionWriter {
             return self.split(&batch, &mut emit);
         }
         self.pending_rows += batch.num_rows();
+        self.pending_bytes += batch.get_array_memory_size();
         self.pending.push(batch);
         if self.pending_rows >= self.coalesce_rows {
             self.split_pending(&mut emit)?;
+        }
+        Ok(())
+    }
+
+    /// Bytes this writer holds: buffer capacities plus batches waiting to be coalesced.
+    pub fn allocated_bytes(&self) -> usize {
+        self.buffers.allocated_bytes() + self.pending_bytes
+    }
+
+    /// Writes out buffered rows, largest partitions first, until at most `target`
+    /// bytes stay allocated (memory pressure from outside this writer).
+    pub fn shrink_to<E: From<SplitError>>(
+        &mut self,
+        target: usize,
+        mut emit: impl FnMut(u32, RecordBatch) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if self.allocated_bytes() <= target {
+            return Ok(());
+        }
+        self.split_pending(&mut emit)?;
+        for p in self.buffers.largest_first() {
+            if self.buffers.allocated_bytes() <= target {
+                break;
+            }
+            if let Some(block) = self.buffers.drain(p, false)? {
+                emit(p, block)?;
+            }
         }
         Ok(())
     }
@@ -109,6 +139,7 @@ impl PartitionWriter {
             concat_batches(self.buffers.schema(), &self.pending).map_err(SplitError::from)?;
         self.pending.clear();
         self.pending_rows = 0;
+        self.pending_bytes = 0;
         self.split(&batch, emit)
     }
 
@@ -133,5 +164,70 @@ impl PartitionWriter {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{Array, Int64Array, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
+
+    use super::*;
+    use crate::PartitionSpec;
+
+    #[test]
+    fn shrink_to_writes_out_the_largest_buffers_and_releases_them() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("s", DataType::Utf8, true),
+        ]));
+        let n = 50;
+        let partitioner =
+            Partitioner::new(PartitionSpec::Hash { columns: vec![0] }, n, &schema).unwrap();
+        let limits = WriterLimits {
+            block_size: 1 << 30,
+            memory_limit: 1 << 30,
+        };
+        let mut writer = PartitionWriter::new(partitioner, schema.clone(), limits);
+        let keys: Vec<i64> = (0..20_000).collect();
+        let strings: Vec<Option<String>> = keys
+            .iter()
+            .map(|k| (k % 7 != 0).then(|| format!("value-{k}")))
+            .collect();
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(keys)),
+                Arc::new(StringArray::from(strings)),
+            ],
+        )
+        .unwrap();
+        let mut blocks: Vec<(u32, RecordBatch)> = Vec::new();
+        let mut emit = |p: u32, b: RecordBatch| -> Result<(), SplitError> {
+            blocks.push((p, b));
+            Ok(())
+        };
+        writer.write(batch, &mut emit).unwrap();
+        let full = writer.allocated_bytes();
+        assert!(full > 20_000 * 8, "{full} bytes allocated");
+
+        writer.shrink_to(full / 2, &mut emit).unwrap();
+        let half = writer.allocated_bytes();
+        assert!(half <= full / 2, "{half} > {}", full / 2);
+        writer.shrink_to(0, &mut emit).unwrap();
+        // What stays is an empty offsets entry per string buffer.
+        assert!(
+            writer.allocated_bytes() <= n as usize * 32,
+            "{}",
+            writer.allocated_bytes()
+        );
+        writer.finish(&mut emit).unwrap();
+
+        let rows: usize = blocks.iter().map(|(_, b)| b.num_rows()).sum();
+        assert_eq!(rows, 20_000);
+        let nulls: usize = blocks.iter().map(|(_, b)| b.column(1).null_count()).sum();
+        assert_eq!(nulls, (0..20_000).filter(|k| k % 7 == 0).count());
     }
 }

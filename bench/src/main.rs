@@ -5,6 +5,7 @@
 mod data;
 mod e2e;
 mod report;
+mod spill;
 mod split;
 
 use std::path::PathBuf;
@@ -22,6 +23,9 @@ enum Mode {
     E2e,
     /// The split path alone, one thread, against memcpy and take-per-partition.
     Split,
+    /// Sequential appends of the store on each I/O backend, against plain buffered
+    /// and O_DIRECT writes of the same bytes.
+    Spill,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -81,6 +85,15 @@ pub(crate) struct Args {
     /// split: skip the peers (profile Sluice's own path).
     #[arg(long)]
     no_peers: bool,
+    /// spill: MiB written per case.
+    #[arg(long, default_value_t = 2048)]
+    spill_mib: u64,
+    /// spill: partition files appended to round-robin.
+    #[arg(long, default_value_t = 2000)]
+    spill_partitions: u32,
+    /// spill: block size in KiB.
+    #[arg(long, default_value_t = 256)]
+    spill_block_kib: usize,
     /// Where the server stores data (default: a temporary directory).
     #[arg(long)]
     pub(crate) data_dir: Option<std::path::PathBuf>,
@@ -127,6 +140,18 @@ fn main() -> ExitCode {
             };
             let records = split::run(&split_args);
             split::print(&records);
+            (true, records)
+        }
+        Mode::Spill => {
+            let spill_args = spill::SpillArgs {
+                bytes: if args.quick { 64 } else { args.spill_mib } << 20,
+                block_size: args.spill_block_kib << 10,
+                partitions: args.spill_partitions,
+                runs: if args.quick { 1 } else { args.runs },
+                dir: args.data_dir.clone().unwrap_or_else(|| PathBuf::from(".")),
+            };
+            let records = spill::run(&spill_args);
+            spill::print(&records);
             (true, records)
         }
     };

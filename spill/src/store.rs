@@ -382,6 +382,22 @@ impl ShuffleStore {
         lock(&self.log).append(record, fsync)
     }
 
+    /// fdatasync of every partition file (through the backend).
+    pub fn sync_all(&self) -> Result<(), SpillError> {
+        let parts: Vec<_> = lock(&self.partitions).values().cloned().collect();
+        for part in parts {
+            let (file, path) = {
+                let mut part = lock(&part);
+                (part.file()?, part.path.clone())
+            };
+            self.env
+                .backend
+                .sync_data(&file)
+                .map_err(|e| SpillError::io("fdatasync", &path, e))?;
+        }
+        Ok(())
+    }
+
     /// Index entries of `partition` accepted by `keep`, in file order.
     pub fn blocks(
         &self,

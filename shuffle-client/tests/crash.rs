@@ -187,17 +187,7 @@ impl Expected {
             .0
             .entry(m)
             .or_insert_with(|| reference_split(&rows_of(m), hash_spec(), PARTITIONS));
-        for (p, part) in reference.iter().enumerate() {
-            let fetched = got.get(&(p as u32, m));
-            assert_eq!(
-                fetched.map_or(0, |b| b.num_rows()),
-                part.num_rows(),
-                "map {m} partition {p}"
-            );
-            if let Some(b) = fetched {
-                assert_eq!(b, part, "map {m} partition {p}");
-            }
-        }
+        assert_map_matches(got, m, reference);
     }
 }
 
@@ -368,17 +358,7 @@ async fn pushing_ten_times_the_memory_budget_stays_within_it() {
         .await
         .unwrap();
         let reference = reference_split(&big_map(m, batches), hash_spec(), N);
-        for (p, part) in reference.iter().enumerate() {
-            let fetched = got.get(&(p as u32, m));
-            assert_eq!(
-                fetched.map_or(0, |b| b.num_rows()),
-                part.num_rows(),
-                "map {m} partition {p}"
-            );
-            if let Some(b) = fetched {
-                assert_eq!(b, part, "map {m} partition {p}");
-            }
-        }
+        assert_map_matches(&got, m, &reference);
     }
     child.process.kill().unwrap();
     child.process.wait().unwrap();

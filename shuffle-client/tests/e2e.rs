@@ -122,13 +122,7 @@ async fn fetch_by_map_id_returns_exactly_that_attempt() {
         .await
         .unwrap();
         let reference = reference_split(rows, hash_spec(), n);
-        for (p, part) in reference.iter().enumerate() {
-            let fetched = got.get(&(p as u32, map.map_id));
-            assert_eq!(fetched.map_or(0, |b| b.num_rows()), part.num_rows());
-            if let Some(b) = fetched {
-                assert_eq!(b, part);
-            }
-        }
+        assert_map_matches(&got, map.map_id, &reference);
         assert!(
             got.keys().all(|k| k.1 == map.map_id),
             "another attempt leaked in"

@@ -59,17 +59,7 @@ async fn assert_serves(
     .unwrap();
     for &m in maps {
         let reference = reference_split(&rows_of(m), hash_spec(), n);
-        for (p, part) in reference.iter().enumerate() {
-            let fetched = got.get(&(p as u32, m));
-            assert_eq!(
-                fetched.map_or(0, |b| b.num_rows()),
-                part.num_rows(),
-                "map {m} partition {p}"
-            );
-            if let Some(b) = fetched {
-                assert_eq!(b, part, "map {m} partition {p}");
-            }
-        }
+        assert_map_matches(&got, m, &reference);
     }
     if !absent.is_empty() {
         let err = fetch_grouped(

@@ -79,6 +79,11 @@ impl PartitionFile {
         Ok(f)
     }
 
+    /// The open file and its path (for error messages).
+    fn handle(&mut self) -> Result<(Arc<File>, PathBuf), SpillError> {
+        Ok((self.file()?, self.path.clone()))
+    }
+
     fn insert(&mut self, entry: BlockEntry) {
         let at = self.index.partition_point(|e| e.offset < entry.offset);
         self.index.insert(at, entry);
@@ -367,15 +372,7 @@ impl ShuffleStore {
         let fsync = self.env.durability == Durability::Fsync;
         if fsync {
             for &p in touched {
-                let part = self.partition(p);
-                let (file, path) = {
-                    let mut part = lock(&part);
-                    (part.file()?, part.path.clone())
-                };
-                self.env
-                    .backend
-                    .sync_data(&file)
-                    .map_err(|e| SpillError::io("fdatasync", &path, e))?;
+                self.sync_partition(&self.partition(p))?;
             }
             sync_dir(&self.dir)?;
         }
@@ -385,17 +382,15 @@ impl ShuffleStore {
     /// fdatasync of every partition file (through the backend).
     pub fn sync_all(&self) -> Result<(), SpillError> {
         let parts: Vec<_> = lock(&self.partitions).values().cloned().collect();
-        for part in parts {
-            let (file, path) = {
-                let mut part = lock(&part);
-                (part.file()?, part.path.clone())
-            };
-            self.env
-                .backend
-                .sync_data(&file)
-                .map_err(|e| SpillError::io("fdatasync", &path, e))?;
-        }
-        Ok(())
+        parts.iter().try_for_each(|p| self.sync_partition(p))
+    }
+
+    fn sync_partition(&self, part: &Mutex<PartitionFile>) -> Result<(), SpillError> {
+        let (file, path) = lock(part).handle()?;
+        self.env
+            .backend
+            .sync_data(&file)
+            .map_err(|e| SpillError::io("fdatasync", &path, e))
     }
 
     /// Index entries of `partition` accepted by `keep`, in file order.
@@ -414,11 +409,7 @@ impl ShuffleStore {
 
     /// Reads the bytes of indexed blocks of `partition`.
     pub fn read(&self, partition: u32, entries: &[BlockEntry]) -> Result<Vec<Vec<u8>>, SpillError> {
-        let part = self.partition(partition);
-        let (file, path) = {
-            let mut part = lock(&part);
-            (part.file()?, part.path.clone())
-        };
+        let (file, path) = lock(&self.partition(partition)).handle()?;
         entries
             .iter()
             .map(|e| {

@@ -271,3 +271,23 @@ pub async fn fetch_grouped(
     }
     Ok(groups.into_iter().map(|(k, v)| (k, concat(&v))).collect())
 }
+
+/// Asserts that the rows fetched for `map_id` (grouped by `fetch_grouped`) equal the
+/// reference split of that map, partition by partition.
+pub fn assert_map_matches(
+    got: &BTreeMap<(u32, u64), RecordBatch>,
+    map_id: u64,
+    reference: &[RecordBatch],
+) {
+    for (p, part) in reference.iter().enumerate() {
+        let fetched = got.get(&(p as u32, map_id));
+        assert_eq!(
+            fetched.map_or(0, |b| b.num_rows()),
+            part.num_rows(),
+            "map {map_id} partition {p}"
+        );
+        if let Some(b) = fetched {
+            assert_eq!(b, part, "map {map_id} partition {p}");
+        }
+    }
+}

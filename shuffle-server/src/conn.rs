@@ -107,14 +107,18 @@ async fn serve_stream(ctx: Arc<Ctx>, mut send: SendStream, mut recv: RecvStream)
 }
 
 async fn dispatch(
-    ctx: &Ctx,
+    ctx: &Arc<Ctx>,
     first: Message,
     send: &mut SendStream,
     recv: &mut RecvStream,
 ) -> Result<(), RequestError> {
     match first {
         Message::RegisterApp { app, secret } => {
-            ctx.registry.register(app, secret)?;
+            // Writes the app's metadata file (fsync'ed in fsync mode): off the runtime.
+            let c = ctx.clone();
+            tokio::task::spawn_blocking(move || c.registry.register(app, secret))
+                .await
+                .map_err(|e| RequestError::Internal(e.to_string()))??;
             write_message(send, &Message::Ok).await
         }
         msg @ Message::PushStart { .. } => handle_push(ctx, msg, send, recv).await,

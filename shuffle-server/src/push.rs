@@ -237,7 +237,7 @@ async fn wait_for_memory(ctx: &Ctx, w: PushWriter) -> Result<PushWriter, Request
 
 /// Serves one push stream whose first message was `first`.
 pub(crate) async fn handle_push(
-    ctx: &Ctx,
+    ctx: &Arc<Ctx>,
     first: Message,
     send: &mut SendStream,
     recv: &mut RecvStream,
@@ -248,7 +248,11 @@ pub(crate) async fn handle_push(
             "push stream did not start with PushStart".into(),
         ));
     };
-    let (writer, shuffle) = open_push(ctx, header)?;
+    // A new shuffle creates its directory and metadata file: off the runtime.
+    let c = ctx.clone();
+    let (writer, shuffle) = tokio::task::spawn_blocking(move || open_push(&c, header))
+        .await
+        .map_err(|e| RequestError::Internal(e.to_string()))??;
     let mut writer = Some(writer);
     loop {
         if ctx.memory.exhausted() {

@@ -67,7 +67,13 @@ pub fn write_json(path: &Path, records: &[Record]) -> std::io::Result<()> {
 
 /// Median of `runs` measurements of `f` (seconds).
 pub fn median_secs(runs: usize, mut f: impl FnMut() -> f64) -> f64 {
-    let mut times: Vec<f64> = (0..runs.max(1)).map(|_| f()).collect();
-    times.sort_by(|a, b| a.total_cmp(b));
-    times[times.len() / 2]
+    let times: Vec<f64> = (0..runs.max(1)).map(|_| f()).collect();
+    median(&times)
+}
+
+/// The median of measurements (of at least one).
+pub fn median(times: &[f64]) -> f64 {
+    let mut t = times.to_vec();
+    t.sort_by(|a, b| a.total_cmp(b));
+    t[t.len() / 2]
 }

@@ -76,21 +76,27 @@ async fn assert_serves(
     }
 }
 
-fn storage(backend: BackendName, durability: DurabilityName) -> impl Fn(&mut ServerConfig) + Copy {
+fn storage(
+    backend: BackendName,
+    durability: DurabilityName,
+    direct_io: bool,
+) -> impl Fn(&mut ServerConfig) + Copy {
     move |c: &mut ServerConfig| {
         c.storage.backend = backend;
         c.storage.durability = durability;
+        c.storage.direct_io = direct_io;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn committed_maps_survive_restarts_and_abandoned_pushes_never_appear() {
     let n = 23;
-    for (backend, durability) in [
-        (BackendName::Auto, DurabilityName::PageCache),
-        (BackendName::Syscall, DurabilityName::Fsync),
+    for (backend, durability, direct_io) in [
+        (BackendName::Auto, DurabilityName::PageCache, false),
+        (BackendName::Syscall, DurabilityName::Fsync, false),
+        (BackendName::Auto, DurabilityName::PageCache, true),
     ] {
-        let tweak = storage(backend, durability);
+        let tweak = storage(backend, durability, direct_io);
         let server = start_server_with(tweak).await;
         let app = app("app-restart");
         {

@@ -64,6 +64,10 @@ pub struct StorageConfig {
     /// server crash) or "fsync" (fdatasync of the map's files and the commit log first;
     /// survives a machine crash).
     pub durability: DurabilityName,
+    /// Write blocks with O_DIRECT (each record padded to 4 KiB): no copy into the page
+    /// cache and no writeback later. Falls back to buffered writes, with a log line,
+    /// where the file system refuses O_DIRECT.
+    pub direct_io: bool,
     /// Most bytes of data files on this server (unset: no limit).
     pub disk_quota: Option<ByteSize>,
     /// Most bytes of data files per application (unset: no limit).
@@ -151,6 +155,7 @@ impl Default for StorageConfig {
             backend: BackendName::Auto,
             uring_entries: 256,
             durability: DurabilityName::PageCache,
+            direct_io: false,
             disk_quota: None,
             app_disk_quota: None,
             app_expiry: Duration::from_secs(3600),

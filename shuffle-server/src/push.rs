@@ -11,7 +11,7 @@ use quinn::{RecvStream, SendStream};
 use sluice_format::{encode_batch, encode_block, BatchDecoder, BlockMeta, CodecConfig};
 use sluice_proto::session::{PushHeader, PushSession, PushStep};
 use sluice_proto::{MapAttempt, Message, Partitioning};
-use sluice_spill::record::{begin_record, finish_record};
+use sluice_spill::record::RecordBuf;
 use sluice_spill::{CommitRecord, MemoryBudget, WriteGroup};
 use sluice_splitter::{PartitionSpec, PartitionWriter, Partitioner, SplitError, WriterLimits};
 
@@ -140,11 +140,11 @@ impl BlockSink {
         encode_batch(&batch, &mut self.ipc_scratch)
             .map_err(|e| RequestError::Internal(format!("encoding a block: {e}")))?;
         // The record is handed to the storage backend, which owns it until written.
-        let mut record = Vec::with_capacity(self.ipc_scratch.len() / 2 + 64);
-        begin_record(&mut record);
-        let header = encode_block(meta, &self.ipc_scratch, &self.codec, &mut record)
+        let mut record = RecordBuf::new(self.ipc_scratch.len() / 2 + 64);
+        let header = encode_block(meta, &self.ipc_scratch, &self.codec, record.block_mut())
             .map_err(|e| RequestError::Internal(format!("compressing a block: {e}")))?;
-        let block_len = finish_record(&mut record, self.epoch)
+        let block_len = record
+            .finish(self.epoch)
             .ok_or_else(|| RequestError::InvalidData("block larger than 4 GiB".into()))?;
         self.shuffle
             .store

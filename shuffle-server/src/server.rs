@@ -94,6 +94,7 @@ impl Server {
                 DurabilityName::Fsync => Durability::Fsync,
             },
             limits: sluice_format::DecodeLimits::default(),
+            direct_io: config.storage.direct_io,
         };
         let app_quota = config.storage.app_disk_quota.map(|q| q.as_u64());
         let registry = Registry::new(config.data_dir.clone(), env, app_quota);

@@ -6,6 +6,8 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
+use crate::direct::WriteBuf;
+
 /// Called once a write has completed (or failed).
 pub type WriteDone = Box<dyn FnOnce(io::Result<()>) + Send>;
 
@@ -30,7 +32,7 @@ impl BackendKind {
 pub trait IoBackend: Send + Sync + std::fmt::Debug {
     fn kind(&self) -> BackendKind;
     /// Writes all of `data` at `offset` of `file`.
-    fn write(&self, file: Arc<File>, offset: u64, data: Vec<u8>, done: WriteDone);
+    fn write(&self, file: Arc<File>, offset: u64, data: WriteBuf, done: WriteDone);
     /// Reads exactly `len` bytes at `offset`.
     fn read(&self, file: &Arc<File>, offset: u64, len: usize) -> io::Result<Vec<u8>>;
     /// Makes the file's written data durable (`fdatasync`).
@@ -46,8 +48,8 @@ impl IoBackend for SyscallBackend {
         BackendKind::Syscall
     }
 
-    fn write(&self, file: Arc<File>, offset: u64, data: Vec<u8>, done: WriteDone) {
-        done(file.write_all_at(&data, offset));
+    fn write(&self, file: Arc<File>, offset: u64, data: WriteBuf, done: WriteDone) {
+        done(file.write_all_at(data.as_slice(), offset));
     }
 
     fn read(&self, file: &Arc<File>, offset: u64, len: usize) -> io::Result<Vec<u8>> {

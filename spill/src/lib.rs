@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 pub mod backend;
 pub mod commit_log;
+pub mod direct;
 pub mod memory;
 pub mod quota;
 pub mod record;
@@ -16,6 +17,7 @@ pub mod uring;
 
 pub use backend::{BackendKind, IoBackend, SyscallBackend};
 pub use commit_log::CommitRecord;
+pub use direct::{WriteBuf, DIRECT_ALIGN};
 pub use memory::MemoryBudget;
 pub use quota::DiskQuota;
 pub use scan::{scan_file, ScanResult};

@@ -10,8 +10,10 @@
 pub const RECORD_MAGIC: [u8; 4] = *b"SLR1";
 /// Bytes before the block.
 pub const PREFIX_LEN: usize = 16;
-/// Records start at multiples of this.
+/// Records start at multiples of this (of [`DIRECT_ALIGN`] in direct-I/O mode).
 pub const ALIGN: u64 = 8;
+
+use crate::direct::{WriteBuf, DIRECT_ALIGN};
 
 /// A record's prefix, decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,20 +27,68 @@ pub fn record_len(block_len: u32) -> u64 {
     (PREFIX_LEN as u64 + block_len as u64).next_multiple_of(ALIGN)
 }
 
-/// Starts a record in `out` (which must be empty): the block is appended after this.
-pub fn begin_record(out: &mut Vec<u8>) {
-    debug_assert!(out.is_empty(), "a record starts an empty buffer");
-    out.clear();
-    out.resize(PREFIX_LEN, 0);
+/// A record being built: the prefix, then the block appended through
+/// [`RecordBuf::block_mut`], then padding added by [`RecordBuf::finish`]. The record
+/// starts at a [`DIRECT_ALIGN`] boundary of its buffer, so a direct write can send the
+/// buffer as it is instead of copying it.
+#[derive(Debug)]
+pub struct RecordBuf {
+    bytes: Vec<u8>,
+    /// Where the record starts (the bytes before only align it).
+    start: usize,
 }
 
-/// Completes the record in `out` (prefix, then the block appended since
-/// [`begin_record`]): fills in the prefix and pads. Returns the block's length.
-pub fn finish_record(out: &mut Vec<u8>, epoch: u32) -> Option<u32> {
-    let block_len = u32::try_from(out.len().checked_sub(PREFIX_LEN)?).ok()?;
-    out[..PREFIX_LEN].copy_from_slice(&encode_prefix(RecordPrefix { epoch, block_len }));
-    out.resize(record_len(block_len) as usize, 0);
-    Some(block_len)
+impl RecordBuf {
+    /// A record with room for a block of about `block_hint` bytes (more is allowed; a
+    /// buffer that has to grow loses its alignment and is copied for direct writes).
+    pub fn new(block_hint: usize) -> Self {
+        let room = (PREFIX_LEN + block_hint).next_multiple_of(DIRECT_ALIGN);
+        let mut bytes: Vec<u8> = Vec::with_capacity(room + DIRECT_ALIGN);
+        let start = (DIRECT_ALIGN - bytes.as_ptr().addr() % DIRECT_ALIGN) % DIRECT_ALIGN;
+        bytes.resize(start + PREFIX_LEN, 0);
+        Self { bytes, start }
+    }
+
+    /// The buffer the block is appended to (only appending keeps the record valid).
+    pub fn block_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.bytes
+    }
+
+    /// Completes the record: fills in the prefix and pads to [`ALIGN`]. Returns the
+    /// block's length (`None` past 4 GiB).
+    pub fn finish(&mut self, epoch: u32) -> Option<u32> {
+        let block_at = self.start + PREFIX_LEN;
+        let block_len = u32::try_from(self.bytes.len().checked_sub(block_at)?).ok()?;
+        self.bytes[self.start..block_at]
+            .copy_from_slice(&encode_prefix(RecordPrefix { epoch, block_len }));
+        self.bytes
+            .resize(self.start + record_len(block_len) as usize, 0);
+        Some(block_len)
+    }
+
+    /// The record's bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes[self.start..]
+    }
+
+    /// Heap bytes held.
+    pub fn capacity(&self) -> usize {
+        self.bytes.capacity()
+    }
+
+    /// The bytes to write, `span` long: zero padding after the record. Aligned for
+    /// direct I/O when `aligned`; in place when the buffer allows, else copied.
+    pub(crate) fn into_write_buf(mut self, span: usize, aligned: bool) -> WriteBuf {
+        let in_place = !aligned
+            || (self.bytes.as_ptr().addr() + self.start).is_multiple_of(DIRECT_ALIGN)
+                && self.start + span <= self.bytes.capacity();
+        if in_place {
+            self.bytes.resize(self.start + span, 0);
+            WriteBuf::from_parts(self.bytes, self.start)
+        } else {
+            WriteBuf::aligned_copy(self.as_slice(), span)
+        }
+    }
 }
 
 pub fn encode_prefix(p: RecordPrefix) -> [u8; PREFIX_LEN] {
@@ -73,13 +123,14 @@ mod tests {
 
     #[test]
     fn frames_and_pads_a_block() {
-        let mut out = Vec::new();
-        begin_record(&mut out);
-        out.extend_from_slice(b"eleven byte");
-        assert_eq!(finish_record(&mut out, 7), Some(11));
+        let mut rec = RecordBuf::new(11);
+        rec.block_mut().extend_from_slice(b"eleven byte");
+        assert_eq!(rec.finish(7), Some(11));
+        let out = rec.as_slice();
+        assert_eq!(out.as_ptr().addr() % DIRECT_ALIGN, 0);
         assert_eq!(out.len(), 32); // 16 + 11, padded to 8
         assert_eq!(
-            parse_prefix(&out),
+            parse_prefix(out),
             Some(RecordPrefix {
                 epoch: 7,
                 block_len: 11
@@ -87,6 +138,29 @@ mod tests {
         );
         assert_eq!(&out[16..27], b"eleven byte");
         assert!(out[27..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn direct_writes_use_the_buffer_in_place_unless_it_grew() {
+        let mut fits = RecordBuf::new(100);
+        fits.block_mut().extend_from_slice(&[5; 100]);
+        fits.finish(1).unwrap();
+        let record = fits.as_slice().to_vec();
+        let at = fits.as_slice().as_ptr();
+        let buf = fits.into_write_buf(DIRECT_ALIGN, true);
+        assert_eq!(buf.as_slice().as_ptr(), at, "no copy");
+        assert_eq!(&buf.as_slice()[..record.len()], &record[..]);
+        assert!(buf.as_slice()[record.len()..].iter().all(|&b| b == 0));
+
+        let mut grew = RecordBuf::new(10);
+        grew.block_mut().extend_from_slice(&[6; 3 * DIRECT_ALIGN]);
+        grew.finish(1).unwrap();
+        let record = grew.as_slice().to_vec();
+        let span = record.len().next_multiple_of(DIRECT_ALIGN);
+        let buf = grew.into_write_buf(span, true);
+        assert_eq!(buf.as_slice().as_ptr().addr() % DIRECT_ALIGN, 0);
+        assert_eq!(buf.len(), span);
+        assert_eq!(&buf.as_slice()[..record.len()], &record[..]);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::path::Path;
 
 use sluice_format::{BlockView, DecodeLimits};
 
+use crate::direct::DIRECT_ALIGN;
 use crate::record::{parse_prefix, record_len, ALIGN, PREFIX_LEN};
 use crate::{BlockEntry, SpillError};
 
@@ -56,6 +57,19 @@ impl<'a> Window<'a> {
     }
 }
 
+/// Where the next record may start after one ending at `end`: past the zeros that pad
+/// a direct-I/O record to the next [`DIRECT_ALIGN`] boundary, if that is what follows.
+fn skip_direct_padding(w: &mut Window<'_>, end: u64) -> Result<u64, SpillError> {
+    let boundary = end.next_multiple_of(DIRECT_ALIGN as u64);
+    if boundary == end {
+        return Ok(end);
+    }
+    let zeros = w
+        .get(end, (boundary - end) as usize)?
+        .is_some_and(|pad| pad.iter().all(|&b| b == 0));
+    Ok(if zeros { boundary } else { end })
+}
+
 /// Scans `file` (of `len` bytes) for intact records.
 pub fn scan_file(
     file: &File,
@@ -96,7 +110,7 @@ pub fn scan_file(
         match entry {
             Some(e) => {
                 out.skipped += at - out.valid_end;
-                at += record_len(e.len);
+                at = skip_direct_padding(&mut w, at + record_len(e.len))?;
                 out.valid_end = at.min(len);
                 out.entries.push(e);
             }

@@ -15,9 +15,10 @@ use sluice_format::{BlockHeader, DecodeLimits};
 
 use crate::backend::IoBackend;
 use crate::commit_log::{CommitLog, CommitRecord};
+use crate::direct::{open_direct, DIRECT_ALIGN};
 use crate::memory::MemoryBudget;
 use crate::quota::DiskQuota;
-use crate::record::{record_len, ALIGN, PREFIX_LEN};
+use crate::record::{parse_prefix, record_len, RecordBuf, ALIGN, PREFIX_LEN};
 use crate::scan::scan_file;
 use crate::SpillError;
 
@@ -56,6 +57,9 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 struct PartitionFile {
     path: PathBuf,
     file: Option<Arc<File>>,
+    /// The handle writes go through: an `O_DIRECT` one in direct mode (or the plain one
+    /// where the file system refuses `O_DIRECT`).
+    writer: Option<Arc<File>>,
     /// Next record offset (space already assigned to in-flight writes included).
     end: u64,
     /// Written blocks, by offset.
@@ -77,6 +81,28 @@ impl PartitionFile {
         let f = Arc::new(f);
         self.file = Some(f.clone());
         Ok(f)
+    }
+
+    /// The handle for writes.
+    fn writer(&mut self, direct: bool) -> Result<Arc<File>, SpillError> {
+        if let Some(w) = &self.writer {
+            return Ok(w.clone());
+        }
+        let plain = self.file()?;
+        let writer = if direct {
+            match open_direct(&self.path) {
+                Ok(Some(f)) => Arc::new(f),
+                Ok(None) => {
+                    tracing::warn!(path = %self.path.display(), "O_DIRECT is not supported here; writing through the page cache");
+                    plain
+                }
+                Err(e) => return Err(SpillError::io("open for direct I/O", &self.path, e)),
+            }
+        } else {
+            plain
+        };
+        self.writer = Some(writer.clone());
+        Ok(writer)
     }
 
     /// The open file and its path (for error messages).
@@ -141,14 +167,22 @@ impl WriteGroup {
                 s.error.get_or_insert(e);
             }
         }
-        if s.pending == 0 {
-            self.done.notify_all();
-        }
+        // Waiters wait for zero or for room below a bound.
+        self.done.notify_all();
     }
 
     /// Writes handed to the backend and not yet completed.
     pub fn pending(&self) -> usize {
         lock(&self.state).pending
+    }
+
+    /// Waits until at most `n` writes are outstanding (bounds the bytes in flight of a
+    /// writer that has no memory budget).
+    pub fn wait_until_pending_at_most(&self, n: usize) {
+        let mut s = lock(&self.state);
+        while s.pending > n {
+            s = self.done.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
     }
 
     /// Waits for every write; returns the blocks written and the partitions touched,
@@ -172,6 +206,19 @@ pub struct StoreEnv {
     pub quota: Arc<DiskQuota>,
     pub durability: Durability,
     pub limits: DecodeLimits,
+    /// Write records with `O_DIRECT`, each padded to [`DIRECT_ALIGN`] bytes.
+    pub direct_io: bool,
+}
+
+impl StoreEnv {
+    /// Where records start in a partition file.
+    fn record_align(&self) -> u64 {
+        if self.direct_io {
+            DIRECT_ALIGN as u64
+        } else {
+            ALIGN
+        }
+    }
 }
 
 /// The data files and block indexes of one shuffle on this server.
@@ -248,11 +295,12 @@ impl ShuffleStore {
                 *blocks_of.entry((e.map_id, e.epoch)).or_default() += 1;
                 max_epoch = max_epoch.max(Some(e.epoch));
             }
-            let end = scan.valid_end.next_multiple_of(ALIGN);
+            let end = scan.valid_end.next_multiple_of(env.record_align());
             env.quota.force_reserve(end);
             let part = PartitionFile {
                 path,
                 file: Some(Arc::new(file)),
+                writer: None,
                 end,
                 index: scan.entries,
             };
@@ -298,6 +346,7 @@ impl ShuffleStore {
                 Arc::new(Mutex::new(PartitionFile {
                     path: self.dir.join(format!("part-{partition}.data")),
                     file: None,
+                    writer: None,
                     end: 0,
                     index: Vec::new(),
                 }))
@@ -305,28 +354,40 @@ impl ShuffleStore {
             .clone()
     }
 
-    /// Appends one record (built with [`crate::record::begin_record`] and
-    /// [`crate::record::finish_record`]) holding a block with `header`. The block is
-    /// indexed once written; `group` learns the outcome.
+    /// Creates and opens the data files of `partitions` now rather than at their first
+    /// append (file creation is slow on some file systems, e.g. ext4 just after many
+    /// deletions).
+    pub fn open_files(&self, partitions: impl IntoIterator<Item = u32>) -> Result<(), SpillError> {
+        for p in partitions {
+            lock(&self.partition(p)).writer(self.env.direct_io)?;
+        }
+        Ok(())
+    }
+
+    /// Appends one finished record holding a block with `header`. The block is indexed
+    /// once written; `group` learns the outcome.
     pub fn append(
         &self,
         partition: u32,
         header: &BlockHeader,
-        record: Vec<u8>,
+        record: RecordBuf,
         epoch: u32,
         group: &Arc<WriteGroup>,
     ) -> Result<(), SpillError> {
-        let block_len = record.len().saturating_sub(PREFIX_LEN);
+        let bytes = record.as_slice();
+        let block_len = bytes.len().saturating_sub(PREFIX_LEN);
         let len = u32::try_from(block_len).map_err(|_| SpillError::BlockTooLarge(block_len))?;
-        let span = record_len(len);
-        if span != record.len() as u64 {
-            return Err(SpillError::BadRecord(record.len()));
+        if record_len(len) != bytes.len() as u64 || parse_prefix(bytes).is_none() {
+            return Err(SpillError::BadRecord(bytes.len()));
         }
+        let span = bytes
+            .len()
+            .next_multiple_of(self.env.record_align() as usize) as u64;
         self.env.quota.try_reserve(span)?;
         let part = self.partition(partition);
         let (file, offset, path) = {
             let mut p = lock(&part);
-            let file = match p.file() {
+            let file = match p.writer(self.env.direct_io) {
                 Ok(f) => f,
                 Err(e) => {
                     self.env.quota.release(span);
@@ -346,7 +407,8 @@ impl ShuffleStore {
             rows: header.rows,
             epoch,
         };
-        let charged = record.capacity() as u64;
+        let data = record.into_write_buf(span as usize, self.env.direct_io);
+        let charged = data.capacity() as u64;
         group.start(partition, charged);
         let group = group.clone();
         let quota = self.env.quota.clone();
@@ -362,7 +424,7 @@ impl ShuffleStore {
                 group.finish(Err(SpillError::io("write", &path, e)), charged);
             }
         });
-        self.env.backend.write(file, offset, record, done);
+        self.env.backend.write(file, offset, data, done);
         Ok(())
     }
 

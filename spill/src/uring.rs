@@ -15,6 +15,7 @@ use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TryRecvError};
 use io_uring::{opcode, types, IoUring};
 
 use crate::backend::{BackendKind, IoBackend, WriteDone};
+use crate::direct::WriteBuf;
 
 /// Ring settings.
 #[derive(Debug, Clone, Copy)]
@@ -33,7 +34,7 @@ enum Op {
     Write {
         file: Arc<File>,
         offset: u64,
-        data: Vec<u8>,
+        data: WriteBuf,
         /// Bytes already written (a short write is resubmitted for the rest).
         done_len: usize,
         done: WriteDone,
@@ -73,7 +74,7 @@ impl Op {
                 done_len,
                 ..
             } => {
-                let rest = &data[*done_len..];
+                let rest = &data.as_slice()[*done_len..];
                 opcode::Write::new(
                     types::Fd(file.as_raw_fd()),
                     rest.as_ptr(),
@@ -220,7 +221,7 @@ impl IoBackend for UringBackend {
         BackendKind::IoUring
     }
 
-    fn write(&self, file: Arc<File>, offset: u64, data: Vec<u8>, done: WriteDone) {
+    fn write(&self, file: Arc<File>, offset: u64, data: WriteBuf, done: WriteDone) {
         if data.len() > u32::MAX as usize {
             return done(Err(io::Error::other("write larger than 4 GiB")));
         }

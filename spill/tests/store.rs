@@ -5,34 +5,48 @@ use std::path::Path;
 use std::sync::Arc;
 
 use sluice_format::{encode_block, BlockHeader, BlockMeta, BlockView, CodecConfig, DecodeLimits};
-use sluice_spill::record::{begin_record, finish_record};
+use sluice_spill::record::RecordBuf;
 use sluice_spill::{
     CommitRecord, DiskQuota, Durability, IoBackend, ShuffleStore, SpillError, StoreEnv,
-    SyscallBackend, WriteGroup,
+    SyscallBackend, WriteGroup, DIRECT_ALIGN,
 };
 
-fn backends() -> Vec<Arc<dyn IoBackend>> {
-    let mut out: Vec<Arc<dyn IoBackend>> = vec![Arc::new(SyscallBackend)];
-    match sluice_spill::uring::UringBackend::start(Default::default()) {
-        Ok(b) => out.push(Arc::new(b)),
-        Err(e) => eprintln!("io_uring not available here, testing the syscall backend only: {e}"),
-    }
-    out
+/// A backend and whether records go through `O_DIRECT`.
+#[derive(Debug, Clone)]
+struct Setup {
+    backend: Arc<dyn IoBackend>,
+    direct: bool,
 }
 
-fn env(backend: &Arc<dyn IoBackend>, quota: Option<u64>, durability: Durability) -> StoreEnv {
+/// Every backend available here, each with buffered and direct writes.
+fn setups() -> Vec<Setup> {
+    let mut backends: Vec<Arc<dyn IoBackend>> = vec![Arc::new(SyscallBackend)];
+    match sluice_spill::uring::UringBackend::start(Default::default()) {
+        Ok(b) => backends.push(Arc::new(b)),
+        Err(e) => eprintln!("io_uring not available here, testing the syscall backend only: {e}"),
+    }
+    let with = |direct| {
+        backends.iter().map(move |b| Setup {
+            backend: b.clone(),
+            direct,
+        })
+    };
+    with(false).chain(with(true)).collect()
+}
+
+fn env(setup: &Setup, quota: Option<u64>, durability: Durability) -> StoreEnv {
     StoreEnv {
-        backend: backend.clone(),
+        backend: setup.backend.clone(),
         quota: DiskQuota::new("server", quota),
         durability,
         limits: DecodeLimits::default(),
+        direct_io: setup.direct,
     }
 }
 
 /// A framed record holding a block of `map_id` with `payload`.
-fn record(map_id: u64, seq: u32, payload: &[u8], epoch: u32) -> (BlockHeader, Vec<u8>) {
-    let mut out = Vec::new();
-    begin_record(&mut out);
+fn record(map_id: u64, seq: u32, payload: &[u8], epoch: u32) -> (BlockHeader, RecordBuf) {
+    let mut out = RecordBuf::new(payload.len());
     let meta = BlockMeta {
         map_id,
         map_index: map_id as u32,
@@ -40,8 +54,8 @@ fn record(map_id: u64, seq: u32, payload: &[u8], epoch: u32) -> (BlockHeader, Ve
         seq,
         rows: payload.len() as u32,
     };
-    let h = encode_block(meta, payload, &CodecConfig::default(), &mut out).unwrap();
-    finish_record(&mut out, epoch).unwrap();
+    let h = encode_block(meta, payload, &CodecConfig::default(), out.block_mut()).unwrap();
+    out.finish(epoch).unwrap();
     (h, out)
 }
 
@@ -106,26 +120,42 @@ fn part_file(dir: &Path, p: u32) -> std::path::PathBuf {
     dir.join(format!("part-{p}.data"))
 }
 
+/// Direct writes put every record on a 4 KiB boundary and keep the file a whole
+/// number of 4 KiB pages; buffered ones pack records at 8 bytes.
+fn assert_record_alignment(store: &ShuffleStore, dir: &Path, p: u32, direct: bool) {
+    let starts: Vec<u64> = store
+        .blocks(p, |_| true)
+        .iter()
+        .map(|e| e.offset - 16)
+        .collect();
+    let file_len = std::fs::metadata(part_file(dir, p)).unwrap().len();
+    let page = DIRECT_ALIGN as u64;
+    assert_eq!(starts.len(), 10);
+    if direct {
+        assert!(starts.iter().all(|s| s % page == 0), "{starts:?}");
+        assert_eq!(file_len % page, 0);
+    } else {
+        assert!(starts.iter().any(|s| s % page != 0), "{starts:?}");
+        assert!(starts.iter().all(|s| s % 8 == 0));
+    }
+}
+
 #[test]
 fn appends_are_indexed_and_read_back_on_every_backend() {
-    for backend in backends() {
+    for setup in setups() {
         for durability in [Durability::PageCache, Durability::Fsync] {
             let dir = tempfile::tempdir().unwrap();
-            let store = ShuffleStore::create(dir.path().join("s"), env(&backend, None, durability))
-                .unwrap();
+            let store =
+                ShuffleStore::create(dir.path().join("s"), env(&setup, None, durability)).unwrap();
             // Two pushes interleaved from two threads, many writes in flight.
             std::thread::scope(|s| {
                 s.spawn(|| push_map(&store, 1, 0, 20, 5, true));
                 s.spawn(|| push_map(&store, 2, 1, 20, 5, true));
             });
             for p in 0..20 {
-                assert_eq!(
-                    read_map(&store, p, 1, 0),
-                    expected(1, p, 5),
-                    "{:?}",
-                    backend.kind()
-                );
+                assert_eq!(read_map(&store, p, 1, 0), expected(1, p, 5), "{setup:?}");
                 assert_eq!(read_map(&store, p, 2, 1), expected(2, p, 5));
+                assert_record_alignment(&store, &dir.path().join("s"), p, setup.direct);
             }
             store.delete().unwrap();
             assert!(!dir.path().join("s").exists());
@@ -135,12 +165,12 @@ fn appends_are_indexed_and_read_back_on_every_backend() {
 
 #[test]
 fn recovery_serves_committed_maps_and_cuts_a_torn_tail() {
-    for backend in backends() {
+    for setup in setups() {
         let dir = tempfile::tempdir().unwrap();
         let sdir = dir.path().join("s");
         {
             let store =
-                ShuffleStore::create(sdir.clone(), env(&backend, None, Durability::PageCache))
+                ShuffleStore::create(sdir.clone(), env(&setup, None, Durability::PageCache))
                     .unwrap();
             push_map(&store, 1, 0, 4, 3, true);
             push_map(&store, 2, 1, 4, 3, false); // never committed
@@ -151,11 +181,12 @@ fn recovery_serves_committed_maps_and_cuts_a_torn_tail() {
         let mut bytes = std::fs::read(&path).unwrap();
         let intact_len = bytes.len() as u64;
         let (_, torn) = record(4, 0, &payload(4, 0, 0), 3);
+        let torn = torn.as_slice();
         bytes.extend_from_slice(&torn[..torn.len() / 2]);
         std::fs::write(&path, &bytes).unwrap();
 
         let quota = DiskQuota::new("server", None);
-        let mut e = env(&backend, None, Durability::PageCache);
+        let mut e = env(&setup, None, Durability::PageCache);
         e.quota = quota.clone();
         let rec = ShuffleStore::recover(sdir.clone(), e).unwrap();
         let ids: Vec<u64> = rec.commits.iter().map(|c| c.map_id).collect();
@@ -171,7 +202,7 @@ fn recovery_serves_committed_maps_and_cuts_a_torn_tail() {
         // New appends land after the recovered data and are recovered in turn.
         push_map(&rec.store, 5, 3, 4, 2, true);
         drop(rec);
-        let rec = ShuffleStore::recover(sdir, env(&backend, None, Durability::PageCache)).unwrap();
+        let rec = ShuffleStore::recover(sdir, env(&setup, None, Durability::PageCache)).unwrap();
         let ids: Vec<u64> = rec.commits.iter().map(|c| c.map_id).collect();
         assert_eq!(ids, vec![1, 3, 5]);
         assert_eq!(read_map(&rec.store, 0, 5, 3), expected(5, 0, 2));
@@ -181,12 +212,20 @@ fn recovery_serves_committed_maps_and_cuts_a_torn_tail() {
 
 #[test]
 fn recovery_skips_a_damaged_region_and_drops_commits_missing_blocks() {
-    let backend: Arc<dyn IoBackend> = Arc::new(SyscallBackend);
+    for direct in [false, true] {
+        damaged_region_case(&Setup {
+            backend: Arc::new(SyscallBackend),
+            direct,
+        });
+    }
+}
+
+fn damaged_region_case(setup: &Setup) {
     let dir = tempfile::tempdir().unwrap();
     let sdir = dir.path().join("s");
     {
         let store =
-            ShuffleStore::create(sdir.clone(), env(&backend, None, Durability::PageCache)).unwrap();
+            ShuffleStore::create(sdir.clone(), env(setup, None, Durability::PageCache)).unwrap();
         push_map(&store, 1, 0, 2, 1, true);
         push_map(&store, 2, 1, 2, 1, true);
         push_map(&store, 3, 2, 2, 1, true);
@@ -195,7 +234,7 @@ fn recovery_skips_a_damaged_region_and_drops_commits_missing_blocks() {
     // the ones around it did).
     let path = part_file(&sdir, 1);
     let mut bytes = std::fs::read(&path).unwrap();
-    let store = ShuffleStore::recover(sdir.clone(), env(&backend, None, Durability::PageCache))
+    let store = ShuffleStore::recover(sdir.clone(), env(setup, None, Durability::PageCache))
         .unwrap()
         .store;
     let middle = store.blocks(1, |e| e.map_id == 2)[0];
@@ -204,7 +243,7 @@ fn recovery_skips_a_damaged_region_and_drops_commits_missing_blocks() {
     bytes[start..middle.offset as usize + middle.len as usize].fill(0);
     std::fs::write(&path, &bytes).unwrap();
 
-    let rec = ShuffleStore::recover(sdir, env(&backend, None, Durability::PageCache)).unwrap();
+    let rec = ShuffleStore::recover(sdir, env(setup, None, Durability::PageCache)).unwrap();
     let ids: Vec<u64> = rec.commits.iter().map(|c| c.map_id).collect();
     assert_eq!(ids, vec![1, 3]);
     assert_eq!(
@@ -217,11 +256,11 @@ fn recovery_skips_a_damaged_region_and_drops_commits_missing_blocks() {
 
 #[test]
 fn quota_refuses_an_append_and_changes_nothing() {
-    for backend in backends() {
+    for setup in setups() {
         let dir = tempfile::tempdir().unwrap();
         let store = ShuffleStore::create(
             dir.path().join("s"),
-            env(&backend, Some(10_000), Durability::PageCache),
+            env(&setup, Some(10_000), Durability::PageCache),
         )
         .unwrap();
         push_map(&store, 1, 0, 1, 2, true);

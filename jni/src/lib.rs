@@ -1,5 +1,13 @@
-//! JNI bridge for the Spark shuffle plugin.
+//! JNI bridge of the Sluice Spark plugin (`io.sluice.spark.NativeBridge`).
 //!
-//! Placeholder crate: the Spark issue fills it with the JNI exports (one place that turns
-//! native errors and panics into Java exceptions) and the memory-listener bridge. It
-//! depends on `sluice-client`, which it will wrap.
+//! - `records.rs`: the layouts records cross the boundary in, and the Arrow batch they
+//!   become;
+//! - `native.rs`: sessions, map writers and fetches, free of JNI types;
+//! - `handles.rs`: the table Java's `long` handles index;
+//! - `bridge.rs`: the exports, and the one place errors and panics become exceptions.
+
+mod bridge;
+pub mod error;
+mod handles;
+pub mod native;
+pub mod records;

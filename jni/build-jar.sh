@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Builds the Sluice Spark plugin jar: the Java classes compiled against a pyspark
+# package's jars, with the native library (sluice-jni, release build) inside.
+#
+#   jni/build-jar.sh PYSPARK_DIR [OUT_JAR]
+#
+# PYSPARK_DIR is the pyspark package (…/site-packages/pyspark). The jar is specific to
+# that Spark's major version (Scala 2.12 for 3.5, 2.13 for 4.x).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pyspark_dir="${1:?usage: jni/build-jar.sh PYSPARK_DIR [OUT_JAR]}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}"
+version="$(cd "$pyspark_dir" && ls jars | sed -n 's/^spark-core_[0-9.]*-\(.*\)\.jar$/\1/p')"
+out="${2:-$CARGO_TARGET_DIR/sluice-spark-$version.jar}"
+
+cargo build --release --locked -p sluice-jni
+build="$(mktemp -d)"
+trap 'rm -rf "$build"' EXIT
+mkdir -p "$build/classes/native/linux-x86_64"
+javac -Xlint:all,-path,-serial,-processing -Werror --release 17 -d "$build/classes" \
+  -cp "$pyspark_dir/jars/*" jni/java/io/sluice/spark/*.java
+# Debug info stays in the build tree; the jar carries the stripped library.
+strip --strip-debug -o "$build/classes/native/linux-x86_64/libsluice_jni.so" \
+  "$CARGO_TARGET_DIR/release/libsluice_jni.so"
+jar cf "$out" -C "$build/classes" .
+echo "$out"

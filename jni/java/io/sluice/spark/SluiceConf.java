@@ -1,0 +1,58 @@
+package io.sluice.spark;
+
+import java.util.ArrayList;
+import java.util.List;
+import org.apache.spark.SparkConf;
+
+/** The plugin's Spark settings (all under {@code spark.sluice.}). */
+final class SluiceConf {
+  static final String SERVERS = "spark.sluice.servers";
+  static final String TOKEN_FILE = "spark.sluice.tokenFile";
+  static final String TRUST_FILE = "spark.sluice.trustFile";
+  static final String APP_SECRET = "spark.sluice.appSecret";
+  static final String PLACEMENT = "spark.sluice.placement";
+  static final String BATCH_BYTES = "spark.sluice.writer.batchBytes";
+
+  final List<String> servers;
+  final String tokenFile;
+  final String trustFile;
+  /** "local" (the server on the task's host, else by map id) or "hash" (by map id). */
+  final String placement;
+  final int batchBytes;
+
+  SluiceConf(SparkConf conf) {
+    servers = new ArrayList<>();
+    for (String s : required(conf, SERVERS).split(",")) {
+      if (!s.trim().isEmpty()) {
+        servers.add(s.trim());
+      }
+    }
+    tokenFile = required(conf, TOKEN_FILE);
+    trustFile = required(conf, TRUST_FILE);
+    placement = conf.get(PLACEMENT, "local");
+    if (!placement.equals("local") && !placement.equals("hash")) {
+      throw new IllegalArgumentException(PLACEMENT + " must be \"local\" or \"hash\", not " + placement);
+    }
+    batchBytes = (int) conf.getSizeAsBytes(BATCH_BYTES, "4m");
+  }
+
+  private static String required(SparkConf conf, String key) {
+    if (!conf.contains(key)) {
+      throw new IllegalArgumentException("the Sluice shuffle manager needs " + key);
+    }
+    return conf.get(key);
+  }
+
+  /** The host part of the i-th server's address. */
+  String host(int i) {
+    String s = servers.get(i);
+    int colon = s.lastIndexOf(':');
+    String host = colon < 0 ? s : s.substring(0, colon);
+    return host.startsWith("[") ? host.substring(1, host.length() - 1) : host;
+  }
+
+  int port(int i) {
+    String s = servers.get(i);
+    return Integer.parseInt(s.substring(s.lastIndexOf(':') + 1));
+  }
+}

@@ -1,0 +1,288 @@
+package io.sluice.spark;
+
+import java.io.ByteArrayInputStream;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.ArrayList;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.NoSuchElementException;
+import java.util.TreeMap;
+import org.apache.spark.Aggregator;
+import org.apache.spark.InterruptibleIterator;
+import org.apache.spark.ShuffleDependency;
+import org.apache.spark.SparkEnv;
+import org.apache.spark.TaskContext;
+import org.apache.spark.serializer.DeserializationStream;
+import org.apache.spark.serializer.Serializer;
+import org.apache.spark.serializer.SerializerInstance;
+import org.apache.spark.shuffle.BaseShuffleHandle;
+import org.apache.spark.shuffle.FetchFailedException;
+import org.apache.spark.shuffle.ShuffleReadMetricsReporter;
+import org.apache.spark.shuffle.ShuffleReader;
+import org.apache.spark.storage.BlockId;
+import org.apache.spark.storage.BlockManagerId;
+import org.apache.spark.storage.ShuffleBlockId;
+import org.apache.spark.util.TaskCompletionListener;
+import org.apache.spark.util.collection.ExternalSorter;
+import scala.Option;
+import scala.Product2;
+import scala.Tuple2;
+import scala.Tuple3;
+import scala.collection.AbstractIterator;
+import scala.collection.Iterator;
+
+/**
+ * A reduce task's input: the map outputs {@code MapOutputTracker} lists for the requested
+ * map and partition ranges, fetched from the servers that hold them, deserialized, then
+ * aggregated and sorted as the dependency asks (as Spark's own reader does). A server that
+ * fails or lacks a listed map output raises {@code FetchFailedException} naming it, so
+ * Spark recomputes exactly the maps stored there.
+ */
+final class SluiceShuffleReader<K, C> implements ShuffleReader<K, C> {
+  /** Map outputs are recorded at block manager ids "sluice-server-<index in the list>". */
+  static final String EXECUTOR_PREFIX = "sluice-server-";
+
+  private final SluiceShuffleManager manager;
+  private final BaseShuffleHandle<K, ?, C> handle;
+  private final int startMapIndex;
+  private final int endMapIndex;
+  private final int startPartition;
+  private final int endPartition;
+  private final TaskContext context;
+  private final ShuffleReadMetricsReporter metrics;
+
+  SluiceShuffleReader(
+      SluiceShuffleManager manager, BaseShuffleHandle<K, ?, C> handle, int startMapIndex,
+      int endMapIndex, int startPartition, int endPartition, TaskContext context,
+      ShuffleReadMetricsReporter metrics) {
+    this.manager = manager;
+    this.handle = handle;
+    this.startMapIndex = startMapIndex;
+    this.endMapIndex = endMapIndex;
+    this.startPartition = startPartition;
+    this.endPartition = endPartition;
+    this.context = context;
+    this.metrics = metrics;
+  }
+
+  /** The map outputs to read from one server. */
+  private static final class ServerMaps {
+    final BlockManagerId location;
+    final LinkedHashSet<Long> mapIds = new LinkedHashSet<>();
+    long firstMapId = -1;
+    int firstMapIndex = -1;
+
+    ServerMaps(BlockManagerId location) {
+      this.location = location;
+    }
+  }
+
+  @SuppressWarnings({"unchecked", "rawtypes"})
+  private Map<Integer, ServerMaps> mapsByServer() {
+    Map<Integer, ServerMaps> out = new TreeMap<>();
+    Iterator<?> it = SparkEnv.get().mapOutputTracker().getMapSizesByExecutorId(
+        handle.shuffleId(), startMapIndex, endMapIndex, startPartition, endPartition);
+    while (it.hasNext()) {
+      Tuple2<BlockManagerId, ?> entry = (Tuple2<BlockManagerId, ?>) it.next();
+      BlockManagerId location = entry._1();
+      int server = serverIndex(location);
+      ServerMaps maps = out.computeIfAbsent(server, s -> new ServerMaps(location));
+      Iterator<?> blocks = ((scala.collection.Iterable<?>) entry._2()).iterator();
+      while (blocks.hasNext()) {
+        Tuple3<BlockId, Object, Object> block = (Tuple3<BlockId, Object, Object>) blocks.next();
+        long mapId = ((ShuffleBlockId) block._1()).mapId();
+        if (maps.mapIds.add(mapId) && maps.firstMapId < 0) {
+          maps.firstMapId = mapId;
+          maps.firstMapIndex = (Integer) block._3();
+        }
+      }
+    }
+    return out;
+  }
+
+  private int serverIndex(BlockManagerId location) {
+    String exec = location.executorId();
+    int n = manager.sluiceConf().servers.size();
+    if (exec.startsWith(EXECUTOR_PREFIX)) {
+      try {
+        int i = Integer.parseInt(exec.substring(EXECUTOR_PREFIX.length()));
+        if (i >= 0 && i < n) {
+          return i;
+        }
+      } catch (NumberFormatException e) {
+        // fall through
+      }
+    }
+    throw new IllegalStateException(
+        "map output at " + location + " is not on a server of spark.sluice.servers");
+  }
+
+  @Override
+  @SuppressWarnings({"unchecked", "rawtypes"})
+  public Iterator<Product2<K, C>> read() {
+    ShuffleDependency<K, ?, C> dep = handle.dependency();
+    Iterator<Product2<Object, Object>> records = new Records(mapsByServer(), dep.serializer());
+    Iterator<Product2<K, C>> result;
+    if (dep.aggregator().isDefined()) {
+      Aggregator agg = dep.aggregator().get();
+      result = dep.mapSideCombine()
+          ? agg.combineCombinersByKey((Iterator) records, context)
+          : agg.combineValuesByKey((Iterator) records, context);
+    } else {
+      result = (Iterator) records;
+    }
+    if (dep.keyOrdering().isDefined()) {
+      ExternalSorter sorter = new ExternalSorter(
+          context, Option.empty(), Option.empty(), dep.keyOrdering(), dep.serializer());
+      context.addTaskCompletionListener((TaskCompletionListener) ctx -> sorter.stop());
+      result = sorter.insertAllAndUpdateMetrics(result);
+    }
+    return new InterruptibleIterator<>(context, result);
+  }
+
+  /** Records of every listed map output, server by server, batch by batch. */
+  private final class Records extends AbstractIterator<Product2<Object, Object>> {
+    private final java.util.Iterator<Map.Entry<Integer, ServerMaps>> servers;
+    private final SerializerInstance serializer;
+    private final boolean relocatable;
+    private Map.Entry<Integer, ServerMaps> current;
+    private long fetch; // 0 when none is open
+    private Iterator<Tuple2<Object, Object>> batch = null;
+
+    Records(Map<Integer, ServerMaps> maps, Serializer serializer) {
+      this.servers = maps.entrySet().iterator();
+      this.serializer = serializer.newInstance();
+      this.relocatable = serializer.supportsRelocationOfSerializedObjects();
+      context.addTaskCompletionListener((TaskCompletionListener) ctx -> closeFetch());
+    }
+
+    @Override
+    public boolean hasNext() {
+      while (batch == null || !batch.hasNext()) {
+        if (!advance()) {
+          return false;
+        }
+      }
+      return true;
+    }
+
+    @Override
+    public Product2<Object, Object> next() {
+      if (!hasNext()) {
+        throw new NoSuchElementException();
+      }
+      metrics.incRecordsRead(1);
+      return batch.next();
+    }
+
+    /** Loads the next batch, opening the next server's fetch as needed. */
+    private boolean advance() {
+      while (true) {
+        if (fetch == 0) {
+          if (!servers.hasNext()) {
+            return false;
+          }
+          current = servers.next();
+          fetch = guard(() -> NativeBridge.openFetch(
+              manager.session(), current.getKey(), handle.shuffleId(), startPartition,
+              endPartition, mapIdArray(current.getValue().mapIds)));
+        }
+        long start = System.nanoTime();
+        byte[] bytes = guard(() -> NativeBridge.nextBatch(fetch));
+        metrics.incFetchWaitTime((System.nanoTime() - start) / 1_000_000);
+        if (bytes == null) {
+          closeFetch();
+          continue;
+        }
+        metrics.incRemoteBytesRead(bytes.length);
+        metrics.incRemoteBlocksFetched(1);
+        batch = decode(bytes);
+        return true;
+      }
+    }
+
+    private Iterator<Tuple2<Object, Object>> decode(byte[] bytes) {
+      ByteBuffer in = ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN);
+      int count = in.getInt();
+      int dataStart = 4 + 4 * count;
+      if (relocatable) {
+        DeserializationStream s = serializer.deserializeStream(
+            new ByteArrayInputStream(bytes, dataStart, bytes.length - dataStart));
+        return s.asKeyValueIterator();
+      }
+      List<Tuple2<Object, Object>> out = new ArrayList<>(count);
+      int at = dataStart;
+      for (int i = 0; i < count; i++) {
+        int len = in.getInt();
+        DeserializationStream s =
+            serializer.deserializeStream(new ByteArrayInputStream(bytes, at, len));
+        Object key = s.readKey(scala.reflect.ClassTag$.MODULE$.Any());
+        Object value = s.readValue(scala.reflect.ClassTag$.MODULE$.Any());
+        s.close();
+        out.add(new Tuple2<>(key, value));
+        at += len;
+      }
+      return new Listed<>(out);
+    }
+
+    private void closeFetch() {
+      if (fetch != 0) {
+        NativeBridge.closeFetch(fetch);
+        fetch = 0;
+      }
+    }
+
+    /** Runs a native call; its failure is a fetch failure naming the server. */
+    private <T> T guard(java.util.function.Supplier<T> call) {
+      try {
+        return call.get();
+      } catch (SluiceException e) {
+        closeFetch();
+        ServerMaps maps = current.getValue();
+        throw sneaky(new FetchFailedException(
+            maps.location, handle.shuffleId(), maps.firstMapId, maps.firstMapIndex,
+            startPartition, e.getMessage(), e));
+      }
+    }
+  }
+
+  /** A Scala iterator over a Java list (the converters differ between Scala versions). */
+  private static final class Listed<T> extends AbstractIterator<T> {
+    private final List<T> items;
+    private int next;
+
+    Listed(List<T> items) {
+      this.items = items;
+    }
+
+    @Override
+    public boolean hasNext() {
+      return next < items.size();
+    }
+
+    @Override
+    public T next() {
+      if (!hasNext()) {
+        throw new NoSuchElementException();
+      }
+      return items.get(next++);
+    }
+  }
+
+  private static long[] mapIdArray(java.util.Collection<Long> ids) {
+    long[] out = new long[ids.size()];
+    int i = 0;
+    for (long id : ids) {
+      out[i++] = id;
+    }
+    return out;
+  }
+
+  /** Throws a checked exception from an iterator (Scala code has no checked exceptions). */
+  @SuppressWarnings("unchecked")
+  private static <E extends Throwable> RuntimeException sneaky(Throwable e) throws E {
+    throw (E) e;
+  }
+}

@@ -1,0 +1,177 @@
+package io.sluice.spark;
+
+import java.util.List;
+import org.apache.spark.Partitioner;
+import org.apache.spark.ShuffleDependency;
+import org.apache.spark.SparkEnv;
+import org.apache.spark.TaskContext;
+import org.apache.spark.scheduler.MapStatus;
+import org.apache.spark.serializer.SerializationStream;
+import org.apache.spark.serializer.Serializer;
+import org.apache.spark.serializer.SerializerInstance;
+import org.apache.spark.shuffle.BaseShuffleHandle;
+import org.apache.spark.shuffle.ShuffleWriteMetricsReporter;
+import org.apache.spark.shuffle.ShuffleWriter;
+import org.apache.spark.storage.BlockManagerId;
+import org.apache.spark.storage.BlockManagerId$;
+import scala.Option;
+import scala.Product2;
+import scala.collection.Iterator;
+import scala.reflect.ClassTag;
+import scala.reflect.ClassTag$;
+
+/**
+ * A map task's output: records are serialized with the dependency's serializer and pushed
+ * with their partition ids; the server splits them. {@code stop(true)} returns a
+ * {@code MapStatus} naming the server and the stored size of every partition.
+ */
+final class SluiceShuffleWriter<K, V> extends ShuffleWriter<K, V> {
+  private final SluiceShuffleManager manager;
+  private final BaseShuffleHandle<K, V, ?> handle;
+  private final long mapId;
+  private final TaskContext context;
+  private final ShuffleWriteMetricsReporter metrics;
+  private long writer; // 0 when no push is open
+  private long[] sizes = new long[0];
+  private MapStatus status;
+
+  SluiceShuffleWriter(
+      SluiceShuffleManager manager, BaseShuffleHandle<K, V, ?> handle, long mapId,
+      TaskContext context, ShuffleWriteMetricsReporter metrics) {
+    this.manager = manager;
+    this.handle = handle;
+    this.mapId = mapId;
+    this.context = context;
+    this.metrics = metrics;
+  }
+
+  @Override
+  @SuppressWarnings({"unchecked", "rawtypes"})
+  public void write(Iterator<Product2<K, V>> records) {
+    ShuffleDependency<K, V, ?> dep = handle.dependency();
+    Iterator<? extends Product2<?, ?>> input = records;
+    if (dep.mapSideCombine()) {
+      // As Spark's own writers: combine on the map side before anything leaves the task.
+      input = ((org.apache.spark.Aggregator) dep.aggregator().get())
+          .combineValuesByKey((Iterator) records, context);
+    }
+    Partitioner partitioner = dep.partitioner();
+    int numPartitions = partitioner.numPartitions();
+    int server = openPush(numPartitions);
+    long nativeNanos = 0;
+    long count = 0;
+    Serializer serializer = dep.serializer();
+    SerializerInstance instance = serializer.newInstance();
+    // Relocatable serializers allow records to be cut apart and concatenated in any order,
+    // so one stream serves the whole task; others get a stream per record.
+    boolean relocatable = serializer.supportsRelocationOfSerializedObjects();
+    RecordBuffer buffer = new RecordBuffer();
+    ClassTag<Object> any = ClassTag$.MODULE$.Any();
+    SerializationStream shared = relocatable ? instance.serializeStream(buffer) : null;
+    int batchBytes = manager.sluiceConf().batchBytes;
+    while (input.hasNext()) {
+      Product2<?, ?> record = input.next();
+      SerializationStream out = relocatable ? shared : instance.serializeStream(buffer);
+      out.writeKey(record._1(), any);
+      out.writeValue(record._2(), any);
+      out.flush();
+      if (!relocatable) {
+        out.close();
+      }
+      buffer.endRecord(partitioner.getPartition(record._1()));
+      count++;
+      if (buffer.size() >= batchBytes) {
+        long t = System.nanoTime();
+        buffer.sendTo(writer);
+        nativeNanos += System.nanoTime() - t;
+      }
+    }
+    long t = System.nanoTime();
+    buffer.sendTo(writer);
+    sizes = NativeBridge.commit(writer);
+    writer = 0;
+    nativeNanos += System.nanoTime() - t;
+    long bytes = 0;
+    for (long s : sizes) {
+      bytes += s;
+    }
+    metrics.incBytesWritten(bytes);
+    metrics.incRecordsWritten(count);
+    metrics.incWriteTime(nativeNanos);
+    status = SparkShims.mapStatus(location(server), sizes, mapId);
+  }
+
+  /** Opens the push on the preferred server, or on the next one that answers. */
+  private int openPush(int numPartitions) {
+    SluiceConf conf = manager.sluiceConf();
+    int first = preferredServer(conf);
+    RuntimeException last = null;
+    for (int i = 0; i < conf.servers.size(); i++) {
+      int server = (first + i) % conf.servers.size();
+      try {
+        writer = NativeBridge.openWriter(
+            manager.session(), server, handle.shuffleId(), numPartitions, mapId,
+            context.partitionId(), context.attemptNumber());
+        return server;
+      } catch (SluiceException e) {
+        last = e;
+      }
+    }
+    throw last;
+  }
+
+  /**
+   * A stable choice by map id, among the servers on this task's host when the list has
+   * any (the sidecar case) and among all otherwise.
+   */
+  private int preferredServer(SluiceConf conf) {
+    int n = conf.servers.size();
+    int pick = (int) Math.floorMod(mix(mapId), (long) n);
+    if (conf.placement.equals("local")) {
+      String host = SparkEnv.get().blockManager().blockManagerId().host();
+      List<Integer> local = new java.util.ArrayList<>();
+      for (int i = 0; i < n; i++) {
+        if (conf.host(i).equals(host)) {
+          local.add(i);
+        }
+      }
+      if (!local.isEmpty()) {
+        return local.get((int) Math.floorMod(mix(mapId), (long) local.size()));
+      }
+    }
+    return pick;
+  }
+
+  /** Spreads consecutive map ids (a splitmix64 step). */
+  private static long mix(long x) {
+    x = (x ^ (x >>> 30)) * 0xbf58476d1ce4e5b9L;
+    x = (x ^ (x >>> 27)) * 0x94d049bb133111ebL;
+    return x ^ (x >>> 31);
+  }
+
+  /** Where Spark records this map output: the server, as a block manager id. */
+  static BlockManagerId location(SluiceConf conf, int server) {
+    return BlockManagerId$.MODULE$.apply(
+        SluiceShuffleReader.EXECUTOR_PREFIX + server, conf.host(server), conf.port(server),
+        Option.empty());
+  }
+
+  private BlockManagerId location(int server) {
+    return location(manager.sluiceConf(), server);
+  }
+
+  @Override
+  public Option<MapStatus> stop(boolean success) {
+    if (writer != 0) {
+      // Not committed: the server never serves an abandoned push.
+      NativeBridge.abort(writer);
+      writer = 0;
+    }
+    return success && status != null ? Option.apply(status) : Option.empty();
+  }
+
+  @Override
+  public long[] getPartitionLengths() {
+    return sizes;
+  }
+}

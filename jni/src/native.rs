@@ -1,0 +1,251 @@
+//! What the Spark plugin does natively, free of JNI types: a session of connections to
+//! the Sluice servers, map writers and fetches.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use sluice_client::{
+    AppCredentials, BlockingClient, BlockingFetchStream, BlockingPushStream, ClientConfig,
+    ClientError, FetchRequest, MapAttempt, MapFilter, Partitioning, PushRequest, Trust,
+};
+
+use crate::error::BridgeError;
+use crate::records::{batch_from_java, batch_to_java, schema, PID_COLUMN};
+
+/// How a session reaches the servers.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// `host:port` of every server, in the order Spark's conf lists them.
+    pub servers: Vec<String>,
+    pub token_file: PathBuf,
+    /// PEM certificates to trust: the servers' own (pinned) or their CA.
+    pub trust_file: PathBuf,
+    pub app: String,
+    pub secret: String,
+}
+
+struct Server {
+    name: String,
+    addr: SocketAddr,
+    /// Connected on first use; dropped after a connection failure so the next call
+    /// reconnects.
+    client: Mutex<Option<Arc<BlockingClient>>>,
+}
+
+/// Connections of one JVM (driver or executor) to the servers, for one application.
+pub struct Session {
+    servers: Vec<Server>,
+    config: ClientConfig,
+    app: AppCredentials,
+}
+
+fn client_error(server: &str, source: ClientError) -> BridgeError {
+    BridgeError::Client {
+        server: server.to_string(),
+        source,
+    }
+}
+
+impl Session {
+    pub fn open(c: SessionConfig) -> Result<Self, BridgeError> {
+        if c.servers.is_empty() {
+            return Err(BridgeError::Config("spark.sluice.servers lists no server".into()));
+        }
+        let token = std::fs::read(&c.token_file).map_err(|e| {
+            BridgeError::Config(format!("reading the token file {}: {e}", c.token_file.display()))
+        })?;
+        let token = String::from_utf8_lossy(&token).trim().as_bytes().to_vec();
+        let config = ClientConfig::new(Trust::CaFile(c.trust_file.clone()), token);
+        let app = AppCredentials::new(c.app.as_str(), c.secret.into_bytes())
+            .map_err(|e| BridgeError::Config(format!("application id {:?}: {e}", c.app)))?;
+        let servers = c
+            .servers
+            .iter()
+            .map(|name| {
+                let addr = name
+                    .to_socket_addrs()
+                    .ok()
+                    .and_then(|mut a| a.next())
+                    .ok_or_else(|| BridgeError::Config(format!("cannot resolve server {name:?}")))?;
+                Ok(Server {
+                    name: name.clone(),
+                    addr,
+                    client: Mutex::new(None),
+                })
+            })
+            .collect::<Result<_, BridgeError>>()?;
+        Ok(Self {
+            servers,
+            config,
+            app,
+        })
+    }
+
+    pub fn server_count(&self) -> usize {
+        self.servers.len()
+    }
+
+    fn server(&self, i: i32) -> Result<&Server, BridgeError> {
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| self.servers.get(i))
+            .ok_or_else(|| BridgeError::InvalidArgument(format!("no server {i}")))
+    }
+
+    /// The server's client, connecting (and registering the app) on first use.
+    fn client(&self, s: &Server) -> Result<Arc<BlockingClient>, ClientError> {
+        let mut slot = s.client.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let mut config = self.config.clone();
+        // Verify the certificate against the name the conf uses for the server.
+        config.server_name = s.name.rsplit_once(':').map_or(&*s.name, |h| h.0).to_string();
+        config.server_name = config.server_name.trim_matches(['[', ']']).to_string();
+        let client = Arc::new(BlockingClient::connect(s.addr, &config)?);
+        client.register_app(&self.app)?;
+        *slot = Some(client.clone());
+        Ok(client)
+    }
+
+    /// Runs `f` with the server's client; after a connection failure, reconnects once
+    /// and tries again (only for requests that are safe to repeat).
+    fn call<T>(
+        &self,
+        server: i32,
+        f: impl Fn(&BlockingClient) -> Result<T, ClientError>,
+    ) -> Result<T, BridgeError> {
+        let s = self.server(server)?;
+        let mut last = None;
+        for _ in 0..2 {
+            let result = self.client(s).and_then(|c| f(&c));
+            match result {
+                Ok(v) => return Ok(v),
+                Err(e @ (ClientError::Connection(_) | ClientError::Connect { .. })) => {
+                    *s.client.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                    last = Some(e);
+                }
+                Err(e) => return Err(client_error(&s.name, e)),
+            }
+        }
+        Err(client_error(&s.name, last.expect("set by the loop")))
+    }
+
+    pub fn push(
+        &self,
+        server: i32,
+        shuffle_id: u32,
+        num_partitions: u32,
+        map: MapAttempt,
+    ) -> Result<MapWriter, BridgeError> {
+        let request = PushRequest {
+            app: self.app.clone(),
+            shuffle_id,
+            map,
+            num_partitions,
+            partitioning: Partitioning::PartitionIdColumn { column: PID_COLUMN },
+            schema: schema(),
+        };
+        let stream = self.call(server, |c| c.push(request.clone()))?;
+        Ok(MapWriter {
+            server: self.server(server)?.name.clone(),
+            stream: Some(stream),
+            num_partitions,
+        })
+    }
+
+    pub fn fetch(
+        &self,
+        server: i32,
+        shuffle_id: u32,
+        partitions: Range<u32>,
+        map_ids: Vec<u64>,
+    ) -> Result<Fetch, BridgeError> {
+        let request = FetchRequest::partitions(self.app.clone(), shuffle_id, partitions)
+            .with_maps(MapFilter::MapIds(map_ids));
+        let stream = self.call(server, |c| c.fetch(request.clone()))?;
+        Ok(Fetch {
+            server: self.server(server)?.name.clone(),
+            stream,
+        })
+    }
+
+    /// Deletes the shuffle on every server; all are tried, the first failure is returned.
+    pub fn delete_shuffle(&self, shuffle_id: u32) -> Result<(), BridgeError> {
+        self.on_every_server(|c| c.delete_shuffle(&self.app, shuffle_id))
+    }
+
+    pub fn delete_app(&self) -> Result<(), BridgeError> {
+        self.on_every_server(|c| c.delete_app(&self.app))
+    }
+
+    fn on_every_server(
+        &self,
+        f: impl Fn(&BlockingClient) -> Result<(), ClientError>,
+    ) -> Result<(), BridgeError> {
+        let results: Vec<_> = (0..self.servers.len() as i32)
+            .map(|i| self.call(i, &f))
+            .collect();
+        results.into_iter().collect()
+    }
+}
+
+/// One map attempt's push.
+pub struct MapWriter {
+    server: String,
+    /// `None` once committed or failed.
+    stream: Option<BlockingPushStream>,
+    num_partitions: u32,
+}
+
+impl MapWriter {
+    fn stream(&mut self) -> Result<&mut BlockingPushStream, BridgeError> {
+        self.stream
+            .as_mut()
+            .ok_or_else(|| BridgeError::InvalidArgument("the push has ended".into()))
+    }
+
+    /// Sends records (see `records.rs` for the layout).
+    pub fn write(&mut self, pids: Vec<i32>, ends: &[i32], data: Vec<u8>) -> Result<(), BridgeError> {
+        let batch = batch_from_java(pids, ends, data, self.num_partitions)?;
+        let server = self.server.clone();
+        let result = self.stream()?.send(&batch);
+        result.map_err(|e| {
+            self.stream = None;
+            client_error(&server, e)
+        })
+    }
+
+    /// Commits; returns the stored bytes of each partition.
+    pub fn commit(&mut self) -> Result<Vec<i64>, BridgeError> {
+        let stream = self
+            .stream
+            .take()
+            .ok_or_else(|| BridgeError::InvalidArgument("the push has ended".into()))?;
+        let ack = stream.commit().map_err(|e| client_error(&self.server, e))?;
+        Ok(ack
+            .partition_bytes
+            .iter()
+            .map(|&b| i64::try_from(b).unwrap_or(i64::MAX))
+            .collect())
+    }
+}
+
+/// One fetch from one server.
+pub struct Fetch {
+    server: String,
+    stream: BlockingFetchStream,
+}
+
+impl Fetch {
+    /// The next batch's records in the layout Java reads, or `None` at the end.
+    pub fn next(&mut self) -> Result<Option<Vec<u8>>, BridgeError> {
+        match self.stream.next_batch() {
+            Ok(Some((_, batch))) => batch_to_java(&batch).map(Some),
+            Ok(None) => Ok(None),
+            Err(e) => Err(client_error(&self.server, e)),
+        }
+    }
+}

@@ -169,7 +169,8 @@ pub extern "system" fn Java_io_sluice_spark_NativeBridge_commit(
         WRITERS.remove(writer);
         let sizes = sizes?;
         let out = env.new_long_array(sizes.len() as i32).map_err(jni_err)?;
-        env.set_long_array_region(&out, 0, &sizes).map_err(jni_err)?;
+        env.set_long_array_region(&out, 0, &sizes)
+            .map_err(jni_err)?;
         Ok(out.into_raw())
     })
 }
@@ -205,10 +206,12 @@ pub extern "system" fn Java_io_sluice_spark_NativeBridge_openFetch(
             .map_err(jni_err)?;
         let ids = ids
             .into_iter()
-            .map(|m| u64::try_from(m).map_err(|_| BridgeError::InvalidArgument(format!("map id {m}"))))
+            .map(|m| {
+                u64::try_from(m).map_err(|_| BridgeError::InvalidArgument(format!("map id {m}")))
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        let partitions = index("start partition", start_partition)?
-            ..index("end partition", end_partition)?;
+        let partitions =
+            index("start partition", start_partition)?..index("end partition", end_partition)?;
         let shuffle_id = index("shuffle id", shuffle_id)?;
         let fetch = session(session_handle)?.fetch(server, shuffle_id, partitions, ids)?;
         Ok(FETCHES.insert(fetch))
@@ -222,8 +225,11 @@ pub extern "system" fn Java_io_sluice_spark_NativeBridge_nextBatch(
     fetch: jlong,
 ) -> jbyteArray {
     guarded(&mut env, std::ptr::null_mut(), |env| {
-        match FETCHES.with(fetch, |f| f.next())? {
-            Some(bytes) => Ok(env.byte_array_from_slice(&bytes).map_err(jni_err)?.into_raw()),
+        match FETCHES.with(fetch, |f| f.next_batch())? {
+            Some(bytes) => Ok(env
+                .byte_array_from_slice(&bytes)
+                .map_err(jni_err)?
+                .into_raw()),
             None => Ok(std::ptr::null_mut()),
         }
     })
@@ -260,7 +266,5 @@ pub extern "system" fn Java_io_sluice_spark_NativeBridge_deleteApp(
     _class: JClass,
     session_handle: jlong,
 ) {
-    guarded(&mut env, (), |_| {
-        session(session_handle)?.delete_app()
-    })
+    guarded(&mut env, (), |_| session(session_handle)?.delete_app())
 }

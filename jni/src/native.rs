@@ -5,6 +5,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use sluice_client::{
     AppCredentials, BlockingClient, BlockingFetchStream, BlockingPushStream, ClientConfig,
@@ -32,6 +33,16 @@ struct Server {
     /// Connected on first use; dropped after a connection failure so the next call
     /// reconnects.
     client: Mutex<Option<Arc<BlockingClient>>>,
+    /// After a failed connect, calls fail fast until then instead of each waiting for
+    /// the connect timeout (writers move on to the next server).
+    down_until: Mutex<Option<(Instant, String)>>,
+}
+
+/// How long a server that refused a connection is treated as down.
+const DOWN_FOR: Duration = Duration::from_secs(10);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Connections of one JVM (driver or executor) to the servers, for one application.
@@ -51,10 +62,15 @@ fn client_error(server: &str, source: ClientError) -> BridgeError {
 impl Session {
     pub fn open(c: SessionConfig) -> Result<Self, BridgeError> {
         if c.servers.is_empty() {
-            return Err(BridgeError::Config("spark.sluice.servers lists no server".into()));
+            return Err(BridgeError::Config(
+                "spark.sluice.servers lists no server".into(),
+            ));
         }
         let token = std::fs::read(&c.token_file).map_err(|e| {
-            BridgeError::Config(format!("reading the token file {}: {e}", c.token_file.display()))
+            BridgeError::Config(format!(
+                "reading the token file {}: {e}",
+                c.token_file.display()
+            ))
         })?;
         let token = String::from_utf8_lossy(&token).trim().as_bytes().to_vec();
         let config = ClientConfig::new(Trust::CaFile(c.trust_file.clone()), token);
@@ -68,11 +84,14 @@ impl Session {
                     .to_socket_addrs()
                     .ok()
                     .and_then(|mut a| a.next())
-                    .ok_or_else(|| BridgeError::Config(format!("cannot resolve server {name:?}")))?;
+                    .ok_or_else(|| {
+                        BridgeError::Config(format!("cannot resolve server {name:?}"))
+                    })?;
                 Ok(Server {
                     name: name.clone(),
                     addr,
                     client: Mutex::new(None),
+                    down_until: Mutex::new(None),
                 })
             })
             .collect::<Result<_, BridgeError>>()?;
@@ -96,41 +115,62 @@ impl Session {
 
     /// The server's client, connecting (and registering the app) on first use.
     fn client(&self, s: &Server) -> Result<Arc<BlockingClient>, ClientError> {
-        let mut slot = s.client.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = lock(&s.client);
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
+        if let Some((until, why)) = lock(&s.down_until).as_ref() {
+            if Instant::now() < *until {
+                return Err(ClientError::Connect {
+                    addr: s.addr,
+                    message: format!("unreachable moments ago ({why})"),
+                });
+            }
+        }
         let mut config = self.config.clone();
-        // Verify the certificate against the name the conf uses for the server.
-        config.server_name = s.name.rsplit_once(':').map_or(&*s.name, |h| h.0).to_string();
-        config.server_name = config.server_name.trim_matches(['[', ']']).to_string();
-        let client = Arc::new(BlockingClient::connect(s.addr, &config)?);
-        client.register_app(&self.app)?;
-        *slot = Some(client.clone());
-        Ok(client)
+        // Verify the certificate against the host name the conf uses for the server.
+        let host = s.name.rsplit_once(':').map_or(&*s.name, |h| h.0);
+        config.server_name = host.trim_matches(['[', ']']).to_string();
+        let connected = BlockingClient::connect(s.addr, &config)
+            .and_then(|c| c.register_app(&self.app).map(|()| Arc::new(c)));
+        match connected {
+            Ok(client) => {
+                *slot = Some(client.clone());
+                Ok(client)
+            }
+            Err(e) => {
+                if matches!(e, ClientError::Connect { .. } | ClientError::Connection(_)) {
+                    *lock(&s.down_until) = Some((Instant::now() + DOWN_FOR, e.to_string()));
+                }
+                Err(e)
+            }
+        }
     }
 
-    /// Runs `f` with the server's client; after a connection failure, reconnects once
-    /// and tries again (only for requests that are safe to repeat).
+    /// Runs `f` with the server's client. A cached connection that turns out to be
+    /// lost is replaced once (only for requests that are safe to repeat).
     fn call<T>(
         &self,
         server: i32,
         f: impl Fn(&BlockingClient) -> Result<T, ClientError>,
     ) -> Result<T, BridgeError> {
         let s = self.server(server)?;
-        let mut last = None;
-        for _ in 0..2 {
-            let result = self.client(s).and_then(|c| f(&c));
-            match result {
+        let mut retry = lock(&s.client).is_some();
+        loop {
+            match self.client(s).and_then(|c| f(&c)) {
                 Ok(v) => return Ok(v),
-                Err(e @ (ClientError::Connection(_) | ClientError::Connect { .. })) => {
-                    *s.client.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                    last = Some(e);
+                Err(ClientError::Connection(_)) if retry => {
+                    *lock(&s.client) = None;
+                    retry = false;
                 }
-                Err(e) => return Err(client_error(&s.name, e)),
+                Err(e) => {
+                    if matches!(e, ClientError::Connection(_)) {
+                        *lock(&s.client) = None;
+                    }
+                    return Err(client_error(&s.name, e));
+                }
             }
         }
-        Err(client_error(&s.name, last.expect("set by the loop")))
     }
 
     pub fn push(
@@ -208,7 +248,12 @@ impl MapWriter {
     }
 
     /// Sends records (see `records.rs` for the layout).
-    pub fn write(&mut self, pids: Vec<i32>, ends: &[i32], data: Vec<u8>) -> Result<(), BridgeError> {
+    pub fn write(
+        &mut self,
+        pids: Vec<i32>,
+        ends: &[i32],
+        data: Vec<u8>,
+    ) -> Result<(), BridgeError> {
         let batch = batch_from_java(pids, ends, data, self.num_partitions)?;
         let server = self.server.clone();
         let result = self.stream()?.send(&batch);
@@ -241,7 +286,7 @@ pub struct Fetch {
 
 impl Fetch {
     /// The next batch's records in the layout Java reads, or `None` at the end.
-    pub fn next(&mut self) -> Result<Option<Vec<u8>>, BridgeError> {
+    pub fn next_batch(&mut self) -> Result<Option<Vec<u8>>, BridgeError> {
         match self.stream.next_batch() {
             Ok(Some((_, batch))) => batch_to_java(&batch).map(Some),
             Ok(None) => Ok(None),

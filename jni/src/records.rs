@@ -44,10 +44,7 @@ pub fn batch_from_java(
             ends.len()
         )));
     }
-    if let Some(bad) = pids
-        .iter()
-        .find(|&&p| p < 0 || p as u32 >= num_partitions)
-    {
+    if let Some(bad) = pids.iter().find(|&&p| p < 0 || p as u32 >= num_partitions) {
         return Err(BridgeError::InvalidArgument(format!(
             "partition id {bad} outside 0..{num_partitions}"
         )));

@@ -1,0 +1,165 @@
+//! The bridge's native side against a real server over QUIC: records pushed in Java's
+//! layout come back exactly in Java's layout; failures are typed.
+
+use std::path::Path;
+
+use sluice_client::{ClientError, MapAttempt};
+use sluice_jni::error::BridgeError;
+use sluice_jni::native::{Session, SessionConfig};
+use sluice_server::{Server, ServerConfig};
+
+struct Running {
+    _runtime: tokio::runtime::Runtime,
+    _server: sluice_server::ServerHandle,
+    addr: std::net::SocketAddr,
+}
+
+fn start(dir: &Path) -> Running {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.join("data"),
+        worker_threads: 1,
+        ..ServerConfig::default()
+    };
+    let server = runtime.block_on(Server::start(config)).unwrap();
+    Running {
+        addr: server.local_addr(),
+        _server: server,
+        _runtime: runtime,
+    }
+}
+
+fn session(dir: &Path, servers: Vec<String>) -> Result<Session, BridgeError> {
+    Session::open(SessionConfig {
+        servers,
+        token_file: dir.join("data/cluster-token"),
+        trust_file: dir.join("data/tls/cert.pem"),
+        app: "app-jni".into(),
+        secret: "s3cret".into(),
+    })
+}
+
+/// Records in Java's fetch layout: count, lengths, bytes.
+fn parse(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let word = |at: usize| i32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    let n = word(0);
+    let mut at = 4 + 4 * n;
+    (0..n)
+        .map(|i| {
+            let len = word(4 + 4 * i);
+            at += len;
+            bytes[at - len..at].to_vec()
+        })
+        .collect()
+}
+
+fn record(i: usize) -> Vec<u8> {
+    format!("record-{i}-{}", "é".repeat(i % 5)).into_bytes()
+}
+
+#[test]
+fn records_pushed_by_a_map_writer_are_fetched_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let s = session(
+        dir.path(),
+        vec![format!("127.0.0.1:{}", server.addr.port())],
+    )
+    .unwrap();
+    let map = MapAttempt {
+        map_id: 41,
+        map_index: 0,
+        attempt: 0,
+    };
+    let mut w = s.push(0, 3, 4, map).unwrap();
+    let (mut pids, mut ends, mut data) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..1000 {
+        data.extend_from_slice(&record(i));
+        ends.push(data.len() as i32);
+        pids.push((i % 3) as i32); // partition 3 stays empty
+    }
+    w.write(pids, &ends, data).unwrap();
+    let sizes = w.commit().unwrap();
+    assert_eq!(sizes.len(), 4);
+    assert!(sizes[..3].iter().all(|&b| b > 0), "{sizes:?}");
+    assert_eq!(sizes[3], 0);
+
+    // Each partition holds its records in push order; the empty one holds none.
+    for p in 0..4u32 {
+        let mut f = s.fetch(0, 3, p..p + 1, vec![41]).unwrap();
+        let mut got = Vec::new();
+        while let Some(batch) = f.next_batch().unwrap() {
+            got.extend(parse(&batch));
+        }
+        let want: Vec<Vec<u8>> = (0..1000)
+            .filter(|i| i % 3 == p as usize)
+            .map(record)
+            .collect();
+        assert_eq!(got, want, "partition {p}");
+    }
+
+    // A map output the server does not hold is a typed error naming it.
+    let err = s
+        .fetch(0, 3, 0..4, vec![41, 99])
+        .and_then(|mut f| {
+            while f.next_batch()?.is_some() {}
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(
+        matches!(&err, BridgeError::Client { source: ClientError::MissingMaps(m), .. } if m == &vec![99]),
+        "{err}"
+    );
+    s.delete_shuffle(3).unwrap();
+    s.delete_app().unwrap();
+}
+
+#[test]
+fn bad_records_and_dead_servers_are_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let s = session(
+        dir.path(),
+        vec![format!("127.0.0.1:{}", server.addr.port())],
+    )
+    .unwrap();
+    let map = MapAttempt {
+        map_id: 1,
+        map_index: 0,
+        attempt: 0,
+    };
+    let mut w = s.push(0, 1, 2, map).unwrap();
+    let err = w.write(vec![2], &[1], vec![0]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid argument: partition id 2 outside 0..2"
+    );
+    assert!(matches!(
+        s.push(5, 1, 2, map),
+        Err(BridgeError::InvalidArgument(_))
+    ));
+
+    // A server nobody listens on: a connection error naming it.
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dead = format!("127.0.0.1:{}", socket.local_addr().unwrap().port());
+    drop(socket);
+    let s = session(dir.path(), vec![dead.clone()]).unwrap();
+    match s.push(0, 1, 2, map) {
+        Err(BridgeError::Client { server, source }) => {
+            assert_eq!(server, dead);
+            assert!(source.is_retryable(), "{source}");
+        }
+        other => panic!("expected a connection error, got {:?}", other.map(|_| ())),
+    }
+    // Moments later the server is known to be down: no second wait for a timeout.
+    let again = s.push(0, 1, 2, map).map(|_| ()).unwrap_err();
+    assert!(
+        again.to_string().contains("unreachable moments ago"),
+        "{again}"
+    );
+    assert!(matches!(
+        session(dir.path(), vec![]),
+        Err(BridgeError::Config(m)) if m.contains("no server")
+    ));
+}

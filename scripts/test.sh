@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: formatting, lints, every unit, property and
-# end-to-end test (real QUIC on loopback), and a short verified run of the benchmark.
+# end-to-end test (real QUIC on loopback), the Spark integration tests (pyspark is
+# installed into a cached venv), and a short verified run of the benchmark.
 #
 # Build outputs are cached outside the repository (override with CARGO_TARGET_DIR).
 set -euo pipefail
@@ -18,6 +19,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test"
 cargo test --workspace --locked
+
+step "Spark integration (real pyspark, local-cluster; SLUICE_SPARK_VERSION picks the release)"
+scripts/spark-test.sh
 
 step "sluice-bench --quick (end-to-end, verified)"
 cargo run --release --locked -p sluice-bench -- --quick

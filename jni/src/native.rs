@@ -38,6 +38,9 @@ struct Server {
     down_until: Mutex<Option<(Instant, String)>>,
 }
 
+/// Silence after which a connection counts as lost.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// How long a server that refused a connection is treated as down.
 const DOWN_FOR: Duration = Duration::from_secs(10);
 
@@ -73,7 +76,10 @@ impl Session {
             ))
         })?;
         let token = String::from_utf8_lossy(&token).trim().as_bytes().to_vec();
-        let config = ClientConfig::new(Trust::CaFile(c.trust_file.clone()), token);
+        let mut config = ClientConfig::new(Trust::CaFile(c.trust_file.clone()), token);
+        // A server that dies mid-fetch is noticed after this long (keep-alives run at a
+        // quarter of it), and the reader reports a fetch failure.
+        config.idle_timeout = IDLE_TIMEOUT;
         let app = AppCredentials::new(c.app.as_str(), c.secret.into_bytes())
             .map_err(|e| BridgeError::Config(format!("application id {:?}: {e}", c.app)))?;
         let servers = c

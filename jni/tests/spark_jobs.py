@@ -28,8 +28,9 @@ and exits 1 if any job mismatched or failed, else 0.
 Modes:
   --only-sort      run phase 1 only (no jar, servers or token needed); exit 1 if a job fails.
   --sort-vs-sort   run phase 2 with the sort shuffle as well: checks that every job is
-                   deterministic and that the session restart works, without the plugin.
-  --kill-pid-file  adds the job ``kill_server``: in the Sluice phase it SIGKILLs the pid
+                   deterministic and that the session restart works, without the plugin
+                   (with --kill-pid-file, phase 2 still kills that pid).
+  --kill-pid-file  adds the job ``kill_server``: in phase 2 it SIGKILLs the pid
                    read from that file once the reduce stage has started; the job must
                    still complete with the sort-shuffle result. In the sort phase the job
                    just runs.
@@ -61,6 +62,7 @@ SLUICE_MANAGER = "io.sluice.spark.SluiceShuffleManager"
 BASE_CONF = {
     "spark.master": MASTER,
     "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
     "spark.task.maxFailures": "4",
     "spark.sql.shuffle.partitions": "16",
     # Jobs that want AQE turn it on themselves; the others get exact partition counts.
@@ -100,7 +102,7 @@ def ints(sc, n, parts=8):
 
 
 def typed_row(i, salt=0):
-    """One row of TYPED_SCHEMA; every column but id can be null."""
+    """One row of typed_schema(); every column but id can be null."""
     s = salt * 100
     return (
         i,
@@ -225,6 +227,18 @@ def sql_conf(spark, settings):
                 spark.conf.set(k, v)
 
 
+@contextmanager
+def cached(*datasets):
+    """Cache inputs that several actions read (generating rows in Python is the slow part)."""
+    for d in datasets:
+        d.cache()
+    try:
+        yield datasets
+    finally:
+        for d in datasets:
+            d.unpersist()
+
+
 def executed_plan(df):
     return df._jdf.queryExecution().executedPlan().toString()
 
@@ -242,25 +256,35 @@ def combine_stats(a, b):
     return (a[0] + b[0], a[1] + b[1], min(a[2], b[2]), max(a[3], b[3]))
 
 
+def sum_by_key(it):
+    sums = collections.defaultdict(int)
+    for k, v in it:
+        sums[k] += v
+    return iter(sums.items())
+
+
 def job_rdd_reduce_by_key(ctx):
     sc = ctx.sc
 
-    def stats(salt, nkeys):
-        def row(i):
-            v = mix(i, salt + 1) % 1_000_000
-            return (mix(i, salt) % nkeys, (1, v, v, v))
-        return row
+    def int_keys(i):
+        v = mix(i, 11) % 1_000_000
+        return (mix(i, 10) % 5000, (1, v, v, v))
 
-    many = ints(sc, 200_000).map(stats(10, 5000))
-    few_str = ints(sc, 50_000).map(
-        lambda i: (WORDS[mix(i, 20) % 7], mix(i, 21) % 1000))
-    mid = ints(sc, 100_000).map(stats(30, 1500))
+    def str_keys(i):
+        # 300 keys over 2000 partitions: most reduce partitions are empty.
+        return (f"{WORDS[mix(i, 20) % len(WORDS)]}/{mix(i, 21) % 20}", mix(i, 22) % 1000)
+
+    many = ints(sc, 100_000).map(int_keys)
+    few = ints(sc, 100_000).map(str_keys)
+    # reduceByKey(add, 2000) spelled out with the same shuffle (map-side combine, 2000
+    # reduce partitions, most of them empty), but read by 16 tasks of 125 partitions each:
+    # PySpark runs one Python worker call per reduce task, which costs ~40 ms here, so
+    # 2000 reduce tasks alone would take well over a minute on 2 cores.
+    few_2000 = few.mapPartitions(sum_by_key).partitionBy(2000).coalesce(16)
     return {
         "5000_keys_1_partition": sorted_rows(many.reduceByKey(combine_stats, 1).collect()),
         "5000_keys_200_partitions": sorted_rows(many.reduceByKey(combine_stats, 200).collect()),
-        "7_str_keys_200_partitions": sorted_rows(
-            few_str.reduceByKey(operator.add, 200).collect()),
-        "1500_keys_2000_partitions": sorted_rows(mid.reduceByKey(combine_stats, 2000).collect()),
+        "300_str_keys_2000_partitions": sorted_rows(few_2000.mapPartitions(sum_by_key).collect()),
     }
 
 
@@ -320,18 +344,16 @@ def job_rdd_repartition(ctx):
     sc = ctx.sc
     base = ints(sc, 60_000).map(lambda i: (i % 7_000, mix(i, 1) % 1_000_000))
     expected = sorted(base.collect())
-    rep = base.repartition(200)
-    rep_rows = sorted(rep.collect())
     # Where rows land after repartition is implementation-defined; only the multiset is
     # checked. A hash partitioner's routing is defined, so partitionBy is checked exactly.
+    parts = base.repartition(200).glom().collect()  # one shuffle read for rows and sizes
+    rep_rows = sorted(row for part in parts for row in part)
     routing = base.partitionBy(64).mapPartitionsWithIndex(
         lambda idx, it: ((idx, k) for k, _ in it))
     return {
         "repartition_200_rows": rep_rows,
-        "repartition_200_count": rep.count(),
-        "repartition_200_num_partitions": rep.getNumPartitions(),
+        "repartition_200_num_partitions": len(parts),
         "repartition_200_preserves_rows": rep_rows == expected,
-        "repartition_200_sizes_sum": sum(rep.glom().map(len).collect()),
         "repartition_3_preserves_rows": sorted(base.repartition(3).collect()) == expected,
         "coalesce_50_shuffle_preserves_rows":
             sorted(base.coalesce(50, shuffle=True).collect()) == expected,
@@ -349,17 +371,11 @@ def job_rdd_task_retry(ctx):
         attempt = TaskContext.get().attemptNumber()
         for n, i in enumerate(it):
             yield (mix(i, 1) % 3000, 1 + mix(i, 2) % 100)
-            if idx == 0 and attempt == 0 and n == 15_000:
+            if idx == 0 and attempt == 0 and n == 7_500:
                 touch(marker)
                 raise RuntimeError("deliberate failure of the first attempt of map task 0")
 
-    def sum_by_key(it):
-        sums = collections.defaultdict(int)
-        for k, v in it:
-            sums[k] += v
-        return iter(sums.items())
-
-    data = ints(ctx.sc, 160_000).mapPartitionsWithIndex(flaky)  # 20k rows per partition
+    data = ints(ctx.sc, 80_000).mapPartitionsWithIndex(flaky)  # 10k rows per partition
     # reduceByKey combines map-side in Python first, so the JVM writer sees nothing before
     # the failure; partitionBy streams batches, so the failed attempt has written records.
     result = {
@@ -377,8 +393,12 @@ def job_rdd_task_retry(ctx):
 # ---------------------------------------------------------------------------------------
 
 def job_sql_group_by(ctx):
+    with cached(typed_df(ctx.spark, 60_000)) as (df,):
+        return group_by_results(df)
+
+
+def group_by_results(df):
     from pyspark.sql import functions as F
-    df = typed_df(ctx.spark, 100_000)
     full_aggs = [
         F.count(F.lit(1)).alias("n"), F.count("v_int"),
         F.sum("v_int"), F.min("v_int"), F.max("v_int"), F.round(F.avg("v_int"), 6),
@@ -422,10 +442,14 @@ def join_tables(spark):
 
 def join_suite(ctx, hint):
     """Inner/outer joins with null keys; `hint` (or None) is applied to the right side."""
+    with cached(*join_tables(ctx.spark)) as (left, right):
+        if hint:
+            right = right.hint(hint)
+        return join_results(ctx, left, right)
+
+
+def join_results(ctx, left, right):
     from pyspark.sql import functions as F
-    left, right = join_tables(ctx.spark)
-    if hint:
-        right = right.hint(hint)
     cols = [F.col("l.id").alias("lid"), F.col("r.id").alias("rid"), F.col("l.k").alias("lk"),
             F.col("r.k").alias("rk"), F.col("l.s").alias("ls"), F.col("r.s").alias("rs"),
             "lv", "rv"]
@@ -611,7 +635,9 @@ def job_kill_server(ctx):
     marker = ctx.new_marker("kill_server")
 
     def reduce_side(idx, groups):
-        # Called as the reduce task starts, before the shuffle input is consumed.
+        # PySpark's groupByKey has read the task's whole shuffle input by the time this
+        # runs; partition 0 is among the first reduce tasks, so the kill lands while the
+        # rest of the reduce stage still has to read.
         if idx == 0:
             touch(marker)
             time.sleep(2)
@@ -769,7 +795,11 @@ def run_phase(phase, conf, names, args, kill_pid_file, reference=None):
     With `reference` (phase 1's outcomes) each result is compared and reported as it ends.
     """
     t_start = time.monotonic()
-    spark = start_session(conf, f"sluice-spark-jobs-{phase}")
+    try:
+        spark = start_session(conf, f"sluice-spark-jobs-{phase}")
+    except Exception as e:
+        print(f"== phase {phase}: ERROR starting the session\n{describe_error(e)}", flush=True)
+        raise SystemExit(1)
     print(f"== phase {phase}: Spark {spark.version}, session up in "
           f"{time.monotonic() - t_start:.1f}s", flush=True)
     ctx = JobContext(spark, phase, args.work_dir, kill_pid_file)
@@ -945,9 +975,8 @@ def main(argv=None):
 
     stop_session(spark)
     phase = "sort2" if args.sort_vs_sort else "sluice"
-    kill = None if args.sort_vs_sort else args.kill_pid_file
-    spark, outcomes = run_phase(phase, conf_for(phase), args.job_names, args, kill,
-                                reference=reference)
+    spark, outcomes = run_phase(phase, conf_for(phase), args.job_names, args,
+                                args.kill_pid_file, reference=reference)
     stop_session(spark)
 
     bad = [n for n in args.job_names

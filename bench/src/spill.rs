@@ -14,7 +14,8 @@ use sluice_format::{encode_block, BlockHeader, BlockMeta, Codec, CodecConfig, De
 use sluice_spill::record::RecordBuf;
 use sluice_spill::uring::{UringBackend, UringConfig};
 use sluice_spill::{
-    DiskQuota, Durability, IoBackend, ShuffleStore, StoreEnv, SyscallBackend, WriteGroup,
+    DiskQuota, Durability, IoBackend, ShuffleStore, StoreEnv, SyscallBackend, WriteBuf, WriteGroup,
+    DIRECT_ALIGN, O_DIRECT,
 };
 
 use crate::report::{median, Record};
@@ -29,10 +30,6 @@ pub struct SpillArgs {
     pub runs: usize,
     pub dir: std::path::PathBuf,
 }
-
-/// O_DIRECT (Linux x86-64 and aarch64 value).
-const O_DIRECT: i32 = 0o40000;
-const ALIGN: usize = 4096;
 
 /// Incompressible bytes, so the block is stored as given.
 fn noise(len: usize, seed: u32) -> Vec<u8> {
@@ -102,11 +99,9 @@ fn store_case(args: &SpillArgs, backend: Arc<dyn IoBackend>, direct_io: bool) ->
 /// One file, written sequentially in `chunk`-byte writes; O_DIRECT or buffered.
 fn plain_case(args: &SpillArgs, direct: bool) -> f64 {
     let dir = tempfile::tempdir_in(&args.dir).expect("temporary directory");
-    let chunk = (args.block_size.max(ALIGN) / ALIGN) * ALIGN;
-    // An aligned window of an over-allocated buffer (O_DIRECT needs aligned memory).
-    let raw = noise(chunk + ALIGN, 9);
-    let at = raw.as_ptr().align_offset(ALIGN);
-    let buf = &raw[at..at + chunk];
+    let chunk = (args.block_size.max(DIRECT_ALIGN) / DIRECT_ALIGN) * DIRECT_ALIGN;
+    // O_DIRECT needs aligned memory.
+    let buf = WriteBuf::aligned_copy(&noise(chunk, 9), chunk);
     let mut options = OpenOptions::new();
     options.create(true).write(true).truncate(true);
     if direct {
@@ -117,7 +112,7 @@ fn plain_case(args: &SpillArgs, direct: bool) -> f64 {
     let count = args.bytes.div_ceil(chunk as u64);
     let start = Instant::now();
     for _ in 0..count {
-        file.write_all(buf).expect("write");
+        file.write_all(buf.as_slice()).expect("write");
     }
     file.sync_data().expect("fdatasync");
     start.elapsed().as_secs_f64()

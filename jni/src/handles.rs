@@ -32,7 +32,7 @@ impl<T> Handles<T> {
         id
     }
 
-    pub fn get(&self, handle: i64) -> Result<Arc<Mutex<T>>, BridgeError> {
+    fn get(&self, handle: i64) -> Result<Arc<Mutex<T>>, BridgeError> {
         lock(&self.live)
             .get(&handle)
             .cloned()

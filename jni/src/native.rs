@@ -108,10 +108,6 @@ impl Session {
         })
     }
 
-    pub fn server_count(&self) -> usize {
-        self.servers.len()
-    }
-
     fn server(&self, i: i32) -> Result<&Server, BridgeError> {
         usize::try_from(i)
             .ok()

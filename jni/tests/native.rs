@@ -30,6 +30,13 @@ fn start(dir: &Path) -> Running {
     }
 }
 
+impl Running {
+    /// The server as Spark's conf lists it.
+    fn name(&self) -> String {
+        format!("127.0.0.1:{}", self.addr.port())
+    }
+}
+
 fn session(dir: &Path, servers: Vec<String>) -> Result<Session, BridgeError> {
     Session::open(SessionConfig {
         servers,
@@ -62,11 +69,7 @@ fn record(i: usize) -> Vec<u8> {
 fn records_pushed_by_a_map_writer_are_fetched_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path());
-    let s = session(
-        dir.path(),
-        vec![format!("127.0.0.1:{}", server.addr.port())],
-    )
-    .unwrap();
+    let s = session(dir.path(), vec![server.name()]).unwrap();
     let map = MapAttempt {
         map_id: 41,
         map_index: 0,
@@ -119,11 +122,7 @@ fn records_pushed_by_a_map_writer_are_fetched_exactly() {
 fn bad_records_and_dead_servers_are_typed_errors() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path());
-    let s = session(
-        dir.path(),
-        vec![format!("127.0.0.1:{}", server.addr.port())],
-    )
-    .unwrap();
+    let s = session(dir.path(), vec![server.name()]).unwrap();
     let map = MapAttempt {
         map_id: 1,
         map_index: 0,

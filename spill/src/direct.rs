@@ -13,7 +13,12 @@ use std::path::Path;
 pub const DIRECT_ALIGN: usize = 4096;
 
 /// `O_DIRECT` on Linux x86-64 and aarch64.
-const O_DIRECT: i32 = 0o40000;
+pub const O_DIRECT: i32 = 0o40000;
+
+/// Bytes to skip from `ptr` to the next [`DIRECT_ALIGN`] boundary.
+pub(crate) fn align_slack(ptr: *const u8) -> usize {
+    (DIRECT_ALIGN - ptr.addr() % DIRECT_ALIGN) % DIRECT_ALIGN
+}
 
 /// Bytes handed to a backend for one write: `bytes[start..]` (the start skips the
 /// slack that aligns an over-allocated buffer).
@@ -24,11 +29,6 @@ pub struct WriteBuf {
 }
 
 impl WriteBuf {
-    /// Writes `bytes` as they are.
-    pub fn new(bytes: Vec<u8>) -> Self {
-        Self { bytes, start: 0 }
-    }
-
     pub(crate) fn from_parts(bytes: Vec<u8>, start: usize) -> Self {
         Self { bytes, start }
     }
@@ -37,8 +37,7 @@ impl WriteBuf {
     pub fn aligned_copy(data: &[u8], len: usize) -> Self {
         debug_assert!(data.len() <= len && len.is_multiple_of(DIRECT_ALIGN));
         let mut bytes: Vec<u8> = Vec::with_capacity(len + DIRECT_ALIGN);
-        let misalign = bytes.as_ptr().addr() % DIRECT_ALIGN;
-        let start = (DIRECT_ALIGN - misalign) % DIRECT_ALIGN;
+        let start = align_slack(bytes.as_ptr());
         // Within capacity: none of these reallocate, so the alignment holds.
         bytes.resize(start, 0);
         bytes.extend_from_slice(data);

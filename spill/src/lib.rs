@@ -17,7 +17,7 @@ pub mod uring;
 
 pub use backend::{BackendKind, IoBackend, SyscallBackend};
 pub use commit_log::CommitRecord;
-pub use direct::{WriteBuf, DIRECT_ALIGN};
+pub use direct::{WriteBuf, DIRECT_ALIGN, O_DIRECT};
 pub use memory::MemoryBudget;
 pub use quota::DiskQuota;
 pub use scan::{scan_file, ScanResult};

@@ -13,7 +13,7 @@ pub const PREFIX_LEN: usize = 16;
 /// Records start at multiples of this (of [`DIRECT_ALIGN`] in direct-I/O mode).
 pub const ALIGN: u64 = 8;
 
-use crate::direct::{WriteBuf, DIRECT_ALIGN};
+use crate::direct::{align_slack, WriteBuf, DIRECT_ALIGN};
 
 /// A record's prefix, decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +44,7 @@ impl RecordBuf {
     pub fn new(block_hint: usize) -> Self {
         let room = (PREFIX_LEN + block_hint).next_multiple_of(DIRECT_ALIGN);
         let mut bytes: Vec<u8> = Vec::with_capacity(room + DIRECT_ALIGN);
-        let start = (DIRECT_ALIGN - bytes.as_ptr().addr() % DIRECT_ALIGN) % DIRECT_ALIGN;
+        let start = align_slack(bytes.as_ptr());
         bytes.resize(start + PREFIX_LEN, 0);
         Self { bytes, start }
     }

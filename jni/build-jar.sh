@@ -17,8 +17,15 @@ cargo build --release --locked -p sluice-jni
 build="$(mktemp -d)"
 trap 'rm -rf "$build"' EXIT
 mkdir -p "$build/classes/native/linux-x86_64"
+# The class users name, SluiceShuffleManager, must implement BlockingShuffleManager on
+# Spark 4.3+, an interface older versions lack: pick its source by what the jars hold.
+if javap -cp "$pyspark_dir/jars/*" org.apache.spark.shuffle.BlockingShuffleManager >/dev/null 2>&1; then
+  entry=jni/java-version/4.3
+else
+  entry=jni/java-version/before-4.3
+fi
 javac -Xlint:all,-path,-serial,-processing -Werror --release 17 -d "$build/classes" \
-  -cp "$pyspark_dir/jars/*" jni/java/io/sluice/spark/*.java
+  -cp "$pyspark_dir/jars/*" jni/java/io/sluice/spark/*.java "$entry"/io/sluice/spark/*.java
 # Debug info stays in the build tree; the jar carries the stripped library.
 strip --strip-debug -o "$build/classes/native/linux-x86_64/libsluice_jni.so" \
   "$CARGO_TARGET_DIR/release/libsluice_jni.so"

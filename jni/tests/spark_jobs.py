@@ -25,6 +25,10 @@ with phase 1. It prints one line per job::
 
 and exits 1 if any job mismatched or failed, else 0.
 
+Jobs that need static confs (``OWN_SESSION``: a small executor memory that makes Spark
+call the writer's ``spill()``, dynamic allocation) run first, each in a session of its
+own, in both phases.
+
 Modes:
   --only-sort      run phase 1 only (no jar, servers or token needed); exit 1 if a job fails.
   --sort-vs-sort   run phase 2 with the sort shuffle as well: checks that every job is
@@ -664,6 +668,100 @@ def job_kill_server(ctx):
 
 
 # ---------------------------------------------------------------------------------------
+# Jobs with a session of their own (static confs)
+# ---------------------------------------------------------------------------------------
+
+def stage_memory_spilled(sc):
+    """Sum of the memory bytes spilled by every stage of this session so far."""
+    jsc = sc._jsc.sc()
+    jsc.listenerBus().waitUntilEmpty(60_000)
+    no_quantiles = sc._gateway.new_array(sc._gateway.jvm.double, 0)
+    stages = jsc.statusStore().stageList(None, False, False, no_quantiles, None)
+    return sum(stages.apply(i).memoryBytesSpilled() for i in range(stages.length()))
+
+
+def memory_spill_conf(phase):
+    # About 7 MB of execution memory per executor, far less than a writer's 64 MiB batch:
+    # Spark must call the Sluice writer's spill() to grant it more.
+    return {"spark.memory.fraction": "0.01", "spark.sluice.writer.batchBytes": "64m"}
+
+
+def job_memory_spill(ctx):
+    def row(i):
+        return (mix(i, 1) % 20_000, f"{WORDS[mix(i, 2) % len(WORDS)]}-{mix(i, 3):020d}-{i}")
+
+    def summarize(it):
+        groups = collections.defaultdict(list)
+        for k, v in it:
+            groups[k].append(v)
+        return ((k, len(vs), min(vs), max(vs)) for k, vs in groups.items())
+
+    # No map-side combine: the task's only memory consumer is the Sluice writer.
+    pairs = ints(ctx.sc, 400_000, parts=4).map(row).partitionBy(64)
+    result = sorted_rows(pairs.mapPartitions(summarize).collect())
+    spilled = stage_memory_spilled(ctx.sc)
+    ctx.info(f"stages report {spilled} bytes of memory spilled")
+    if ctx.phase == "sluice" and spilled == 0:
+        raise RuntimeError("no stage reports spilled memory: the writer's spill() never ran")
+    return result
+
+
+def dynamic_allocation_conf(phase):
+    return {
+        "spark.dynamicAllocation.enabled": "true",
+        "spark.dynamicAllocation.minExecutors": "0",
+        "spark.dynamicAllocation.maxExecutors": "2",
+        "spark.dynamicAllocation.executorIdleTimeout": "2s",
+        "spark.dynamicAllocation.schedulerBacklogTimeout": "1s",
+        # The sort shuffle needs shuffle tracking (or an external shuffle service) to start
+        # at all. Sluice needs neither: its ShuffleDataIO reports reliable storage, which
+        # the shuffle manager configures by itself.
+        "spark.dynamicAllocation.shuffleTracking.enabled": str(phase != "sluice").lower(),
+    }
+
+
+def executor_count(sc):
+    return sc._jsc.sc().getExecutorIds().length()
+
+
+def job_dynamic_allocation(ctx):
+    sc = ctx.sc
+    map_calls = sc.accumulator(0)
+
+    def keyed(i):
+        map_calls.add(1)
+        return (mix(i, 1) % 997, mix(i, 2) % 100_000)
+
+    n = 50_000
+    rdd = ints(sc, n, parts=4).map(keyed).reduceByKey(operator.add, 8)
+    first = sorted_rows(rdd.collect())
+    if ctx.phase == "sluice":
+        # Idle executors go away although they wrote the map outputs...
+        deadline = time.monotonic() + 120
+        while executor_count(sc) > 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{executor_count(sc)} executors still up after 120 s")
+            time.sleep(0.5)
+        ctx.info("all executors were removed after the first action")
+    # ...and new ones read the same shuffle without running a map task again.
+    second = sorted_rows(rdd.collect())
+    if second != first:
+        raise RuntimeError("the second read of the shuffle differs from the first")
+    if map_calls.value != n:
+        raise RuntimeError(f"map functions ran {map_calls.value} times for {n} rows: "
+                           "the map stage was recomputed")
+    return first
+
+
+# A job named here runs in a session of its own, started with these extra confs (a
+# function of the phase), before the jobs that share one session.
+OWN_SESSION = {
+    "memory_spill": memory_spill_conf,
+    "dynamic_allocation": dynamic_allocation_conf,
+}
+
+
+# ---------------------------------------------------------------------------------------
 # Registry
 # ---------------------------------------------------------------------------------------
 
@@ -683,6 +781,8 @@ JOBS = {
     "sql_distinct": job_sql_distinct,
     "sql_aqe_coalesce": job_sql_aqe_coalesce,
     "sql_aqe_skew": job_sql_aqe_skew,
+    "memory_spill": job_memory_spill,
+    "dynamic_allocation": job_dynamic_allocation,
     "kill_server": job_kill_server,  # last: later jobs would run with a server down
 }
 NEEDS_KILL_PID_FILE = {"kill_server"}
@@ -829,6 +929,24 @@ def run_phase(phase, conf, names, args, kill_pid_file, reference=None):
     return spark, outcomes
 
 
+def run_all(phase, conf, names, args, kill_pid_file, reference=None):
+    """Run the jobs of one phase: each OWN_SESSION job in a session of its own, then the
+    rest in one shared session. Returns {name: Outcome}."""
+    outcomes = {}
+    for name in [n for n in names if n in OWN_SESSION]:
+        own = dict(conf)
+        own.update(OWN_SESSION[name](phase))
+        spark, done = run_phase(phase, own, [name], args, None, reference)
+        stop_session(spark)
+        outcomes.update(done)
+    shared = [n for n in names if n not in OWN_SESSION]
+    if shared:
+        spark, done = run_phase(phase, conf, shared, args, kill_pid_file, reference)
+        stop_session(spark)
+        outcomes.update(done)
+    return outcomes
+
+
 def report_single(phase, name, outcome):
     if outcome.error is not None:
         print(f"{phase} job {name}: ERROR ({outcome.secs:.1f}s)\n{outcome.error}", flush=True)
@@ -965,19 +1083,16 @@ def main(argv=None):
         return conf
 
     print(f"jobs: {', '.join(args.job_names)}", flush=True)
-    spark, reference = run_phase("sort", conf_for("sort"), args.job_names, args, None)
+    reference = run_all("sort", conf_for("sort"), args.job_names, args, None)
     failed = [n for n, o in reference.items() if o.error is not None]
     if args.only_sort:
-        stop_session(spark)
         print(f"sort phase: {len(args.job_names) - len(failed)}/{len(args.job_names)} jobs ran"
               + (f"; FAILED: {', '.join(failed)}" if failed else ""), flush=True)
         return 1 if failed else 0
 
-    stop_session(spark)
     phase = "sort2" if args.sort_vs_sort else "sluice"
-    spark, outcomes = run_phase(phase, conf_for(phase), args.job_names, args,
-                                args.kill_pid_file, reference=reference)
-    stop_session(spark)
+    outcomes = run_all(phase, conf_for(phase), args.job_names, args, args.kill_pid_file,
+                       reference=reference)
 
     bad = [n for n in args.job_names
            if reference[n].error is not None or outcomes[n].error is not None

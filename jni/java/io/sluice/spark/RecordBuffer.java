@@ -4,15 +4,41 @@ import java.io.OutputStream;
 import java.util.Arrays;
 
 /**
- * Serialized records waiting to be pushed: their bytes back to back, and each one's
- * partition id and end offset. Reused across batches of one map task.
+ * A map task's serialized records waiting to be pushed: their bytes back to back, and each
+ * one's partition id and end offset. Every growth is first reserved from Spark's task
+ * memory manager ({@link WriterMemory}); when none is granted, the complete records are
+ * pushed to make room instead.
  */
 final class RecordBuffer extends OutputStream {
-  private byte[] data = new byte[64 << 10];
+  private static final int INITIAL_BYTES = 64 << 10;
+  private static final int INITIAL_RECORDS = 1024;
+  private static final int MAX_BYTES = Integer.MAX_VALUE - 16;
+
+  private final long writer;
+  private final WriterMemory memory;
+  private byte[] data = new byte[INITIAL_BYTES];
   private int size;
-  private int[] pids = new int[1024];
-  private int[] ends = new int[1024];
+  private int[] pids = new int[INITIAL_RECORDS];
+  private int[] ends = new int[INITIAL_RECORDS];
   private int count;
+  private long nativeNanos;
+
+  RecordBuffer(long writer, WriterMemory memory) {
+    this.writer = writer;
+    this.memory = memory;
+  }
+
+  /**
+   * The memory this buffer stands for: its arrays, plus the copy of the data the native
+   * writer makes while it sends a batch.
+   */
+  static long footprint(long dataBytes, long records) {
+    return 2 * dataBytes + 8 * records;
+  }
+
+  long footprint() {
+    return footprint(data.length, pids.length);
+  }
 
   @Override
   public void write(int b) {
@@ -32,20 +58,41 @@ final class RecordBuffer extends OutputStream {
   public void close() {}
 
   private void ensure(int more) {
-    long need = (long) size + more;
-    if (need > Integer.MAX_VALUE - 16) {
-      throw new SluiceException("a batch of serialized records exceeds 2 GiB");
+    while ((long) size + more > data.length) {
+      long need = (long) size + more;
+      if (need > MAX_BYTES) {
+        throw new SluiceException("a serialized record of " + (need - completeBytes())
+            + " bytes exceeds the 2 GiB a batch can hold");
+      }
+      int doubled = (int) Math.min(MAX_BYTES, Math.max(need, 2L * data.length));
+      // Reserving may make Spark call WriterMemory.spill, which pushes records: re-check.
+      if (memory.reserve(footprint(doubled, pids.length))) {
+        data = Arrays.copyOf(data, doubled);
+      } else if (count > 0) {
+        push();
+      } else if (memory.reserve(footprint(need, pids.length))) {
+        data = Arrays.copyOf(data, (int) need);
+      } else if ((long) size + more > data.length) {
+        throw new SluiceException("Spark's memory manager granted no memory for a record of "
+            + need + " bytes");
+      }
     }
-    if (need > data.length) {
-      data = Arrays.copyOf(data, (int) Math.min(Integer.MAX_VALUE - 16, Math.max(need, 2L * data.length)));
-    }
+  }
+
+  private int completeBytes() {
+    return count == 0 ? 0 : ends[count - 1];
   }
 
   /** Ends the record written since the previous call; it goes to partition {@code pid}. */
   void endRecord(int pid) {
-    if (count == pids.length) {
-      pids = Arrays.copyOf(pids, 2 * count);
-      ends = Arrays.copyOf(ends, 2 * count);
+    while (count == pids.length) {
+      int grown = 2 * count;
+      if (memory.reserve(footprint(data.length, grown))) {
+        pids = Arrays.copyOf(pids, grown);
+        ends = Arrays.copyOf(ends, grown);
+      } else {
+        push();
+      }
     }
     pids[count] = pid;
     ends[count] = size;
@@ -56,16 +103,36 @@ final class RecordBuffer extends OutputStream {
     return size;
   }
 
-  int count() {
-    return count;
+  /** Nanoseconds spent in the native writer so far. */
+  long nativeNanos() {
+    return nativeNanos;
   }
 
-  /** Hands the records to the native writer and empties the buffer. */
-  void sendTo(long writer) {
-    if (count > 0) {
-      NativeBridge.write(writer, count, pids, ends, data, size);
+  /**
+   * Hands the complete records to the native writer, which has sent them to the server when
+   * this returns. A record being written moves to the front.
+   */
+  void push() {
+    if (count == 0) {
+      return;
     }
-    size = 0;
+    int end = ends[count - 1];
+    long t = System.nanoTime();
+    NativeBridge.write(writer, count, pids, ends, data, end);
+    nativeNanos += System.nanoTime() - t;
+    System.arraycopy(data, end, data, 0, size - end);
+    size -= end;
     count = 0;
+  }
+
+  /** Drops capacity beyond the initial size (and beyond a record being written). */
+  void shrink() {
+    if (data.length > INITIAL_BYTES) {
+      data = Arrays.copyOf(data, Math.max(INITIAL_BYTES, size));
+    }
+    if (count == 0 && pids.length > INITIAL_RECORDS) {
+      pids = new int[INITIAL_RECORDS];
+      ends = new int[INITIAL_RECORDS];
+    }
   }
 }

@@ -44,7 +44,7 @@ final class SluiceShuffleReader<K, C> implements ShuffleReader<K, C> {
   /** Map outputs are recorded at block manager ids "sluice-server-<index in the list>". */
   static final String EXECUTOR_PREFIX = "sluice-server-";
 
-  private final SluiceShuffleManager manager;
+  private final SluiceShuffleManagerBase manager;
   private final BaseShuffleHandle<K, ?, C> handle;
   private final int startMapIndex;
   private final int endMapIndex;
@@ -54,7 +54,7 @@ final class SluiceShuffleReader<K, C> implements ShuffleReader<K, C> {
   private final ShuffleReadMetricsReporter metrics;
 
   SluiceShuffleReader(
-      SluiceShuffleManager manager, BaseShuffleHandle<K, ?, C> handle, int startMapIndex,
+      SluiceShuffleManagerBase manager, BaseShuffleHandle<K, ?, C> handle, int startMapIndex,
       int endMapIndex, int startPartition, int endPartition, TaskContext context,
       ShuffleReadMetricsReporter metrics) {
     this.manager = manager;
@@ -134,8 +134,7 @@ final class SluiceShuffleReader<K, C> implements ShuffleReader<K, C> {
       result = (Iterator) records;
     }
     if (dep.keyOrdering().isDefined()) {
-      ExternalSorter sorter = new ExternalSorter(
-          context, Option.empty(), Option.empty(), dep.keyOrdering(), dep.serializer());
+      ExternalSorter sorter = SparkShims.sorter(context, dep.keyOrdering(), dep.serializer());
       context.addTaskCompletionListener((TaskCompletionListener) ctx -> sorter.stop());
       result = sorter.insertAllAndUpdateMetrics(result);
     }

@@ -26,7 +26,7 @@ import scala.reflect.ClassTag$;
  * {@code MapStatus} naming the server and the stored size of every partition.
  */
 final class SluiceShuffleWriter<K, V> extends ShuffleWriter<K, V> {
-  private final SluiceShuffleManager manager;
+  private final SluiceShuffleManagerBase manager;
   private final BaseShuffleHandle<K, V, ?> handle;
   private final long mapId;
   private final TaskContext context;
@@ -36,7 +36,7 @@ final class SluiceShuffleWriter<K, V> extends ShuffleWriter<K, V> {
   private MapStatus status;
 
   SluiceShuffleWriter(
-      SluiceShuffleManager manager, BaseShuffleHandle<K, V, ?> handle, long mapId,
+      SluiceShuffleManagerBase manager, BaseShuffleHandle<K, V, ?> handle, long mapId,
       TaskContext context, ShuffleWriteMetricsReporter metrics) {
     this.manager = manager;
     this.handle = handle;
@@ -58,46 +58,50 @@ final class SluiceShuffleWriter<K, V> extends ShuffleWriter<K, V> {
     Partitioner partitioner = dep.partitioner();
     int numPartitions = partitioner.numPartitions();
     int server = openPush(numPartitions);
-    long nativeNanos = 0;
     long count = 0;
     Serializer serializer = dep.serializer();
     SerializerInstance instance = serializer.newInstance();
     // Relocatable serializers allow records to be cut apart and concatenated in any order,
     // so one stream serves the whole task; others get a stream per record.
     boolean relocatable = serializer.supportsRelocationOfSerializedObjects();
-    RecordBuffer buffer = new RecordBuffer();
+    WriterMemory memory = new WriterMemory(context);
+    RecordBuffer buffer = new RecordBuffer(writer, memory);
     ClassTag<Object> any = ClassTag$.MODULE$.Any();
-    SerializationStream shared = relocatable ? instance.serializeStream(buffer) : null;
     int batchBytes = manager.sluiceConf().batchBytes;
-    while (input.hasNext()) {
-      Product2<?, ?> record = input.next();
-      SerializationStream out = relocatable ? shared : instance.serializeStream(buffer);
-      out.writeKey(record._1(), any);
-      out.writeValue(record._2(), any);
-      out.flush();
-      if (!relocatable) {
-        out.close();
+    long commitNanos;
+    try {
+      memory.attach(buffer);
+      SerializationStream shared = relocatable ? instance.serializeStream(buffer) : null;
+      while (input.hasNext()) {
+        Product2<?, ?> record = input.next();
+        SerializationStream out = relocatable ? shared : instance.serializeStream(buffer);
+        out.writeKey(record._1(), any);
+        out.writeValue(record._2(), any);
+        out.flush();
+        if (!relocatable) {
+          out.close();
+        }
+        buffer.endRecord(partitioner.getPartition(record._1()));
+        count++;
+        if (buffer.size() >= batchBytes) {
+          buffer.push();
+        }
       }
-      buffer.endRecord(partitioner.getPartition(record._1()));
-      count++;
-      if (buffer.size() >= batchBytes) {
-        long t = System.nanoTime();
-        buffer.sendTo(writer);
-        nativeNanos += System.nanoTime() - t;
-      }
+      buffer.push();
+      long t = System.nanoTime();
+      sizes = NativeBridge.commit(writer);
+      commitNanos = System.nanoTime() - t;
+      writer = 0;
+    } finally {
+      memory.release();
     }
-    long t = System.nanoTime();
-    buffer.sendTo(writer);
-    sizes = NativeBridge.commit(writer);
-    writer = 0;
-    nativeNanos += System.nanoTime() - t;
     long bytes = 0;
     for (long s : sizes) {
       bytes += s;
     }
     metrics.incBytesWritten(bytes);
     metrics.incRecordsWritten(count);
-    metrics.incWriteTime(nativeNanos);
+    metrics.incWriteTime(buffer.nativeNanos() + commitNanos);
     status = SparkShims.mapStatus(location(server), sizes, mapId);
   }
 

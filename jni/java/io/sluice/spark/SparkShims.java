@@ -1,9 +1,15 @@
 package io.sluice.spark;
 
+import java.lang.reflect.Constructor;
 import java.lang.reflect.Method;
+import org.apache.spark.TaskContext;
 import org.apache.spark.scheduler.MapStatus;
 import org.apache.spark.scheduler.MapStatus$;
+import org.apache.spark.serializer.Serializer;
 import org.apache.spark.storage.BlockManagerId;
+import org.apache.spark.util.collection.ExternalSorter;
+import scala.Option;
+import scala.math.Ordering;
 
 /** The few Spark calls whose signature differs between the versions we support. */
 final class SparkShims {
@@ -31,6 +37,41 @@ final class SparkShims {
       return (MapStatus) MAP_STATUS_APPLY.invoke(MapStatus$.MODULE$, args);
     } catch (ReflectiveOperationException e) {
       throw new IllegalStateException("MapStatus.apply failed", e);
+    }
+  }
+
+  /**
+   * {@code new ExternalSorter(context, None, None, ordering, serializer)}. Spark 4.3 added
+   * a sixth parameter; any parameter after the fifth gets its Scala default.
+   */
+  private static final Constructor<?> SORTER = findSorter();
+
+  private static Constructor<?> findSorter() {
+    for (Constructor<?> c : ExternalSorter.class.getConstructors()) {
+      Class<?>[] p = c.getParameterTypes();
+      if (p.length >= 5 && p[0] == TaskContext.class && p[4] == Serializer.class) {
+        return c;
+      }
+    }
+    throw new LinkageError("this Spark has no ExternalSorter(TaskContext, ..., Serializer)");
+  }
+
+  @SuppressWarnings("rawtypes")
+  static ExternalSorter sorter(TaskContext context, Option<? extends Ordering<?>> ordering,
+      Serializer serializer) {
+    try {
+      Object[] args = new Object[SORTER.getParameterCount()];
+      args[0] = context;
+      args[1] = Option.empty();
+      args[2] = Option.empty();
+      args[3] = ordering;
+      args[4] = serializer;
+      for (int i = 5; i < args.length; i++) {
+        args[i] = ExternalSorter.class.getMethod("$lessinit$greater$default$" + (i + 1)).invoke(null);
+      }
+      return (ExternalSorter) SORTER.newInstance(args);
+    } catch (ReflectiveOperationException e) {
+      throw new IllegalStateException("creating an ExternalSorter failed", e);
     }
   }
 }

@@ -19,10 +19,14 @@ import org.slf4j.LoggerFactory;
 /**
  * Spark's shuffle through Sluice servers: map tasks push their records to a server, which
  * splits and stores them; reduce tasks fetch their partitions from the servers that hold
- * them. Set {@code spark.shuffle.manager=io.sluice.spark.SluiceShuffleManager}.
+ * them. Users name {@code io.sluice.spark.SluiceShuffleManager}, a subclass built for
+ * their Spark version (see {@code jni/java-version/}): Spark 4.3 demands a
+ * {@code BlockingShuffleManager}, an interface older versions lack.
  */
-public class SluiceShuffleManager implements ShuffleManager {
-  private static final Logger LOG = LoggerFactory.getLogger(SluiceShuffleManager.class);
+public abstract class SluiceShuffleManagerBase implements ShuffleManager {
+  private static final Logger LOG = LoggerFactory.getLogger(SluiceShuffleManagerBase.class);
+  /** Spark's setting naming the {@code ShuffleDataIO}. */
+  static final String DATA_IO = "spark.shuffle.sort.io.plugin.class";
   private final SparkConf conf;
   private final boolean isDriver;
   private final SluiceConf sluice;
@@ -30,7 +34,7 @@ public class SluiceShuffleManager implements ShuffleManager {
   private long session; // 0 until first use
   private boolean stopped;
 
-  public SluiceShuffleManager(SparkConf conf, boolean isDriver) {
+  protected SluiceShuffleManagerBase(SparkConf conf, boolean isDriver) {
     this.conf = conf;
     this.isDriver = isDriver;
     this.sluice = new SluiceConf(conf);
@@ -39,6 +43,24 @@ public class SluiceShuffleManager implements ShuffleManager {
       byte[] secret = new byte[24];
       new SecureRandom().nextBytes(secret);
       conf.set(SluiceConf.APP_SECRET, Base64.getUrlEncoder().withoutPadding().encodeToString(secret));
+    }
+    if (isDriver) {
+      useSluiceDataIO(conf);
+    }
+  }
+
+  /**
+   * Spark loads its {@code ShuffleDataIO} after the shuffle manager, from the same conf, so
+   * setting it here makes Spark see that shuffle data outlives executors (dynamic
+   * allocation then needs no external shuffle service). An explicit choice is kept.
+   */
+  private static void useSluiceDataIO(SparkConf conf) {
+    String mine = SluiceShuffleDataIO.class.getName();
+    if (!conf.contains(DATA_IO)) {
+      conf.set(DATA_IO, mine);
+    } else if (!conf.get(DATA_IO).equals(mine)) {
+      LOG.warn("{} is {}, not {}: Spark will not know that Sluice keeps shuffle data when "
+          + "executors go away", DATA_IO, conf.get(DATA_IO), mine);
     }
   }
 

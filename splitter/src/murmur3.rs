@@ -67,32 +67,40 @@ pub fn pmod(hash: i32, n: u32) -> u32 {
     (hash as i64).rem_euclid(n as i64) as u32
 }
 
-/// `pmod` by a fixed divisor without a division per row (Lemire's fastmod: a 64-bit
-/// reciprocal and one widening multiply).
+/// `pmod` by a fixed divisor without a division per row, in 32×32→64-bit multiplies
+/// that vectorize (Granlund–Montgomery). A negative hash is folded onto a 31-bit value
+/// first (`!h`), for which a 32-bit magic number is always exact.
 #[derive(Debug, Clone, Copy)]
 pub struct Pmod {
     n: u32,
-    reciprocal: u64,
+    magic: u32,
+    shift: u32,
 }
 
 impl Pmod {
     pub fn new(n: u32) -> Self {
         assert!(n > 0, "pmod by zero");
+        // l = ceil(log2 n); magic = ceil(2^(31 + l) / n) < 2^32 because n > 2^(l - 1),
+        // and magic * n - 2^(31 + l) < n <= 2^l makes the quotient exact below 2^31.
+        let l = 32 - (n - 1).leading_zeros();
+        let shift = 31 + l;
+        let magic = (1u64 << shift).div_ceil(n as u64);
         Self {
             n,
-            // For n = 1 this wraps to 0, which yields remainder 0 as required.
-            reciprocal: (u64::MAX / n as u64).wrapping_add(1),
+            magic: u32::try_from(magic).expect("magic fits 32 bits"),
+            shift,
         }
     }
 
     #[inline(always)]
     pub fn apply(self, hash: i32) -> u32 {
-        let magnitude = hash.unsigned_abs();
-        let low = self.reciprocal.wrapping_mul(magnitude as u64);
-        let r = ((low as u128 * self.n as u128) >> 64) as u32; // |hash| % n
-                                                               // Java's remainder takes the dividend's sign; pmod then adds n to a negative one.
-        if hash < 0 && r != 0 {
-            self.n - r
+        let negative = hash >> 31; // 0 or -1
+        let x = (hash ^ negative) as u32; // h, or !h = |h| - 1 for a negative h
+        let q = ((x as u64 * self.magic as u64) >> self.shift) as u32;
+        let r = x - q * self.n;
+        // For h < 0: pmod(h, n) = n - 1 - (!h mod n).
+        if negative != 0 {
+            self.n - 1 - r
         } else {
             r
         }
@@ -136,6 +144,13 @@ mod tests {
             for h in hashes.into_iter().chain((0..2000).map(|i| hash_int(i, 42))) {
                 assert_eq!(fast.apply(h), pmod(h, n), "hash {h}, n {n}");
             }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fastmod_equals_pmod_anywhere(h: i32, n in 1u32..) {
+            proptest::prop_assert_eq!(Pmod::new(n).apply(h), pmod(h, n));
         }
     }
 

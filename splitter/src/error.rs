@@ -19,8 +19,10 @@ pub enum SplitError {
     NullPartitionId { row: usize },
     #[error("cannot hash key column {index} of type {data_type}")]
     UnsupportedKeyType { index: usize, data_type: DataType },
-    #[error("hash partitioning needs at least one key column")]
+    #[error("hash and range partitioning need at least one key column")]
     NoKeyColumns,
+    #[error("invalid range bounds: {0}")]
+    RangeBounds(String),
     #[error("batch has {rows} rows, more than a split supports ({max})")]
     TooManyRows { rows: usize, max: usize },
     #[error("a partition buffer outgrew 32-bit string offsets; use smaller blocks")]

@@ -10,6 +10,7 @@ mod buffers;
 mod error;
 mod murmur3;
 mod partitioner;
+mod range;
 mod split;
 mod writer;
 
@@ -17,5 +18,6 @@ pub use buffers::PartitionBuffers;
 pub use error::SplitError;
 pub use murmur3::{hash_bytes, hash_int, hash_long, pmod, Pmod, SPARK_SEED};
 pub use partitioner::{PartitionSpec, Partitioner};
+pub use range::RangeKey;
 pub use split::{SplitIndices, Splitter};
 pub use writer::{PartitionWriter, WriterLimits, COALESCE_FROM_PARTITIONS, COALESCE_ROWS};

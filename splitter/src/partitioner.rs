@@ -7,9 +7,10 @@ use arrow_schema::{DataType, Schema};
 
 use crate::error::SplitError;
 use crate::murmur3::{hash_bytes, hash_int, hash_long, Pmod, SPARK_SEED};
+use crate::range::{RangeKey, RangePartitioner};
 
 /// How rows are assigned to partitions.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum PartitionSpec {
     /// Every row to partition 0.
     Single,
@@ -19,15 +20,22 @@ pub enum PartitionSpec {
     PartitionIdColumn { column: usize },
     /// Spark `HashPartitioning`: `pmod(murmur3(keys, seed 42), P)`.
     Hash { columns: Vec<usize> },
+    /// Spark SQL `RangePartitioning`: a row goes to the number of `bounds` rows (one
+    /// column per key, strictly increasing, at most P - 1) that sort before its key.
+    Range {
+        keys: Vec<RangeKey>,
+        bounds: RecordBatch,
+    },
 }
 
 /// A partitioner bound to a schema and a partition count.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Partitioner {
     spec: PartitionSpec,
     num_partitions: u32,
     next_round_robin: u32,
     hashes: Vec<i32>,
+    range: Option<RangePartitioner>,
 }
 
 impl Partitioner {
@@ -51,6 +59,7 @@ impl Partitioner {
                 })
         };
         let mut next_round_robin = 0;
+        let mut range = None;
         match &spec {
             PartitionSpec::Single => {}
             PartitionSpec::RoundRobin { start } => next_round_robin = start % num_partitions,
@@ -74,12 +83,16 @@ impl Partitioner {
                     }
                 }
             }
+            PartitionSpec::Range { keys, bounds } => {
+                range = Some(RangePartitioner::new(keys, bounds, num_partitions, schema)?);
+            }
         }
         Ok(Self {
             spec,
             num_partitions,
             next_round_robin,
             hashes: Vec::new(),
+            range,
         })
     }
 
@@ -110,6 +123,10 @@ impl Partitioner {
                 }
                 let pmod = Pmod::new(n);
                 out.extend(self.hashes.iter().map(|&h| pmod.apply(h)));
+            }
+            PartitionSpec::Range { .. } => {
+                let range = self.range.as_mut().expect("built with the spec");
+                range.partition(batch, out)?;
             }
         }
         Ok(())

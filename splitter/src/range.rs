@@ -1,0 +1,177 @@
+//! Spark SQL's range partitioning (`RangePartitioning`, `repartitionByRange`): a row goes
+//! to the number of bounds that sort strictly before its key, so a key equal to a bound
+//! lands in that bound's partition.
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, Float64Type};
+use arrow_array::{Array, ArrayRef, PrimitiveArray, RecordBatch};
+use arrow_row::{RowConverter, Rows, SortField};
+use arrow_schema::{DataType, Schema, SortOptions};
+use std::sync::Arc;
+
+use crate::error::SplitError;
+
+/// One key column of a range partitioning, as in a Spark `SortOrder`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RangeKey {
+    pub column: usize,
+    pub descending: bool,
+    pub nulls_first: bool,
+}
+
+impl RangeKey {
+    /// Spark's default for an ascending order: nulls first.
+    pub fn ascending(column: usize) -> Self {
+        Self {
+            column,
+            descending: false,
+            nulls_first: true,
+        }
+    }
+}
+
+/// Keys compared as byte strings (arrow's row format) against the bounds.
+#[derive(Debug)]
+pub(crate) struct RangePartitioner {
+    columns: Vec<usize>,
+    converter: RowConverter,
+    bounds: Rows,
+    /// The current batch's keys; reused across batches.
+    rows: Rows,
+}
+
+impl RangePartitioner {
+    /// `bounds` holds one column per key, strictly increasing in the keys' order, with at
+    /// most `num_partitions - 1` rows (Spark's `rangeBounds`).
+    pub(crate) fn new(
+        keys: &[RangeKey],
+        bounds: &RecordBatch,
+        num_partitions: u32,
+        schema: &Schema,
+    ) -> Result<Self, SplitError> {
+        if keys.is_empty() {
+            return Err(SplitError::NoKeyColumns);
+        }
+        let bad = |why: String| SplitError::RangeBounds(why);
+        if bounds.num_columns() != keys.len() {
+            return Err(bad(format!(
+                "{} bound columns for {} keys",
+                bounds.num_columns(),
+                keys.len()
+            )));
+        }
+        if bounds.num_rows() >= num_partitions as usize {
+            return Err(bad(format!(
+                "{} bounds for {num_partitions} partitions",
+                bounds.num_rows()
+            )));
+        }
+        let mut fields = Vec::with_capacity(keys.len());
+        for (i, key) in keys.iter().enumerate() {
+            let field = schema
+                .fields()
+                .get(key.column)
+                .ok_or(SplitError::NoSuchColumn {
+                    index: key.column,
+                    columns: schema.fields().len(),
+                })?;
+            let bound_type = bounds.column(i).data_type();
+            if bound_type != field.data_type() {
+                return Err(bad(format!(
+                    "bound column {i} has type {bound_type}, key column {} has {}",
+                    key.column,
+                    field.data_type()
+                )));
+            }
+            let options = SortOptions {
+                descending: key.descending,
+                nulls_first: key.nulls_first,
+            };
+            fields.push(SortField::new_with_options(
+                field.data_type().clone(),
+                options,
+            ));
+        }
+        if !RowConverter::supports_fields(&fields) {
+            return Err(bad("a key type cannot be ordered".into()));
+        }
+        let converter = RowConverter::new(fields)?;
+        let columns: Vec<usize> = keys.iter().map(|k| k.column).collect();
+        let bound_columns: Vec<ArrayRef> = bounds.columns().iter().map(spark_order).collect();
+        let bounds = converter.convert_columns(&bound_columns)?;
+        if let Some(i) = (1..bounds.num_rows()).find(|&i| bounds.row(i - 1) >= bounds.row(i)) {
+            return Err(bad(format!(
+                "bound {i} does not sort after bound {}",
+                i - 1
+            )));
+        }
+        let rows = converter.empty_rows(0, 0);
+        Ok(Self {
+            columns,
+            converter,
+            bounds,
+            rows,
+        })
+    }
+
+    pub(crate) fn partition(
+        &mut self,
+        batch: &RecordBatch,
+        out: &mut Vec<u32>,
+    ) -> Result<(), SplitError> {
+        let mut keys = Vec::with_capacity(self.columns.len());
+        for &index in &self.columns {
+            let column = batch.columns().get(index).ok_or(SplitError::NoSuchColumn {
+                index,
+                columns: batch.num_columns(),
+            })?;
+            keys.push(spark_order(column));
+        }
+        self.rows.clear();
+        self.converter.append(&mut self.rows, &keys)?;
+        let bounds = &self.bounds;
+        out.extend(self.rows.iter().map(|row| {
+            // Bounds strictly before the row: a binary search for the first one that is not.
+            let (mut lo, mut hi) = (0, bounds.num_rows());
+            while lo < hi {
+                let mid = (lo + hi) / 2;
+                if bounds.row(mid) < row {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            lo as u32
+        }));
+        Ok(())
+    }
+}
+
+/// Spark SQL orders floating point values with -0.0 equal to 0.0 and every NaN equal and
+/// above all numbers; arrow's row format uses the IEEE total order, so map each value to
+/// the representative Spark treats it as.
+fn spark_order(array: &ArrayRef) -> ArrayRef {
+    match array.data_type() {
+        DataType::Float32 => {
+            let a: PrimitiveArray<Float32Type> = array.as_primitive::<Float32Type>().unary(|v| {
+                if v.is_nan() {
+                    f32::NAN
+                } else {
+                    v + 0.0
+                }
+            });
+            Arc::new(a)
+        }
+        DataType::Float64 => {
+            let a: PrimitiveArray<Float64Type> = array.as_primitive::<Float64Type>().unary(|v| {
+                if v.is_nan() {
+                    f64::NAN
+                } else {
+                    v + 0.0
+                }
+            });
+            Arc::new(a)
+        }
+        _ => array.clone(),
+    }
+}

@@ -20,7 +20,9 @@ mod wire;
 pub use descriptor::ShuffleDescriptor;
 pub use frame::{encode_frame, FrameHeader, FRAME_HEADER_LEN};
 pub use ids::{AppId, IdError};
-pub use message::{ErrorCode, MapAttempt, MapFilter, Message, MessageKind, Partitioning};
+pub use message::{
+    ErrorCode, MapAttempt, MapFilter, Message, MessageKind, Partitioning, RangeOrder,
+};
 
 /// ALPN protocol id negotiated by TLS.
 pub const ALPN: &[u8] = b"sluice/1";

@@ -146,7 +146,27 @@ pub enum Partitioning {
     PartitionIdColumn { column: u32 },
     /// Spark-compatible Murmur3 hash (seed 42) of the key columns, `pmod` partition count.
     Hash { columns: Vec<u32> },
+    /// Spark SQL range partitioning: a row goes to the number of bounds that sort before
+    /// its key. The bounds are one Arrow IPC record batch, one column per key, strictly
+    /// increasing in the keys' order, at most P - 1 rows: `bounds_schema` is its schema
+    /// message and `bounds` the batch message.
+    Range {
+        keys: Vec<RangeOrder>,
+        bounds_schema: Bytes,
+        bounds: Bytes,
+    },
 }
+
+/// One key column of a range partitioning, as in a Spark `SortOrder`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RangeOrder {
+    pub column: u32,
+    pub descending: bool,
+    pub nulls_first: bool,
+}
+
+const RANGE_DESCENDING: u8 = 1;
+const RANGE_NULLS_FIRST: u8 = 2;
 
 /// One attempt of one map task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -534,7 +554,39 @@ pub(crate) fn put_partitioning(out: &mut Vec<u8>, p: &Partitioning) {
                 out.put_u32_le(*c);
             }
         }
+        Partitioning::Range {
+            keys,
+            bounds_schema,
+            bounds,
+        } => {
+            out.put_u8(4);
+            out.put_u32_le(keys.len() as u32);
+            for k in keys {
+                out.put_u32_le(k.column);
+                let flags = if k.descending { RANGE_DESCENDING } else { 0 }
+                    | if k.nulls_first { RANGE_NULLS_FIRST } else { 0 };
+                out.put_u8(flags);
+            }
+            put_bytes(out, bounds_schema);
+            put_bytes(out, bounds);
+        }
     }
+}
+
+fn range_order(r: &mut Reader) -> Result<RangeOrder, ProtoError> {
+    let column = r.u32("range key column")?;
+    let flags = r.u8("range key order")?;
+    if flags & !(RANGE_DESCENDING | RANGE_NULLS_FIRST) != 0 {
+        return Err(invalid(
+            "range key order",
+            format!("unknown flags {flags:#x}"),
+        ));
+    }
+    Ok(RangeOrder {
+        column,
+        descending: flags & RANGE_DESCENDING != 0,
+        nulls_first: flags & RANGE_NULLS_FIRST != 0,
+    })
 }
 
 pub(crate) fn partitioning(r: &mut Reader) -> Result<Partitioning, ProtoError> {
@@ -550,6 +602,17 @@ pub(crate) fn partitioning(r: &mut Reader) -> Result<Partitioning, ProtoError> {
                 return Err(invalid("hash columns", "no key column".into()));
             }
             Partitioning::Hash { columns }
+        }
+        4 => {
+            let keys = r.vec("range keys", 5, range_order)?;
+            if keys.is_empty() {
+                return Err(invalid("range keys", "no key column".into()));
+            }
+            Partitioning::Range {
+                keys,
+                bounds_schema: r.bytes("range bounds schema")?,
+                bounds: r.bytes("range bounds")?,
+            }
         }
         other => return Err(invalid("partitioning", format!("unknown kind {other}"))),
     })

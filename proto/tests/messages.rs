@@ -40,6 +40,34 @@ fn all_messages() -> Vec<Message> {
             },
             schema: Bytes::from_static(b"schema bytes"),
         },
+        Message::PushStart {
+            app: app(),
+            secret: secret.clone(),
+            shuffle_id: 8,
+            map: MapAttempt {
+                map_id: 1,
+                map_index: 0,
+                attempt: 0,
+            },
+            num_partitions: 16,
+            partitioning: Partitioning::Range {
+                keys: vec![
+                    RangeOrder {
+                        column: 2,
+                        descending: true,
+                        nulls_first: false,
+                    },
+                    RangeOrder {
+                        column: 0,
+                        descending: false,
+                        nulls_first: true,
+                    },
+                ],
+                bounds_schema: Bytes::from_static(b"bounds schema"),
+                bounds: Bytes::from_static(b"bounds batch"),
+            },
+            schema: Bytes::from_static(b"schema bytes"),
+        },
         Message::PushBatch {
             ipc: Bytes::from(vec![1u8; 1000]),
         },

@@ -45,5 +45,5 @@ pub use client::{AppCredentials, Client};
 pub use config::{ClientConfig, Trust};
 pub use error::ClientError;
 pub use fetch::{FetchRequest, FetchStream, FetchSummary, FetchedBlock};
-pub use push::{CommitAck, PushRequest, PushStream};
-pub use sluice_proto::{AppId, ErrorCode, MapAttempt, MapFilter, Partitioning};
+pub use push::{range_partitioning, CommitAck, PushRequest, PushStream};
+pub use sluice_proto::{AppId, ErrorCode, MapAttempt, MapFilter, Partitioning, RangeOrder};

@@ -3,7 +3,7 @@ use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use quinn::{RecvStream, SendStream};
 use sluice_format::{encode_batch, encode_schema};
-use sluice_proto::{Limits, MapAttempt, Message, Partitioning, FRAME_HEADER_LEN};
+use sluice_proto::{Limits, MapAttempt, Message, Partitioning, RangeOrder, FRAME_HEADER_LEN};
 
 use crate::client::{AppCredentials, Client};
 use crate::error::ClientError;
@@ -18,6 +18,21 @@ pub struct PushRequest {
     pub num_partitions: u32,
     pub partitioning: Partitioning,
     pub schema: SchemaRef,
+}
+
+/// Spark SQL range partitioning by `keys` against `bounds`: one column per key, strictly
+/// increasing in the keys' order, at most P - 1 rows (Spark's `rangeBounds`).
+pub fn range_partitioning(
+    keys: Vec<RangeOrder>,
+    bounds: &RecordBatch,
+) -> Result<Partitioning, ClientError> {
+    let mut batch = Vec::new();
+    encode_batch(bounds, &mut batch)?;
+    Ok(Partitioning::Range {
+        keys,
+        bounds_schema: Bytes::from(encode_schema(&bounds.schema())),
+        bounds: Bytes::from(batch),
+    })
 }
 
 /// The server's commit acknowledgement: what it stored for this map attempt.

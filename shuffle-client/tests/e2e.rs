@@ -281,6 +281,106 @@ async fn partition_id_column_out_of_range_rejects_the_batch() {
     assert_eq!(rows, 4);
 }
 
+/// Pushes `batches` with `partitioning`; the error the server gives, if any.
+async fn try_push(
+    client: &sluice_client::Client,
+    request: PushRequest,
+    batches: &[RecordBatch],
+) -> Result<sluice_client::CommitAck, ClientError> {
+    let mut push = client.push(request).await?;
+    for b in batches {
+        push.send(b).await?;
+    }
+    push.commit().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn range_partitioning_splits_by_the_bounds_and_rejects_unsorted_bounds() {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+    use arrow_array::Int64Array;
+    use sluice_client::{range_partitioning, RangeOrder};
+    use sluice_splitter::{PartitionSpec, RangeKey};
+
+    let server = start_server().await;
+    let client = server.client().await;
+    let app = app("app-range");
+    client.register_app(&app).await.unwrap();
+    let batches: Vec<RecordBatch> = (0..3).map(|i| batch(700, 40 + i)).collect();
+    let mut keys: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let n = 5u32;
+    let bound_keys: Vec<i64> = (1..n as usize)
+        .map(|q| keys[q * keys.len() / n as usize])
+        .collect();
+    let bounds_of = |values: Vec<i64>| {
+        let schema =
+            std::sync::Arc::new(arrow_schema::Schema::new(vec![schema().field(0).clone()]));
+        RecordBatch::try_new(schema, vec![std::sync::Arc::new(Int64Array::from(values))]).unwrap()
+    };
+    let order = vec![RangeOrder {
+        column: 0,
+        descending: false,
+        nulls_first: true,
+    }];
+    let request = |shuffle_id, bounds: &RecordBatch| PushRequest {
+        app: app.clone(),
+        shuffle_id,
+        map: MapAttempt {
+            map_id: 1,
+            map_index: 0,
+            attempt: 0,
+        },
+        num_partitions: n,
+        partitioning: range_partitioning(order.clone(), bounds).unwrap(),
+        schema: schema(),
+    };
+    let bounds = bounds_of(bound_keys.clone());
+    try_push(&client, request(3, &bounds), &batches)
+        .await
+        .unwrap();
+
+    let fetched = fetch_grouped(&client, FetchRequest::partitions(app.clone(), 3, 0..n))
+        .await
+        .unwrap();
+    let spec = PartitionSpec::Range {
+        keys: vec![RangeKey::ascending(0)],
+        bounds: bounds.clone(),
+    };
+    let reference = reference_split(&batches, spec, n);
+    for (p, expected) in reference.iter().enumerate() {
+        let got = &fetched[&(p as u32, 1)];
+        assert_eq!(got, expected, "partition {p}");
+        // Independently of the splitter: every key lies in (bound[p - 1], bound[p]].
+        for &k in got.column(0).as_primitive::<Int64Type>().values() {
+            assert!(
+                p == 0 || k > bound_keys[p - 1],
+                "partition {p} holds key {k}"
+            );
+            assert!(
+                p == n as usize - 1 || k <= bound_keys[p],
+                "partition {p} holds key {k}"
+            );
+        }
+    }
+
+    let mut unsorted = bound_keys.clone();
+    unsorted.swap(1, 2);
+    let err = try_push(&client, request(4, &bounds_of(unsorted)), &batches)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::InvalidData), "{err}");
+    assert!(
+        err.to_string()
+            .contains("invalid range bounds: bound 2 does not sort after bound 1"),
+        "{err}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tight_push_buffer_limit_flushes_early_and_loses_nothing() {
     let server = start_server_with(|c| {

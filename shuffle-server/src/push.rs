@@ -13,7 +13,9 @@ use sluice_proto::session::{PushHeader, PushSession, PushStep};
 use sluice_proto::{MapAttempt, Message, Partitioning};
 use sluice_spill::record::RecordBuf;
 use sluice_spill::{CommitRecord, MemoryBudget, WriteGroup};
-use sluice_splitter::{PartitionSpec, PartitionWriter, Partitioner, SplitError, WriterLimits};
+use sluice_splitter::{
+    PartitionSpec, PartitionWriter, Partitioner, RangeKey, SplitError, WriterLimits,
+};
 
 use crate::error::RequestError;
 use crate::io::{read_message, write_message};
@@ -155,8 +157,12 @@ impl BlockSink {
     }
 }
 
-fn partition_spec(p: &Partitioning, map: &MapAttempt, num_partitions: u32) -> PartitionSpec {
-    match p {
+fn partition_spec(
+    p: &Partitioning,
+    map: &MapAttempt,
+    num_partitions: u32,
+) -> Result<PartitionSpec, RequestError> {
+    Ok(match p {
         Partitioning::Single => PartitionSpec::Single,
         Partitioning::RoundRobin => PartitionSpec::RoundRobin {
             start: map.map_index % num_partitions,
@@ -167,7 +173,29 @@ fn partition_spec(p: &Partitioning, map: &MapAttempt, num_partitions: u32) -> Pa
         Partitioning::Hash { columns } => PartitionSpec::Hash {
             columns: columns.iter().map(|&c| c as usize).collect(),
         },
-    }
+        Partitioning::Range {
+            keys,
+            bounds_schema,
+            bounds,
+        } => {
+            // The bounds pass the same checks as any pushed batch.
+            let bad = |e: sluice_format::FormatError| {
+                RequestError::InvalidData(format!("range bounds: {e}"))
+            };
+            let bounds = BatchDecoder::new(bounds_schema)
+                .and_then(|d| d.decode(Buffer::from(bounds.clone())))
+                .map_err(bad)?;
+            let keys = keys
+                .iter()
+                .map(|k| RangeKey {
+                    column: k.column as usize,
+                    descending: k.descending,
+                    nulls_first: k.nulls_first,
+                })
+                .collect();
+            PartitionSpec::Range { keys, bounds }
+        }
+    })
 }
 
 /// Validates a push's opening and prepares its writer.
@@ -175,7 +203,7 @@ fn open_push(ctx: &Ctx, h: PushHeader) -> Result<(PushWriter, Arc<Shuffle>), Req
     let app = ctx.registry.app(&h.app, &h.secret)?;
     let decoder =
         BatchDecoder::new(&h.schema).map_err(|e| RequestError::InvalidData(e.to_string()))?;
-    let spec = partition_spec(&h.partitioning, &h.map, h.num_partitions);
+    let spec = partition_spec(&h.partitioning, &h.map, h.num_partitions)?;
     let partitioner = Partitioner::new(spec, h.num_partitions, decoder.schema())
         .map_err(|e| RequestError::InvalidData(e.to_string()))?;
     let shape = ShuffleShape {

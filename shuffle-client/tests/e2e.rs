@@ -281,19 +281,6 @@ async fn partition_id_column_out_of_range_rejects_the_batch() {
     assert_eq!(rows, 4);
 }
 
-/// Pushes `batches` with `partitioning`; the error the server gives, if any.
-async fn try_push(
-    client: &sluice_client::Client,
-    request: PushRequest,
-    batches: &[RecordBatch],
-) -> Result<sluice_client::CommitAck, ClientError> {
-    let mut push = client.push(request).await?;
-    for b in batches {
-        push.send(b).await?;
-    }
-    push.commit().await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn range_partitioning_splits_by_the_bounds_and_rejects_unsorted_bounds() {
     use arrow_array::cast::AsArray;

@@ -4,7 +4,7 @@
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Float64Type};
-use arrow_array::{Array, ArrayRef, PrimitiveArray, RecordBatch};
+use arrow_array::{Array, ArrayRef, ArrowPrimitiveType, PrimitiveArray, RecordBatch};
 use arrow_row::{RowConverter, Rows, SortField};
 use arrow_schema::{DataType, Schema, SortOptions};
 use std::sync::Arc;
@@ -149,29 +149,23 @@ impl RangePartitioner {
 
 /// Spark SQL orders floating point values with -0.0 equal to 0.0 and every NaN equal and
 /// above all numbers; arrow's row format uses the IEEE total order, so map each value to
-/// the representative Spark treats it as.
+/// the representative Spark treats it as (`v + 0.0` turns -0.0 into 0.0).
 fn spark_order(array: &ArrayRef) -> ArrayRef {
     match array.data_type() {
         DataType::Float32 => {
-            let a: PrimitiveArray<Float32Type> = array.as_primitive::<Float32Type>().unary(|v| {
-                if v.is_nan() {
-                    f32::NAN
-                } else {
-                    v + 0.0
-                }
-            });
-            Arc::new(a)
+            map_values::<Float32Type>(array, |v| if v.is_nan() { f32::NAN } else { v + 0.0 })
         }
         DataType::Float64 => {
-            let a: PrimitiveArray<Float64Type> = array.as_primitive::<Float64Type>().unary(|v| {
-                if v.is_nan() {
-                    f64::NAN
-                } else {
-                    v + 0.0
-                }
-            });
-            Arc::new(a)
+            map_values::<Float64Type>(array, |v| if v.is_nan() { f64::NAN } else { v + 0.0 })
         }
         _ => array.clone(),
     }
+}
+
+fn map_values<T: ArrowPrimitiveType>(
+    array: &ArrayRef,
+    f: impl Fn(T::Native) -> T::Native,
+) -> ArrayRef {
+    let mapped: PrimitiveArray<T> = array.as_primitive::<T>().unary(f);
+    Arc::new(mapped)
 }

@@ -228,6 +228,7 @@ pub fn hash_spec() -> PartitionSpec {
     }
 }
 
+/// Pushes one map attempt hashed on `KEYS`; panics on any error.
 pub async fn push_map(
     client: &Client,
     app: &AppCredentials,
@@ -236,23 +237,30 @@ pub async fn push_map(
     n: u32,
     batches: &[RecordBatch],
 ) -> sluice_client::CommitAck {
-    let mut push = client
-        .push(PushRequest {
-            app: app.clone(),
-            shuffle_id,
-            map,
-            num_partitions: n,
-            partitioning: Partitioning::Hash {
-                columns: KEYS.to_vec(),
-            },
-            schema: schema(),
-        })
-        .await
-        .unwrap();
+    let request = PushRequest {
+        app: app.clone(),
+        shuffle_id,
+        map,
+        num_partitions: n,
+        partitioning: Partitioning::Hash {
+            columns: KEYS.to_vec(),
+        },
+        schema: schema(),
+    };
+    try_push(client, request, batches).await.unwrap()
+}
+
+/// Pushes `batches` and commits; the error the server gives, if any.
+pub async fn try_push(
+    client: &Client,
+    request: PushRequest,
+    batches: &[RecordBatch],
+) -> Result<sluice_client::CommitAck, ClientError> {
+    let mut push = client.push(request).await?;
     for b in batches {
-        push.send(b).await.unwrap();
+        push.send(b).await?;
     }
-    push.commit().await.unwrap()
+    push.commit().await
 }
 
 /// Fetches and groups the decoded rows by (partition, map id), in arrival order.

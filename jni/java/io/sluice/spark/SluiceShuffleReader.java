@@ -26,7 +26,6 @@ import org.apache.spark.storage.BlockManagerId;
 import org.apache.spark.storage.ShuffleBlockId;
 import org.apache.spark.util.TaskCompletionListener;
 import org.apache.spark.util.collection.ExternalSorter;
-import scala.Option;
 import scala.Product2;
 import scala.Tuple2;
 import scala.Tuple3;

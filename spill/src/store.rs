@@ -376,10 +376,13 @@ impl ShuffleStore {
     ) -> Result<(), SpillError> {
         let bytes = record.as_slice();
         let block_len = bytes.len().saturating_sub(PREFIX_LEN);
-        let len = u32::try_from(block_len).map_err(|_| SpillError::BlockTooLarge(block_len))?;
-        if record_len(len) != bytes.len() as u64 || parse_prefix(bytes).is_none() {
-            return Err(SpillError::BadRecord(bytes.len()));
-        }
+        u32::try_from(block_len).map_err(|_| SpillError::BlockTooLarge(block_len))?;
+        // The index holds the block's own length, without the record's padding, as the
+        // recovery scan does: fetches send exactly the block.
+        let len = match parse_prefix(bytes) {
+            Some(prefix) if record_len(prefix.block_len) == bytes.len() as u64 => prefix.block_len,
+            _ => return Err(SpillError::BadRecord(bytes.len())),
+        };
         let span = bytes
             .len()
             .next_multiple_of(self.env.record_align() as usize) as u64;

@@ -43,7 +43,7 @@ free_udp_port() {
 start_server() { # name port extra-toml
   local dir="$work/$1"
   mkdir -p "$dir"
-  printf 'listen = "127.0.0.1:%s"\ndata_dir = "%s/data"\n%s\n[storage]\nmemory_budget = "256MiB"\n' \
+  printf 'listen = "127.0.0.1:%s"\ndata_dir = "%s/data"\n%s\n[storage]\nmemory_budget = "256MiB"\n[admin]\nlisten = "127.0.0.1:0"\n' \
     "$2" "$dir" "$3" > "$dir/config.toml"
   "$server" --config "$dir/config.toml" > "$dir/server.log" 2>&1 &
   pids+=($!)

@@ -95,14 +95,11 @@ pub async fn run(args: &Args) -> Result<(bool, Vec<Record>), Box<dyn std::error:
     );
 
     let tmp = tempfile::tempdir()?;
-    let mut config = ServerConfig {
-        listen: "127.0.0.1:0".parse()?,
-        data_dir: args
-            .data_dir
+    let mut config = ServerConfig::embedded(
+        args.data_dir
             .clone()
             .unwrap_or_else(|| tmp.path().join("data")),
-        ..ServerConfig::default()
-    };
+    );
     config.storage.codec = match args.codec {
         Codec::None => CodecName::None,
         Codec::Lz4 => CodecName::Lz4,

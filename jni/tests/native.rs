@@ -17,10 +17,8 @@ struct Running {
 fn start(dir: &Path) -> Running {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let config = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.join("data"),
         worker_threads: 1,
-        ..ServerConfig::default()
+        ..ServerConfig::embedded(dir.join("data"))
     };
     let server = runtime.block_on(Server::start(config)).unwrap();
     Running {

@@ -130,6 +130,28 @@ impl ErrorCode {
     }
 
     /// Whether the same request may succeed if sent again later.
+    /// A stable snake_case name: the `kind` label of the server's error metric.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::BadRequest => "bad_request",
+            Self::Unauthorized => "unauthorized",
+            Self::VersionMismatch => "version_mismatch",
+            Self::UnknownApp => "unknown_app",
+            Self::UnknownShuffle => "unknown_shuffle",
+            Self::ShuffleMismatch => "shuffle_mismatch",
+            Self::InvalidData => "invalid_data",
+            Self::AlreadyCommitted => "already_committed",
+            Self::FrameTooLarge => "frame_too_large",
+            Self::LimitExceeded => "limit_exceeded",
+            Self::Storage => "storage",
+            Self::QuotaExceeded => "quota_exceeded",
+            Self::DiskFull => "disk_full",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal",
+            Self::Other(_) => "other",
+        }
+    }
+
     pub fn is_retryable(self) -> bool {
         matches!(self, Self::Unavailable)
     }

@@ -16,12 +16,8 @@ use sluice_client::{
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // In production the server is a sidecar; its data dir holds the token and certificate.
     let dir = tempfile::tempdir()?;
-    let server = sluice_server::Server::start(sluice_server::ServerConfig {
-        listen: "127.0.0.1:0".parse()?,
-        data_dir: dir.path().to_path_buf(),
-        ..Default::default()
-    })
-    .await?;
+    let config = sluice_server::ServerConfig::embedded(dir.path().to_path_buf());
+    let server = sluice_server::Server::start(config).await?;
 
     let config = ClientConfig::new(
         Trust::PinnedPem(server.certificate_pem().to_string()),

@@ -43,10 +43,8 @@ fn child_server() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async move {
         let mut config = ServerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.join("data"),
             worker_threads: 2,
-            ..ServerConfig::default()
+            ..ServerConfig::embedded(dir.join("data"))
         };
         config.storage.block_size = bytesize::ByteSize::kib(16);
         if let Some(budget) = std::env::var(BUDGET_ENV).ok().and_then(|b| b.parse().ok()) {

@@ -53,11 +53,7 @@ async fn a_certificate_other_than_the_pinned_one_is_refused() {
 async fn token_and_certificate_are_generated_once_and_kept() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let config = sluice_server::ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().to_path_buf(),
-        ..Default::default()
-    };
+    let config = sluice_server::ServerConfig::embedded(dir.path().to_path_buf());
     let first = sluice_server::Server::start(config.clone()).await.unwrap();
     let (token, cert) = (first.token().to_vec(), first.certificate_pem().to_string());
     assert_eq!(token.len(), 64);
@@ -306,4 +302,90 @@ async fn garbage_instead_of_hello_closes_only_that_connection() {
         .register_app(&app("still-up"))
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_are_refused_and_the_others_keep_working() {
+    let server = start_server_with(|c| c.limits.max_connections = 1).await;
+    let first = server.client().await;
+    let err = Client::connect(server.handle.local_addr(), &server.client_config())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::LimitExceeded), "{err}");
+    assert!(
+        err.to_string()
+            .contains("too many connections (limits.max_connections = 1)"),
+        "{err}"
+    );
+    first.register_app(&app("still-served")).await.unwrap();
+    // Once the first connection is gone its slot is free again.
+    first.close().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match Client::connect(server.handle.local_addr(), &server.client_config()).await {
+            Ok(c) => break c.register_app(&app("next")).await.unwrap(),
+            Err(e) if std::time::Instant::now() < deadline => {
+                assert_eq!(e.code(), Some(ErrorCode::LimitExceeded), "{e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("the freed connection slot was never reused: {e}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn applications_beyond_the_limit_are_refused_and_write_nothing() {
+    let server = start_server_with(|c| c.limits.max_apps = 1).await;
+    let client = server.client().await;
+    client.register_app(&app("first")).await.unwrap();
+    let err = client.register_app(&app("second")).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::LimitExceeded), "{err}");
+    assert!(
+        err.to_string()
+            .contains("too many applications (limits.max_apps = 1)"),
+        "{err}"
+    );
+    let apps = server.dir.path().join("data/apps");
+    assert!(!apps.join("second").exists(), "a refused app left files");
+    // The registered app keeps working, and re-registering it is not a new app.
+    client.register_app(&app("first")).await.unwrap();
+    let map = MapAttempt {
+        map_id: 1,
+        map_index: 0,
+        attempt: 0,
+    };
+    push_map(&client, &app("first"), 0, map, 4, &[batch(100, 1)]).await;
+}
+
+#[tokio::test]
+async fn streams_beyond_the_limit_wait_and_other_connections_are_served() {
+    let server = start_server_with(|c| c.limits.max_streams_per_connection = 2).await;
+    let (_endpoint, conn) = raw_connection(&server).await;
+    // Two streams that never finish their request hold both slots.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let (mut send, recv) = conn.open_bi().await.unwrap();
+        send.write_all(&[0, 0]).await.unwrap();
+        held.push((send, recv));
+    }
+    let third = tokio::time::timeout(std::time::Duration::from_millis(500), conn.open_bi()).await;
+    assert!(third.is_err(), "a third stream opened past the limit");
+    // Another connection is served meanwhile.
+    let client = server.client().await;
+    client.register_app(&app("beside")).await.unwrap();
+    // Releasing a slot lets the waiting connection go on.
+    let (mut send, _recv) = held.pop().unwrap();
+    send.reset(quinn::VarInt::from_u32(0)).unwrap();
+    drop(send);
+    let register = encode_frame(&Message::RegisterApp {
+        app: sluice_proto::AppId::new("after-release").unwrap(),
+        secret: Bytes::from_static(b"s"),
+    });
+    let reply = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        exchange(&conn, &register),
+    )
+    .await
+    .expect("a freed stream slot was never granted");
+    assert_eq!(reply, Some(Message::Ok));
 }

@@ -2,7 +2,7 @@
 //! stream.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use quinn::{Connection, RecvStream, SendStream, VarInt};
 use sluice_proto::session::accept_hello;
@@ -11,8 +11,12 @@ use sluice_proto::{ErrorCode, Message, PROTOCOL_VERSION};
 use crate::error::RequestError;
 use crate::fetch::handle_fetch;
 use crate::io::{read_message, write_message};
+use crate::metrics as m;
 use crate::push::handle_push;
 use crate::server::Ctx;
+
+/// How long a push waits for its commit acknowledgement to be received.
+const ACK_DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves a connection until it closes.
 pub(crate) async fn serve(ctx: Arc<Ctx>, incoming: quinn::Incoming) {
@@ -24,10 +28,12 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, incoming: quinn::Incoming) {
             return;
         }
     };
+    let _active = ctx.activity.connections.enter();
     let timeout = ctx.handshake_timeout;
     match tokio::time::timeout(timeout, handshake(&ctx, &conn)).await {
         Ok(Ok(())) => {}
         Ok(Err((code, reason))) => {
+            metrics::counter!(m::ERRORS, "kind" => code.name()).increment(1);
             tracing::info!(%remote, ?code, %reason, "connection refused");
             conn.close(VarInt::from(code.to_u16()), reason.as_bytes());
             return;
@@ -41,12 +47,17 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, incoming: quinn::Incoming) {
             return;
         }
     }
+    metrics::counter!(m::CONNECTIONS_ACCEPTED).increment(1);
     tracing::debug!(%remote, "connection ready");
     loop {
         match conn.accept_bi().await {
             Ok((send, recv)) => {
                 let ctx = ctx.clone();
-                tokio::spawn(async move { serve_stream(ctx, send, recv).await });
+                let active = ctx.activity.streams.enter();
+                tokio::spawn(async move {
+                    serve_stream(ctx, send, recv).await;
+                    drop(active);
+                });
             }
             Err(e) => {
                 tracing::debug!(%remote, error = %e, "connection closed");
@@ -68,7 +79,21 @@ async fn handshake(ctx: &Ctx, conn: &Connection) -> Result<(), (ErrorCode, Strin
         .await
         .map_err(io)?
         .ok_or((ErrorCode::BadRequest, "no Hello".to_string()))?;
-    let verdict = accept_hello(&hello, &ctx.token);
+    let open = ctx.activity.connections.get();
+    let verdict = accept_hello(&hello, &ctx.token).and_then(|()| {
+        // This connection is counted too, so more than the limit means one too many.
+        if open > ctx.max_connections {
+            Err((
+                ErrorCode::LimitExceeded,
+                format!(
+                    "too many connections (limits.max_connections = {})",
+                    ctx.max_connections
+                ),
+            ))
+        } else {
+            Ok(())
+        }
+    });
     let reply = match &verdict {
         Ok(()) => Message::HelloOk {
             version: PROTOCOL_VERSION,
@@ -93,6 +118,7 @@ async fn serve_stream(ctx: Arc<Ctx>, mut send: SendStream, mut recv: RecvStream)
     };
     if let Err(e) = result {
         let code = e.code();
+        metrics::counter!(m::ERRORS, "kind" => code.name()).increment(1);
         match code {
             ErrorCode::Internal | ErrorCode::Storage => {
                 tracing::warn!(error = %e, "request failed")
@@ -121,8 +147,29 @@ async fn dispatch(
                 .map_err(|e| RequestError::Internal(e.to_string()))??;
             write_message(send, &Message::Ok).await
         }
-        msg @ Message::PushStart { .. } => handle_push(ctx, msg, send, recv).await,
-        msg @ Message::FetchRequest { .. } => handle_fetch(ctx, msg, send).await,
+        msg @ Message::PushStart { .. } => {
+            // Counted before the check, so a drain that saw no pushes sees this one
+            // refused.
+            let _active = ctx.activity.pushes.enter();
+            if ctx.activity.draining() {
+                return Err(RequestError::Busy(
+                    "server is draining before shutdown; push to another server".into(),
+                ));
+            }
+            handle_push(ctx, msg, send, recv).await?;
+            // The push counts as open until the client has its ack, so a drain that
+            // ends with no open pushes never cuts an acknowledgement off.
+            let _ = send.finish();
+            let _ = tokio::time::timeout(ACK_DELIVERY_TIMEOUT, send.stopped()).await;
+            Ok(())
+        }
+        msg @ Message::FetchRequest { .. } => {
+            let started = Instant::now();
+            handle_fetch(ctx, msg, send).await?;
+            metrics::counter!(m::FETCHES).increment(1);
+            metrics::histogram!(m::FETCH_SECONDS).record(started.elapsed());
+            Ok(())
+        }
         Message::DeleteShuffle {
             app,
             secret,

@@ -20,6 +20,8 @@ pub enum RequestError {
     Storage(#[from] SpillError),
     #[error("busy: {0}")]
     Busy(String),
+    #[error("limit exceeded: {0}")]
+    Limit(String),
     #[error("stream closed by peer: {0}")]
     Stream(String),
     #[error("internal error: {0}")]
@@ -39,6 +41,7 @@ impl RequestError {
             Self::Storage(SpillError::DiskFull { .. }) => ErrorCode::DiskFull,
             Self::Storage(_) => ErrorCode::Storage,
             Self::Busy(_) => ErrorCode::Unavailable,
+            Self::Limit(_) => ErrorCode::LimitExceeded,
             Self::Stream(_) => ErrorCode::BadRequest,
             Self::Internal(_) => ErrorCode::Internal,
         }
@@ -65,6 +68,11 @@ pub enum StartError {
     },
     #[error("TLS setup: {0}")]
     Tls(String),
+    #[error("binding the admin endpoint to {addr}: {source}")]
+    BindAdmin {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("binding {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,

@@ -9,6 +9,7 @@ use sluice_spill::BlockEntry;
 
 use crate::error::RequestError;
 use crate::io::write_message;
+use crate::metrics as m;
 use crate::registry::Shuffle;
 use crate::server::Ctx;
 
@@ -123,6 +124,8 @@ async fn send_blocks(
     for block in blocks {
         totals.blocks += 1;
         totals.bytes += block.len() as u64;
+        metrics::counter!(m::FETCH_BLOCKS).increment(1);
+        metrics::counter!(m::FETCH_BYTES).increment(block.len() as u64);
         let msg = Message::FetchBlock {
             partition,
             block: Bytes::from(block),

@@ -4,19 +4,24 @@
 //! them by partition on a worker pool, compresses them into blocks and appends them to
 //! per-partition files; and serves committed blocks on fetch streams. See ARCHITECTURE.md.
 
+mod activity;
+mod admin;
+pub mod admin_client;
 pub mod config;
 mod conn;
 mod error;
 mod fetch;
 mod io;
 mod meta;
+pub mod metrics;
 mod push;
 mod registry;
 mod server;
+pub mod status;
 mod tls;
 mod token;
 mod worker;
 
 pub use config::ServerConfig;
 pub use error::{RequestError, StartError};
-pub use server::{Server, ServerHandle};
+pub use server::{DrainReport, Server, ServerHandle};

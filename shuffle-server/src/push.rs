@@ -19,6 +19,7 @@ use sluice_splitter::{
 
 use crate::error::RequestError;
 use crate::io::{read_message, write_message};
+use crate::metrics as m;
 use crate::registry::{Shuffle, ShuffleShape};
 use crate::server::Ctx;
 
@@ -71,10 +72,14 @@ impl From<SplitError> for RequestError {
 impl PushWriter {
     /// Decodes, splits and buffers one pushed batch, storing blocks that are ready.
     fn add(&mut self, ipc: Bytes) -> Result<(), RequestError> {
+        let ipc_len = ipc.len() as u64;
         let batch = self
             .decoder
             .decode(Buffer::from(ipc))
             .map_err(|e| RequestError::InvalidData(e.to_string()))?;
+        metrics::counter!(m::PUSH_BYTES).increment(ipc_len);
+        metrics::counter!(m::PUSH_BATCHES).increment(1);
+        metrics::counter!(m::PUSH_ROWS).increment(batch.num_rows() as u64);
         let sink = &mut self.sink;
         self.writer.write(batch, |p, block| sink.store(p, block))?;
         self.account();
@@ -151,6 +156,8 @@ impl BlockSink {
         self.shuffle
             .store
             .append(partition, &header, record, self.epoch, &self.writes)?;
+        metrics::counter!(m::BLOCKS_WRITTEN).increment(1);
+        metrics::counter!(m::SPILL_BYTES).increment(block_len as u64);
         self.stored_bytes[partition as usize] += block_len as u64;
         self.stored_rows[partition as usize] += rows as u64;
         Ok(())
@@ -304,6 +311,7 @@ pub(crate) async fn handle_push(
                 writer = Some(w);
             }
             PushStep::End => {
+                let started = std::time::Instant::now();
                 let w = writer.take().expect("writer is returned after every batch");
                 let committer = shuffle.clone();
                 let done = ctx
@@ -318,7 +326,10 @@ pub(crate) async fn handle_push(
                     partition_bytes: done.partition_bytes,
                     partition_rows: done.partition_rows,
                 };
-                return write_message(send, &ack).await;
+                write_message(send, &ack).await?;
+                metrics::counter!(m::COMMITS).increment(1);
+                metrics::histogram!(m::COMMIT_SECONDS).record(started.elapsed());
+                return Ok(());
             }
             PushStep::Start(_) => {
                 return Err(RequestError::Internal("second PushStart accepted".into()));

@@ -29,6 +29,7 @@ pub(crate) struct Registry {
     /// Store settings; `quota` is the server's, each app gets a child of it.
     env: StoreEnv,
     app_quota: Option<u64>,
+    max_apps: usize,
     apps: Mutex<HashMap<AppId, Arc<App>>>,
 }
 
@@ -103,11 +104,12 @@ pub(crate) struct RecoveryReport {
 }
 
 impl Registry {
-    pub fn new(root: PathBuf, env: StoreEnv, app_quota: Option<u64>) -> Self {
+    pub fn new(root: PathBuf, env: StoreEnv, app_quota: Option<u64>, max_apps: usize) -> Self {
         Self {
             root,
             env,
             app_quota,
+            max_apps,
             apps: Mutex::new(HashMap::new()),
         }
     }
@@ -144,6 +146,12 @@ impl Registry {
             app.touch();
             return Ok(());
         }
+        if apps.len() >= self.max_apps {
+            return Err(RequestError::Limit(format!(
+                "too many applications (limits.max_apps = {})",
+                self.max_apps
+            )));
+        }
         let app = self.new_app(id.clone(), secret);
         std::fs::create_dir_all(&app.dir).map_err(|e| SpillError::Io {
             op: "create directory",
@@ -176,6 +184,23 @@ impl Registry {
         let app = self.app(id, secret)?;
         lock(&self.apps).remove(id);
         Ok(app)
+    }
+
+    /// Forgets the application whatever its secret (the admin endpoint's delete).
+    pub fn remove_app_unchecked(&self, id: &AppId) -> Option<Arc<App>> {
+        lock(&self.apps).remove(id)
+    }
+
+    /// The registered applications, sorted by id.
+    pub fn apps(&self) -> Vec<Arc<App>> {
+        let mut apps: Vec<_> = lock(&self.apps).values().cloned().collect();
+        apps.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+        apps
+    }
+
+    /// The server-wide disk quota (its usage counts every app's files).
+    pub fn disk_quota(&self) -> &Arc<sluice_spill::DiskQuota> {
+        &self.env.quota
     }
 
     /// Forgets the applications not seen for `expiry`; returns them for deletion.
@@ -296,6 +321,26 @@ impl App {
         &self.id
     }
 
+    /// Time since the app's last request.
+    pub fn idle_for(&self) -> Duration {
+        lock(&self.last_seen).elapsed()
+    }
+
+    /// Bytes of the app's files, as its disk quota counts them.
+    pub fn disk_bytes(&self) -> u64 {
+        self.env.quota.used()
+    }
+
+    /// The app's shuffles, sorted by id.
+    pub fn shuffles(&self) -> Vec<(u32, Arc<Shuffle>)> {
+        let mut all: Vec<_> = lock(&self.shuffles)
+            .iter()
+            .map(|(id, s)| (*id, s.clone()))
+            .collect();
+        all.sort_by_key(|(id, _)| *id);
+        all
+    }
+
     pub fn shuffle(&self, shuffle_id: u32) -> Option<Arc<Shuffle>> {
         lock(&self.shuffles).get(&shuffle_id).cloned()
     }
@@ -365,6 +410,11 @@ impl App {
 }
 
 impl Shuffle {
+    /// Map ids committed to this shuffle.
+    pub fn committed_maps(&self) -> usize {
+        lock(&self.commits).by_map_id.len()
+    }
+
     /// Starts a push of `map`: returns the epoch its blocks are tagged with.
     pub fn begin_push(&self, map: &MapAttempt) -> Result<u32, RequestError> {
         let mut commits = lock(&self.commits);

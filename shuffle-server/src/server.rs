@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use quinn::{Endpoint, VarInt};
 use sluice_format::CodecConfig;
@@ -13,6 +13,7 @@ use sluice_spill::{
     BackendKind, DiskQuota, Durability, IoBackend, MemoryBudget, StoreEnv, SyscallBackend,
 };
 
+use crate::activity::Activity;
 use crate::config::{BackendName, DurabilityName, ServerConfig};
 use crate::error::StartError;
 use crate::registry::Registry;
@@ -30,6 +31,11 @@ pub(crate) struct Ctx {
     pub push_buffer_limit: usize,
     pub memory: Arc<MemoryBudget>,
     pub handshake_timeout: Duration,
+    pub max_connections: usize,
+    pub activity: Activity,
+    pub started: Instant,
+    pub backend: BackendKind,
+    pub listen: SocketAddr,
 }
 
 /// Entry point: `Server::start(config)`.
@@ -45,9 +51,19 @@ pub struct ServerHandle {
     cert_pem: String,
     token: Vec<u8>,
     token_path: PathBuf,
-    backend: BackendKind,
-    accept_task: tokio::task::JoinHandle<()>,
-    expiry_task: Option<tokio::task::JoinHandle<()>>,
+    admin_addr: Option<SocketAddr>,
+    admin_token_path: PathBuf,
+    ctx: Arc<Ctx>,
+    /// The accept loop, app expiry, the admin endpoint and metrics upkeep.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// What a drain found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainReport {
+    /// Pushes still open when the drain timeout ran out (their maps are not committed;
+    /// clients push them again elsewhere).
+    pub abandoned_pushes: usize,
 }
 
 impl Server {
@@ -61,7 +77,8 @@ impl Server {
             source,
         })?;
         let token_path = config.token_path();
-        let token = crate::token::load_or_create(&token_path)?;
+        let token = crate::token::load_or_create(&token_path, "cluster token")?;
+        let admin_token_path = config.admin_token_path();
         let identity = crate::tls::load_identity(&config)?;
         let cert_pem = identity.cert_pem.clone();
         let cert_pem_path = match &config.tls.cert {
@@ -97,7 +114,12 @@ impl Server {
             direct_io: config.storage.direct_io,
         };
         let app_quota = config.storage.app_disk_quota.map(|q| q.as_u64());
-        let registry = Registry::new(config.data_dir.clone(), env, app_quota);
+        let registry = Registry::new(
+            config.data_dir.clone(),
+            env,
+            app_quota,
+            config.limits.max_apps as usize,
+        );
         let data_dir = config.data_dir.clone();
         let (registry, report) = tokio::task::spawn_blocking(move || {
             let report = registry.recover();
@@ -127,16 +149,35 @@ impl Server {
             push_buffer_limit: config.storage.push_buffer_limit.as_u64() as usize,
             memory: Arc::new(MemoryBudget::new(config.storage.memory_budget.as_u64())),
             handshake_timeout: config.limits.handshake_timeout,
+            max_connections: config.limits.max_connections as usize,
+            activity: Activity::default(),
+            started: Instant::now(),
+            backend: backend_kind,
+            listen: local_addr,
         });
+        let mut tasks = Vec::new();
+        let admin_addr = if config.admin.enabled {
+            let admin_token = crate::token::load_or_create(&admin_token_path, "admin token")?;
+            let (addr, task) = start_admin(&config, ctx.clone(), admin_token).await?;
+            tasks.push(task);
+            Some(addr)
+        } else {
+            None
+        };
+        if let Some(handle) = crate::metrics::prometheus() {
+            tasks.push(tokio::spawn(crate::metrics::upkeep(handle)));
+        }
         let expiry = config.storage.app_expiry;
-        let expiry_task =
-            (!expiry.is_zero()).then(|| tokio::spawn(expire_apps(ctx.clone(), expiry)));
+        if !expiry.is_zero() {
+            tasks.push(tokio::spawn(expire_apps(ctx.clone(), expiry)));
+        }
         let accept_endpoint = endpoint.clone();
-        let accept_task = tokio::spawn(async move {
+        let accept_ctx = ctx.clone();
+        tasks.push(tokio::spawn(async move {
             while let Some(incoming) = accept_endpoint.accept().await {
-                tokio::spawn(crate::conn::serve(ctx.clone(), incoming));
+                tokio::spawn(crate::conn::serve(accept_ctx.clone(), incoming));
             }
-        });
+        }));
         tracing::info!(
             %local_addr,
             data_dir = %config.data_dir.display(),
@@ -150,11 +191,25 @@ impl Server {
             cert_pem,
             token,
             token_path,
-            backend: backend_kind,
-            accept_task,
-            expiry_task,
+            admin_addr,
+            admin_token_path,
+            ctx,
+            tasks,
         })
     }
+}
+
+async fn start_admin(
+    config: &ServerConfig,
+    ctx: Arc<Ctx>,
+    token: Vec<u8>,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), StartError> {
+    let addr = config.admin.listen;
+    let bind = |source| StartError::BindAdmin { addr, source };
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(bind)?;
+    let local = listener.local_addr().map_err(bind)?;
+    let task = tokio::spawn(crate::admin::serve(listener, ctx, Arc::new(token)));
+    Ok((local, task))
 }
 
 /// The configured I/O backend; "auto" falls back to syscalls where io_uring cannot be
@@ -189,6 +244,7 @@ async fn expire_apps(ctx: Arc<Ctx>, expiry: Duration) {
     loop {
         tick.tick().await;
         for app in ctx.registry.take_expired(expiry) {
+            metrics::counter!(crate::metrics::APPS_EXPIRED).increment(1);
             tracing::info!(app = %app.id(), "application expired; deleting its data");
             let result = tokio::task::spawn_blocking(move || app.delete_files()).await;
             if let Ok(Err(e)) = result {
@@ -239,17 +295,47 @@ impl ServerHandle {
 
     /// The storage backend in use.
     pub fn backend(&self) -> BackendKind {
-        self.backend
+        self.ctx.backend
+    }
+
+    /// The admin endpoint's address, if enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// The file holding the admin token.
+    pub fn admin_token_path(&self) -> &PathBuf {
+        &self.admin_token_path
+    }
+
+    /// What `/status` reports now.
+    pub fn status(&self) -> crate::status::Status {
+        crate::status::Status::of(&self.ctx)
+    }
+
+    /// Refuses new pushes (with the retryable `Unavailable`) and waits up to `timeout`
+    /// for open pushes to commit or fail. Fetches are still served. Follow with
+    /// [`shutdown`](Self::shutdown).
+    pub async fn drain(&self, timeout: Duration) -> DrainReport {
+        self.ctx.activity.start_draining();
+        let deadline = Instant::now() + timeout;
+        let pushes = &self.ctx.activity.pushes;
+        while pushes.get() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        DrainReport {
+            abandoned_pushes: pushes.get(),
+        }
     }
 
     /// Stops accepting connections, closes the open ones, and waits for the endpoint
-    /// to go idle.
+    /// to go idle. Every acknowledged commit is already on disk (or fsync'ed, per
+    /// `storage.durability`); nothing else needs flushing.
     pub async fn shutdown(self) {
         self.endpoint
             .close(VarInt::from_u32(0), b"server shutting down");
-        self.accept_task.abort();
-        if let Some(t) = &self.expiry_task {
-            t.abort();
+        for task in &self.tasks {
+            task.abort();
         }
         self.endpoint.wait_idle().await;
     }

@@ -1,4 +1,5 @@
-//! The cluster token: a pre-shared secret every connection must present.
+//! Generated secrets kept in files: the cluster token every connection must present, and
+//! the admin token the admin endpoint asks for before deleting.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -18,21 +19,22 @@ fn io_err<'a>(
     }
 }
 
-/// Reads the token file, or creates it (mode 0600) with 32 random bytes in hex.
-pub(crate) fn load_or_create(path: &Path) -> Result<Vec<u8>, StartError> {
+/// Reads the token file, or creates it (mode 0600) with 32 random bytes in hex. `what`
+/// names the token in errors and logs.
+pub(crate) fn load_or_create(path: &Path, what: &'static str) -> Result<Vec<u8>, StartError> {
     match fs::read_to_string(path) {
         Ok(text) => {
             let token = text.trim();
             if token.is_empty() {
                 return Err(StartError::Invalid(format!(
-                    "cluster token file {} is empty",
+                    "{what} file {} is empty",
                     path.display()
                 )));
             }
             return Ok(token.as_bytes().to_vec());
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err("reading cluster token", path)(e)),
+        Err(e) => return Err(io_err("reading token file", path)(e)),
     }
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(io_err("creating directory", dir))?;
@@ -45,10 +47,10 @@ pub(crate) fn load_or_create(path: &Path) -> Result<Vec<u8>, StartError> {
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .map_err(io_err("creating cluster token", path))?;
+        .map_err(io_err("creating token file", path))?;
     file.write_all(token.as_bytes())
         .and_then(|_| file.sync_all())
-        .map_err(io_err("writing cluster token", path))?;
-    tracing::info!(path = %path.display(), "generated a new cluster token");
+        .map_err(io_err("writing token file", path))?;
+    tracing::info!(path = %path.display(), token = what, "generated a new token");
     Ok(token.into_bytes())
 }

@@ -35,10 +35,8 @@ pub async fn start_server_at(
     tweak: impl FnOnce(&mut ServerConfig),
 ) -> TestServer {
     let mut config = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().join("data"),
         worker_threads: 2,
-        ..ServerConfig::default()
+        ..ServerConfig::embedded(dir.path().join("data"))
     };
     // Small blocks so that multi-block partitions are exercised.
     config.storage.block_size = bytesize::ByteSize::kib(64);

@@ -1,15 +1,19 @@
-//! Typed server configuration, read from TOML. Every key is optional; see
-//! `config/sluice-server.example.toml` for the documented defaults.
+//! Typed server configuration. Every key is optional; `config/sluice-server.example.toml`
+//! documents each one with its default, and is also where `sluice-server --help` takes
+//! its option descriptions from. Layers (file < CLI flags < environment) are merged in
+//! [`layers`].
+
+pub mod layers;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytesize::ByteSize;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sluice_format::{Codec, CodecConfig};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// UDP address the QUIC endpoint binds to.
@@ -24,9 +28,42 @@ pub struct ServerConfig {
     pub limits: LimitsConfig,
     /// Threads that split and compress (0: one per core).
     pub worker_threads: usize,
+    /// On SIGTERM, how long open pushes may take to finish before the server exits.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    pub admin: AdminConfig,
+    pub log: LogConfig,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Serve the HTTP admin endpoint (`/metrics`, `/status`, `/healthz`, app deletion).
+    pub enabled: bool,
+    /// TCP address of the admin endpoint.
+    pub listen: SocketAddr,
+    /// File holding the admin token (needed to delete an application); generated (mode
+    /// 0600) if missing. Default: `<data_dir>/admin-token`.
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter: a level ("info") or directives ("info,sluice_server=debug").
+    pub level: String,
+    /// "text" or "json" (one object per line).
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     /// PEM certificate chain. With `key`; if both are absent a self-signed certificate is
@@ -38,17 +75,20 @@ pub struct TlsConfig {
     pub server_names: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     /// Uncompressed size at which a (partition, map attempt) buffer becomes a block.
+    #[serde(serialize_with = "exact_size")]
     pub block_size: ByteSize,
     /// Most (uncompressed) bytes one push may hold in buffers; above it the push's
     /// largest buffers are written out until half of it is left.
+    #[serde(serialize_with = "exact_size")]
     pub push_buffer_limit: ByteSize,
     /// Memory for all pushes together, in allocated bytes (buffers plus blocks not yet
     /// written). Above 75% pushes write out their largest buffers; at the limit they
     /// stop reading from the network until usage is below 50%.
+    #[serde(serialize_with = "exact_size")]
     pub memory_budget: ByteSize,
     /// Block codec: "none", "lz4" or "zstd".
     pub codec: CodecName,
@@ -69,8 +109,16 @@ pub struct StorageConfig {
     /// where the file system refuses O_DIRECT.
     pub direct_io: bool,
     /// Most bytes of data files on this server (unset: no limit).
+    #[serde(
+        serialize_with = "exact_size_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub disk_quota: Option<ByteSize>,
     /// Most bytes of data files per application (unset: no limit).
+    #[serde(
+        serialize_with = "exact_size_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub app_disk_quota: Option<ByteSize>,
     /// An application that sends no request (a push, a fetch, or a `RegisterApp`
     /// heartbeat) for this long is removed with its data. "0s" disables expiry.
@@ -78,7 +126,7 @@ pub struct StorageConfig {
     pub app_expiry: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub enum BackendName {
     #[serde(rename = "auto")]
     Auto,
@@ -88,14 +136,14 @@ pub enum BackendName {
     Syscall,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DurabilityName {
     PageCache,
     Fsync,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CodecName {
     None,
@@ -103,10 +151,11 @@ pub enum CodecName {
     Zstd,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Largest protocol frame accepted (a pushed batch must fit in one frame).
+    #[serde(serialize_with = "exact_size")]
     pub max_frame_size: ByteSize,
     /// Largest partition count a shuffle may declare.
     pub max_partitions: u32,
@@ -118,6 +167,10 @@ pub struct LimitsConfig {
     pub idle_timeout: Duration,
     /// Concurrent request streams per connection.
     pub max_streams_per_connection: u32,
+    /// Concurrent client connections; more are closed with `LimitExceeded`.
+    pub max_connections: u32,
+    /// Registered applications; `RegisterApp` beyond it gets `LimitExceeded`.
+    pub max_apps: u32,
 }
 
 impl Default for ServerConfig {
@@ -130,6 +183,28 @@ impl Default for ServerConfig {
             storage: StorageConfig::default(),
             limits: LimitsConfig::default(),
             worker_threads: 0,
+            drain_timeout: Duration::from_secs(30),
+            admin: AdminConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: "127.0.0.1:7338".parse().expect("valid address"),
+            token_file: None,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
         }
     }
 }
@@ -171,7 +246,29 @@ impl Default for LimitsConfig {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
             max_streams_per_connection: 256,
+            max_connections: 4096,
+            max_apps: 10_000,
         }
+    }
+}
+
+/// Sizes print exactly (`ByteSize`'s own form rounds to one decimal), so
+/// `--print-config` output reads back as the same configuration.
+fn exact_size<S: serde::Serializer>(size: &ByteSize, s: S) -> Result<S::Ok, S::Error> {
+    let n = size.as_u64();
+    let text = [("GiB", 30), ("MiB", 20), ("KiB", 10)]
+        .iter()
+        .find(|(_, shift)| n != 0 && n.is_multiple_of(1u64 << shift))
+        .map_or(format!("{n}B"), |(unit, shift)| {
+            format!("{}{unit}", n >> shift)
+        });
+    s.serialize_str(&text)
+}
+
+fn exact_size_opt<S: serde::Serializer>(size: &Option<ByteSize>, s: S) -> Result<S::Ok, S::Error> {
+    match size {
+        Some(size) => exact_size(size, s),
+        None => s.serialize_none(),
     }
 }
 
@@ -183,11 +280,25 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("invalid configuration in {path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    /// `origin` says where the value came from: "config file <path>", "flag --<name>",
+    /// "environment variable <NAME>", or "configuration" for the merged result.
+    #[error("invalid {origin}: {message}")]
+    Invalid { origin: String, message: String },
 }
 
 impl ServerConfig {
+    /// Defaults for a server embedded in a test or benchmark: data in `data_dir`, QUIC
+    /// and admin endpoints on loopback ports the OS picks.
+    pub fn embedded(data_dir: PathBuf) -> Self {
+        let mut config = Self {
+            listen: "127.0.0.1:0".parse().expect("valid address"),
+            data_dir,
+            ..Self::default()
+        };
+        config.admin.listen = "127.0.0.1:0".parse().expect("valid address");
+        config
+    }
+
     /// Reads and validates a TOML configuration file.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -195,7 +306,7 @@ impl ServerConfig {
             source,
         })?;
         Self::from_toml(&text).map_err(|message| ConfigError::Invalid {
-            path: path.to_path_buf(),
+            origin: format!("config file {}", path.display()),
             message,
         })
     }
@@ -231,6 +342,15 @@ impl ServerConfig {
         if self.limits.max_partitions == 0 {
             return Err("limits.max_partitions: must be at least 1".into());
         }
+        if self.limits.max_connections == 0 {
+            return Err("limits.max_connections: must be at least 1".into());
+        }
+        if self.limits.max_apps == 0 {
+            return Err("limits.max_apps: must be at least 1".into());
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(format!("log.level: {e}"));
+        }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return Err("tls.cert and tls.key: set both or neither".into());
         }
@@ -251,6 +371,13 @@ impl ServerConfig {
         self.cluster_token_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("cluster-token"))
+    }
+
+    pub fn admin_token_path(&self) -> PathBuf {
+        self.admin
+            .token_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("admin-token"))
     }
 
     pub(crate) fn proto_limits(&self) -> sluice_proto::Limits {

@@ -33,9 +33,38 @@ struct Server {
     /// Connected on first use; dropped after a connection failure so the next call
     /// reconnects.
     client: Mutex<Option<Arc<BlockingClient>>>,
-    /// After a failed connect, calls fail fast until then instead of each waiting for
-    /// the connect timeout (writers move on to the next server).
-    down_until: Mutex<Option<(Instant, String)>>,
+    down: Down,
+}
+
+/// After a failed connect, or a push refused because the server is draining, calls
+/// fail fast until the deadline instead of each waiting for a connect timeout or being
+/// refused again: writers (and Spark's retries of their tasks) move on to the next
+/// server.
+#[derive(Clone, Default)]
+struct Down(Arc<Mutex<Option<(Instant, String)>>>);
+
+impl Down {
+    fn mark(&self, why: &ClientError) {
+        *lock(&self.0) = Some((Instant::now() + DOWN_FOR, why.to_string()));
+    }
+
+    /// Marks the server down if `e` says it is gone or refusing work for now.
+    fn note(&self, e: &ClientError) {
+        if e.is_retryable() || matches!(e, ClientError::Connect { .. } | ClientError::Connection(_))
+        {
+            self.mark(e);
+        }
+    }
+
+    fn check(&self, addr: SocketAddr) -> Result<(), ClientError> {
+        match lock(&self.0).as_ref() {
+            Some((until, why)) if Instant::now() < *until => Err(ClientError::Connect {
+                addr,
+                message: format!("unavailable moments ago ({why})"),
+            }),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Silence after which a connection counts as lost.
@@ -97,7 +126,7 @@ impl Session {
                     name: name.clone(),
                     addr,
                     client: Mutex::new(None),
-                    down_until: Mutex::new(None),
+                    down: Down::default(),
                 })
             })
             .collect::<Result<_, BridgeError>>()?;
@@ -117,17 +146,10 @@ impl Session {
 
     /// The server's client, connecting (and registering the app) on first use.
     fn client(&self, s: &Server) -> Result<Arc<BlockingClient>, ClientError> {
+        s.down.check(s.addr)?;
         let mut slot = lock(&s.client);
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
-        }
-        if let Some((until, why)) = lock(&s.down_until).as_ref() {
-            if Instant::now() < *until {
-                return Err(ClientError::Connect {
-                    addr: s.addr,
-                    message: format!("unreachable moments ago ({why})"),
-                });
-            }
         }
         let mut config = self.config.clone();
         // Verify the certificate against the host name the conf uses for the server.
@@ -141,9 +163,7 @@ impl Session {
                 Ok(client)
             }
             Err(e) => {
-                if matches!(e, ClientError::Connect { .. } | ClientError::Connection(_)) {
-                    *lock(&s.down_until) = Some((Instant::now() + DOWN_FOR, e.to_string()));
-                }
+                s.down.note(&e);
                 Err(e)
             }
         }
@@ -169,6 +189,7 @@ impl Session {
                     if matches!(e, ClientError::Connection(_)) {
                         *lock(&s.client) = None;
                     }
+                    s.down.note(&e);
                     return Err(client_error(&s.name, e));
                 }
             }
@@ -191,8 +212,10 @@ impl Session {
             schema: schema(),
         };
         let stream = self.call(server, |c| c.push(request.clone()))?;
+        let s = self.server(server)?;
         Ok(MapWriter {
-            server: self.server(server)?.name.clone(),
+            server: s.name.clone(),
+            down: s.down.clone(),
             stream: Some(stream),
             num_partitions,
         })
@@ -237,6 +260,7 @@ impl Session {
 /// One map attempt's push.
 pub struct MapWriter {
     server: String,
+    down: Down,
     /// `None` once committed or failed.
     stream: Option<BlockingPushStream>,
     num_partitions: u32,
@@ -261,6 +285,7 @@ impl MapWriter {
         let result = self.stream()?.send(&batch);
         result.map_err(|e| {
             self.stream = None;
+            self.down.note(&e);
             client_error(&server, e)
         })
     }
@@ -271,7 +296,10 @@ impl MapWriter {
             .stream
             .take()
             .ok_or_else(|| BridgeError::InvalidArgument("the push has ended".into()))?;
-        let ack = stream.commit().map_err(|e| client_error(&self.server, e))?;
+        let ack = stream.commit().map_err(|e| {
+            self.down.note(&e);
+            client_error(&self.server, e)
+        })?;
         Ok(ack
             .partition_bytes
             .iter()

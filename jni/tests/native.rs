@@ -9,8 +9,8 @@ use sluice_jni::native::{Session, SessionConfig};
 use sluice_server::{Server, ServerConfig};
 
 struct Running {
-    _runtime: tokio::runtime::Runtime,
-    _server: sluice_server::ServerHandle,
+    runtime: tokio::runtime::Runtime,
+    server: sluice_server::ServerHandle,
     addr: std::net::SocketAddr,
 }
 
@@ -23,8 +23,8 @@ fn start(dir: &Path) -> Running {
     let server = runtime.block_on(Server::start(config)).unwrap();
     Running {
         addr: server.local_addr(),
-        _server: server,
-        _runtime: runtime,
+        server,
+        runtime,
     }
 }
 
@@ -152,11 +152,48 @@ fn bad_records_and_dead_servers_are_typed_errors() {
     // Moments later the server is known to be down: no second wait for a timeout.
     let again = s.push(0, 1, 2, map).map(|_| ()).unwrap_err();
     assert!(
-        again.to_string().contains("unreachable moments ago"),
+        again.to_string().contains("unavailable moments ago"),
         "{again}"
     );
     assert!(matches!(
         session(dir.path(), vec![]),
         Err(BridgeError::Config(m)) if m.contains("no server")
     ));
+}
+
+#[test]
+fn a_draining_server_is_skipped_by_the_next_push() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let s = session(dir.path(), vec![server.name()]).unwrap();
+    let map = |map_id| MapAttempt {
+        map_id,
+        map_index: 0,
+        attempt: 0,
+    };
+    let push = |map_id| {
+        let mut w = s.push(0, 1, 2, map(map_id))?;
+        w.write(vec![1], &[1], vec![7])?;
+        w.commit()
+    };
+    assert_eq!(push(1).unwrap().len(), 2);
+    let report = server
+        .runtime
+        .block_on(server.server.drain(std::time::Duration::from_secs(10)));
+    assert_eq!(report.abandoned_pushes, 0);
+    // The push that meets the drain fails with the retryable refusal...
+    match push(2) {
+        Err(BridgeError::Client { source, .. }) => {
+            assert!(source.is_retryable(), "{source}");
+            assert!(source.to_string().contains("draining"), "{source}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // ...and the next one does not wait to be refused again: Java moves on.
+    let again = s.push(0, 1, 2, map(3)).map(|_| ()).unwrap_err();
+    assert!(
+        again.to_string().contains("unavailable moments ago")
+            && again.to_string().contains("draining"),
+        "{again}"
+    );
 }

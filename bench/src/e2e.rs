@@ -119,6 +119,7 @@ pub async fn run(args: &Args) -> Result<(bool, Vec<Record>), Box<dyn std::error:
         .await?;
 
     // Push: every map concurrently, each on its own connection.
+    let before = crate::report::usage();
     let t_push = Instant::now();
     let mut pushes = Vec::new();
     for input in maps {
@@ -193,6 +194,10 @@ pub async fn run(args: &Args) -> Result<(bool, Vec<Record>), Box<dyn std::error:
         .collect();
     let ok = mismatched.is_empty() && acked_rows == rows;
 
+    let after = crate::report::usage();
+    // Server and clients share this process: the CPU of both sides of the shuffle.
+    let cpu_per_gb = (after.cpu_secs - before.cpu_secs) / (input_bytes as f64 / 1e9);
+    let peak_rss_mib = after.peak_rss_bytes as f64 / (1 << 20) as f64;
     let gbps = |secs: f64| input_bytes as f64 / 1e9 / secs;
     println!();
     println!(
@@ -227,6 +232,12 @@ pub async fn run(args: &Args) -> Result<(bool, Vec<Record>), Box<dyn std::error:
         format!("{:.3} GB/s", gbps(fetch_secs))
     );
     println!("{:<22} {:>14}", "fetch time", format!("{fetch_secs:.2} s"));
+    println!("{:<22} {:>14}", "CPU per GB", format!("{cpu_per_gb:.2} s"));
+    println!(
+        "{:<22} {:>14}",
+        "peak RSS",
+        format!("{peak_rss_mib:.0} MiB")
+    );
     println!(
         "{:<22} {:>14}",
         "verified",
@@ -257,6 +268,9 @@ pub async fn run(args: &Args) -> Result<(bool, Vec<Record>), Box<dyn std::error:
             input_bytes as f64 / stored_bytes.max(1) as f64,
             "x",
         ),
+        Record::new("e2e", case.clone(), "cpu_per_gb", cpu_per_gb, "s/GB"),
+        // Includes the generated input, which the benchmark holds in memory.
+        Record::new("e2e", case.clone(), "peak_rss", peak_rss_mib, "MiB"),
         Record::new("e2e", case, "input", input_bytes as f64 / 1e6, "MB"),
     ];
     Ok((ok, records))

@@ -2,6 +2,7 @@
 //! end-to-end shuffle through an embedded server; `--mode split` measures the split path
 //! against memcpy and a take-per-partition split. `--json PATH` writes every result.
 
+mod codec;
 mod data;
 mod e2e;
 mod report;
@@ -26,6 +27,8 @@ enum Mode {
     /// Sequential appends of the store on each I/O backend, against plain buffered
     /// and O_DIRECT writes of the same bytes.
     Spill,
+    /// Block encoding and decoding (header, codec, crc32c), against the codec alone.
+    Codec,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -94,6 +97,9 @@ pub(crate) struct Args {
     /// spill: block size in KiB.
     #[arg(long, default_value_t = 256)]
     spill_block_kib: usize,
+    /// codec: MiB of raw (IPC) block bytes per case.
+    #[arg(long, default_value_t = 256)]
+    codec_mib: usize,
     /// Where the server stores data (default: a temporary directory).
     #[arg(long)]
     pub(crate) data_dir: Option<std::path::PathBuf>,
@@ -140,6 +146,16 @@ fn main() -> ExitCode {
             };
             let records = split::run(&split_args);
             split::print(&records);
+            (true, records)
+        }
+        Mode::Codec => {
+            let codec_args = codec::CodecArgs {
+                bytes: if args.quick { 16 } else { args.codec_mib } << 20,
+                block_size: args.block_size,
+                runs: if args.quick { 1 } else { args.runs },
+            };
+            let records = codec::run(&codec_args);
+            codec::print(&records);
             (true, records)
         }
         Mode::Spill => {

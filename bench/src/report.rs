@@ -77,3 +77,26 @@ pub fn median(times: &[f64]) -> f64 {
     t.sort_by(|a, b| a.total_cmp(b));
     t[t.len() / 2]
 }
+
+/// CPU time (user + system, all threads) and peak resident memory of this process.
+#[derive(Debug, Clone, Copy)]
+pub struct Usage {
+    pub cpu_secs: f64,
+    pub peak_rss_bytes: u64,
+}
+
+pub fn usage() -> Usage {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a whole `rusage` into the pointer it is given, which
+    // points to owned, properly aligned memory; RUSAGE_SELF is always valid.
+    let ru = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr());
+        ru.assume_init()
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Usage {
+        cpu_secs: secs(ru.ru_utime) + secs(ru.ru_stime),
+        // Linux reports kilobytes.
+        peak_rss_bytes: ru.ru_maxrss as u64 * 1024,
+    }
+}

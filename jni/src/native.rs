@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use sluice_client::{
     AppCredentials, BlockingClient, BlockingFetchStream, BlockingPushStream, ClientConfig,
-    ClientError, FetchRequest, MapAttempt, MapFilter, Partitioning, PushRequest, Trust,
+    ClientError, ErrorCode, FetchRequest, MapAttempt, MapFilter, Partitioning, PushRequest, Trust,
 };
 
 use crate::error::BridgeError;
@@ -33,13 +33,15 @@ struct Server {
     /// Connected on first use; dropped after a connection failure so the next call
     /// reconnects.
     client: Mutex<Option<Arc<BlockingClient>>>,
-    down: Down,
+    /// Set when a connect fails: calls fail fast until then instead of each waiting
+    /// for the connect timeout (writers move on to the next server).
+    unreachable: Down,
+    /// Set when a push is refused because the server is draining: new pushes go
+    /// elsewhere until then (fetches still go to it: a draining server serves them).
+    draining: Down,
 }
 
-/// After a failed connect, or a push refused because the server is draining, calls
-/// fail fast until the deadline instead of each waiting for a connect timeout or being
-/// refused again: writers (and Spark's retries of their tasks) move on to the next
-/// server.
+/// "Do not try this server until a deadline", with the reason.
 #[derive(Clone, Default)]
 struct Down(Arc<Mutex<Option<(Instant, String)>>>);
 
@@ -48,19 +50,11 @@ impl Down {
         *lock(&self.0) = Some((Instant::now() + DOWN_FOR, why.to_string()));
     }
 
-    /// Marks the server down if `e` says it is gone or refusing work for now.
-    fn note(&self, e: &ClientError) {
-        if e.is_retryable() || matches!(e, ClientError::Connect { .. } | ClientError::Connection(_))
-        {
-            self.mark(e);
-        }
-    }
-
-    fn check(&self, addr: SocketAddr) -> Result<(), ClientError> {
+    fn check(&self, addr: SocketAddr, what: &str) -> Result<(), ClientError> {
         match lock(&self.0).as_ref() {
             Some((until, why)) if Instant::now() < *until => Err(ClientError::Connect {
                 addr,
-                message: format!("unavailable moments ago ({why})"),
+                message: format!("{what} moments ago ({why})"),
             }),
             _ => Ok(()),
         }
@@ -126,7 +120,8 @@ impl Session {
                     name: name.clone(),
                     addr,
                     client: Mutex::new(None),
-                    down: Down::default(),
+                    unreachable: Down::default(),
+                    draining: Down::default(),
                 })
             })
             .collect::<Result<_, BridgeError>>()?;
@@ -146,11 +141,11 @@ impl Session {
 
     /// The server's client, connecting (and registering the app) on first use.
     fn client(&self, s: &Server) -> Result<Arc<BlockingClient>, ClientError> {
-        s.down.check(s.addr)?;
         let mut slot = lock(&s.client);
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
+        s.unreachable.check(s.addr, "unreachable")?;
         let mut config = self.config.clone();
         // Verify the certificate against the host name the conf uses for the server.
         let host = s.name.rsplit_once(':').map_or(&*s.name, |h| h.0);
@@ -163,7 +158,9 @@ impl Session {
                 Ok(client)
             }
             Err(e) => {
-                s.down.note(&e);
+                if matches!(e, ClientError::Connect { .. } | ClientError::Connection(_)) {
+                    s.unreachable.mark(&e);
+                }
                 Err(e)
             }
         }
@@ -189,7 +186,6 @@ impl Session {
                     if matches!(e, ClientError::Connection(_)) {
                         *lock(&s.client) = None;
                     }
-                    s.down.note(&e);
                     return Err(client_error(&s.name, e));
                 }
             }
@@ -211,11 +207,14 @@ impl Session {
             partitioning: Partitioning::PartitionIdColumn { column: PID_COLUMN },
             schema: schema(),
         };
-        let stream = self.call(server, |c| c.push(request.clone()))?;
         let s = self.server(server)?;
+        s.draining
+            .check(s.addr, "draining")
+            .map_err(|e| client_error(&s.name, e))?;
+        let stream = self.call(server, |c| c.push(request.clone()))?;
         Ok(MapWriter {
             server: s.name.clone(),
-            down: s.down.clone(),
+            draining: s.draining.clone(),
             stream: Some(stream),
             num_partitions,
         })
@@ -260,13 +259,19 @@ impl Session {
 /// One map attempt's push.
 pub struct MapWriter {
     server: String,
-    down: Down,
+    draining: Down,
     /// `None` once committed or failed.
     stream: Option<BlockingPushStream>,
     num_partitions: u32,
 }
 
 impl MapWriter {
+    fn note(&self, e: &ClientError) {
+        if e.code() == Some(ErrorCode::Draining) {
+            self.draining.mark(e);
+        }
+    }
+
     fn stream(&mut self) -> Result<&mut BlockingPushStream, BridgeError> {
         self.stream
             .as_mut()
@@ -285,7 +290,7 @@ impl MapWriter {
         let result = self.stream()?.send(&batch);
         result.map_err(|e| {
             self.stream = None;
-            self.down.note(&e);
+            self.note(&e);
             client_error(&server, e)
         })
     }
@@ -297,7 +302,7 @@ impl MapWriter {
             .take()
             .ok_or_else(|| BridgeError::InvalidArgument("the push has ended".into()))?;
         let ack = stream.commit().map_err(|e| {
-            self.down.note(&e);
+            self.note(&e);
             client_error(&self.server, e)
         })?;
         Ok(ack

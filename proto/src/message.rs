@@ -81,6 +81,9 @@ pub enum ErrorCode {
     DiskFull,
     /// The server cannot take the request now; retrying later is safe.
     Unavailable,
+    /// The server is draining before shutdown and takes no new pushes; push to another
+    /// server (fetches are still served).
+    Draining,
     Internal,
     /// A code this version does not know.
     Other(u16),
@@ -104,6 +107,7 @@ impl ErrorCode {
             Self::Internal => 13,
             Self::QuotaExceeded => 14,
             Self::DiskFull => 15,
+            Self::Draining => 16,
             Self::Other(c) => c,
         }
     }
@@ -125,11 +129,11 @@ impl ErrorCode {
             13 => Self::Internal,
             14 => Self::QuotaExceeded,
             15 => Self::DiskFull,
+            16 => Self::Draining,
             c => Self::Other(c),
         }
     }
 
-    /// Whether the same request may succeed if sent again later.
     /// A stable snake_case name: the `kind` label of the server's error metric.
     pub fn name(self) -> &'static str {
         match self {
@@ -147,13 +151,16 @@ impl ErrorCode {
             Self::QuotaExceeded => "quota_exceeded",
             Self::DiskFull => "disk_full",
             Self::Unavailable => "unavailable",
+            Self::Draining => "draining",
             Self::Internal => "internal",
             Self::Other(_) => "other",
         }
     }
 
+    /// Whether the same request may succeed if sent again later (`Draining`: on
+    /// another server).
     pub fn is_retryable(self) -> bool {
-        matches!(self, Self::Unavailable)
+        matches!(self, Self::Unavailable | Self::Draining)
     }
 }
 

@@ -26,6 +26,12 @@ impl Counter {
         Active(self.0.clone())
     }
 
+    /// Like [`enter`](Self::enter), also returning the count including this one.
+    pub fn enter_counted(&self) -> (Active, usize) {
+        let before = self.0.fetch_add(1, Ordering::SeqCst);
+        (Active(self.0.clone()), before + 1)
+    }
+
     pub fn get(&self) -> usize {
         self.0.load(Ordering::SeqCst)
     }

@@ -57,7 +57,14 @@ async fn route(ctx: &Arc<Ctx>, token: &[u8], req: Request<Incoming>) -> Reply {
     let path = req.uri().path().to_string();
     match (req.method(), path.as_str()) {
         (&Method::GET, "/metrics") => metrics(ctx),
-        (&Method::GET, "/status") => json(StatusCode::OK, &Status::of(ctx)),
+        (&Method::GET, "/status") => {
+            // Reads every shuffle's partition table: off the runtime's threads.
+            let c = ctx.clone();
+            match tokio::task::spawn_blocking(move || Status::of(&c)).await {
+                Ok(status) => json(StatusCode::OK, &status),
+                Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+            }
+        }
         (&Method::GET, "/healthz") if ctx.activity.draining() => {
             text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
         }

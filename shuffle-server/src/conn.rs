@@ -8,6 +8,7 @@ use quinn::{Connection, RecvStream, SendStream, VarInt};
 use sluice_proto::session::accept_hello;
 use sluice_proto::{ErrorCode, Message, PROTOCOL_VERSION};
 
+use crate::activity::Active;
 use crate::error::RequestError;
 use crate::fetch::handle_fetch;
 use crate::io::{read_message, write_message};
@@ -28,10 +29,10 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, incoming: quinn::Incoming) {
             return;
         }
     };
-    let _active = ctx.activity.connections.enter();
     let timeout = ctx.handshake_timeout;
-    match tokio::time::timeout(timeout, handshake(&ctx, &conn)).await {
-        Ok(Ok(())) => {}
+    // Counted from the token check on, so unauthenticated peers hold no slot.
+    let _active = match tokio::time::timeout(timeout, handshake(&ctx, &conn)).await {
+        Ok(Ok(active)) => active,
         Ok(Err((code, reason))) => {
             metrics::counter!(m::ERRORS, "kind" => code.name()).increment(1);
             tracing::info!(%remote, ?code, %reason, "connection refused");
@@ -46,7 +47,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, incoming: quinn::Incoming) {
             );
             return;
         }
-    }
+    };
     metrics::counter!(m::CONNECTIONS_ACCEPTED).increment(1);
     tracing::debug!(%remote, "connection ready");
     loop {
@@ -69,7 +70,7 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, incoming: quinn::Incoming) {
 
 /// The first stream must carry a valid `Hello`. On refusal the reason is sent on that
 /// stream and returned, so the caller closes the connection with it.
-async fn handshake(ctx: &Ctx, conn: &Connection) -> Result<(), (ErrorCode, String)> {
+async fn handshake(ctx: &Ctx, conn: &Connection) -> Result<Active, (ErrorCode, String)> {
     let io = |e: RequestError| (e.code(), e.to_string());
     let (mut send, mut recv) = conn
         .accept_bi()
@@ -79,9 +80,8 @@ async fn handshake(ctx: &Ctx, conn: &Connection) -> Result<(), (ErrorCode, Strin
         .await
         .map_err(io)?
         .ok_or((ErrorCode::BadRequest, "no Hello".to_string()))?;
-    let open = ctx.activity.connections.get();
     let verdict = accept_hello(&hello, &ctx.token).and_then(|()| {
-        // This connection is counted too, so more than the limit means one too many.
+        let (active, open) = ctx.activity.connections.enter_counted();
         if open > ctx.max_connections {
             Err((
                 ErrorCode::LimitExceeded,
@@ -91,11 +91,11 @@ async fn handshake(ctx: &Ctx, conn: &Connection) -> Result<(), (ErrorCode, Strin
                 ),
             ))
         } else {
-            Ok(())
+            Ok(active)
         }
     });
     let reply = match &verdict {
-        Ok(()) => Message::HelloOk {
+        Ok(_) => Message::HelloOk {
             version: PROTOCOL_VERSION,
             server: format!("sluice-server {}", env!("CARGO_PKG_VERSION")),
         },
@@ -152,9 +152,7 @@ async fn dispatch(
             // refused.
             let _active = ctx.activity.pushes.enter();
             if ctx.activity.draining() {
-                return Err(RequestError::Busy(
-                    "server is draining before shutdown; push to another server".into(),
-                ));
+                return Err(RequestError::Draining);
             }
             handle_push(ctx, msg, send, recv).await?;
             // The push counts as open until the client has its ack, so a drain that

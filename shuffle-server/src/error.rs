@@ -20,6 +20,8 @@ pub enum RequestError {
     Storage(#[from] SpillError),
     #[error("busy: {0}")]
     Busy(String),
+    #[error("server is draining before shutdown; push to another server")]
+    Draining,
     #[error("limit exceeded: {0}")]
     Limit(String),
     #[error("stream closed by peer: {0}")]
@@ -41,6 +43,7 @@ impl RequestError {
             Self::Storage(SpillError::DiskFull { .. }) => ErrorCode::DiskFull,
             Self::Storage(_) => ErrorCode::Storage,
             Self::Busy(_) => ErrorCode::Unavailable,
+            Self::Draining => ErrorCode::Draining,
             Self::Limit(_) => ErrorCode::LimitExceeded,
             Self::Stream(_) => ErrorCode::BadRequest,
             Self::Internal(_) => ErrorCode::Internal,

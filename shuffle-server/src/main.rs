@@ -16,21 +16,20 @@ use sluice_server::{Server, ServerConfig};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+const ABOUT: &str = "Sluice shuffle server: accepts Arrow batches over QUIC, splits them \
+     by partition, stores them in per-partition files and serves them to reducers.";
+
 fn command(keys: &[Key]) -> Command {
     Command::new("sluice-server")
         .version(env!("CARGO_PKG_VERSION"))
-        .about(
-            "Sluice shuffle server: accepts Arrow batches over QUIC, splits them by \
-             partition, stores them in per-partition files and serves them to reducers.",
-        )
-        .long_about(
-            "Sluice shuffle server: accepts Arrow batches over QUIC, splits them by \
-             partition, stores them in per-partition files and serves them to reducers.\n\n\
+        .about(ABOUT)
+        .long_about(format!(
+            "{ABOUT}\n\n\
              Configuration comes from a TOML file, then command-line flags, then SLUICE_* \
              environment variables (highest precedence). Without a subcommand the server \
              runs until SIGTERM or Ctrl-C, then drains (refuses new pushes, lets open ones \
-             commit for up to drain_timeout) and exits 0.",
-        )
+             commit for up to drain_timeout) and exits 0."
+        ))
         .arg(
             Arg::new("config")
                 .long("config")
@@ -112,7 +111,18 @@ fn main() -> ExitCode {
 
 fn load_config(keys: &[Key], matches: &ArgMatches) -> Result<ServerConfig, String> {
     let mut overrides = layers::cli_overrides(keys, matches);
-    overrides.extend(layers::env_overrides(keys, std::env::vars()).map_err(|e| e.to_string())?);
+    let mut vars = Vec::new();
+    // Only our variables are read, so an unrelated non-UTF-8 one does no harm.
+    for (name, value) in std::env::vars_os() {
+        let Some(name) = name.to_str().filter(|n| n.starts_with("SLUICE_")) else {
+            continue;
+        };
+        let value = value
+            .into_string()
+            .map_err(|_| format!("environment variable {name} is not valid UTF-8"))?;
+        vars.push((name.to_string(), value));
+    }
+    overrides.extend(layers::env_overrides(keys, vars).map_err(|e| e.to_string())?);
     let file = matches.get_one::<PathBuf>("config");
     layers::load(file.map(PathBuf::as_path), &overrides).map_err(|e| e.to_string())
 }

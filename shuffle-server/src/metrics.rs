@@ -171,12 +171,16 @@ fn describe() {
         Bytes,
         "The server's disk quota (absent when unlimited)."
     );
-    describe_gauge!(CONNECTIONS_ACTIVE, Count, "Open client connections.");
+    describe_gauge!(
+        CONNECTIONS_ACTIVE,
+        Count,
+        "Open client connections that passed the token check."
+    );
     describe_gauge!(STREAMS_ACTIVE, Count, "Open request streams.");
     describe_gauge!(
         PUSHES_ACTIVE,
         Count,
-        "Pushes started and not yet committed or failed."
+        "Pushes started and not yet failed or acknowledged to their client."
     );
     describe_gauge!(APPS, Count, "Registered applications.");
     describe_gauge!(SHUFFLES, Count, "Shuffles with data on this server.");

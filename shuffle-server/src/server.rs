@@ -313,7 +313,7 @@ impl ServerHandle {
         crate::status::Status::of(&self.ctx)
     }
 
-    /// Refuses new pushes (with the retryable `Unavailable`) and waits up to `timeout`
+    /// Refuses new pushes (with the retryable `Draining`) and waits up to `timeout`
     /// for open pushes to commit or fail. Fetches are still served. Follow with
     /// [`shutdown`](Self::shutdown).
     pub async fn drain(&self, timeout: Duration) -> DrainReport {

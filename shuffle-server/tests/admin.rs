@@ -113,7 +113,7 @@ async fn a_drain_refuses_new_pushes_with_a_retryable_error_and_keeps_serving_fet
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, ClientError::Server { code: ErrorCode::Unavailable, message }
+        matches!(&err, ClientError::Server { code: ErrorCode::Draining, message }
             if message.contains("draining")),
         "{err}"
     );

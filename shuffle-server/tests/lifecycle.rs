@@ -1,5 +1,5 @@
 //! The real `sluice-server` binary under SIGTERM while mappers push: it drains (open
-//! pushes commit, new ones get the retryable `Unavailable`), exits 0, and after a
+//! pushes commit, new ones get the retryable `Draining`), exits 0, and after a
 //! restart on the same data directory every acknowledged map reads back exactly while
 //! no unacknowledged one is served.
 
@@ -126,7 +126,13 @@ async fn sigterm_drains_and_loses_no_acknowledged_commit() {
         .map(|i| tokio::spawn(pusher(i, client.clone(), signalled.clone(), out.clone())))
         .collect();
     // Let a few rounds commit, then signal with pushes in flight.
+    let deadline = Instant::now() + Duration::from_secs(60);
     while out.lock().unwrap().acked.len() < 8 {
+        assert!(
+            Instant::now() < deadline,
+            "pushes stalled: {:?}",
+            out.lock().unwrap()
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     *signalled.lock().unwrap() = Some(Instant::now());

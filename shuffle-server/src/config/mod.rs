@@ -299,16 +299,9 @@ impl ServerConfig {
         config
     }
 
-    /// Reads and validates a TOML configuration file.
+    /// Reads and validates a TOML configuration file (no flags or environment).
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_toml(&text).map_err(|message| ConfigError::Invalid {
-            origin: format!("config file {}", path.display()),
-            message,
-        })
+        layers::load(Some(path), &[])
     }
 
     /// Parses and validates TOML text; the error names the offending key.

@@ -22,8 +22,7 @@ pub(crate) struct Active(Arc<AtomicUsize>);
 
 impl Counter {
     pub fn enter(&self) -> Active {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        Active(self.0.clone())
+        self.enter_counted().0
     }
 
     /// Like [`enter`](Self::enter), also returning the count including this one.

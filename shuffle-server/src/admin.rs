@@ -99,7 +99,7 @@ fn metrics(ctx: &Ctx) -> Reply {
 fn refresh_gauges(ctx: &Ctx) {
     let quota = ctx.registry.disk_quota();
     let apps = ctx.registry.apps();
-    let shuffles: usize = apps.iter().map(|a| a.shuffles().len()).sum();
+    let shuffles: usize = apps.iter().map(|a| a.shuffle_count()).sum();
     metrics::gauge!(m::MEMORY_USED).set(ctx.memory.used() as f64);
     metrics::gauge!(m::MEMORY_BUDGET).set(ctx.memory.limit() as f64);
     metrics::gauge!(m::DISK_USED).set(quota.used() as f64);

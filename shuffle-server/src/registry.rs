@@ -331,6 +331,10 @@ impl App {
         self.env.quota.used()
     }
 
+    pub fn shuffle_count(&self) -> usize {
+        lock(&self.shuffles).len()
+    }
+
     /// The app's shuffles, sorted by id.
     pub fn shuffles(&self) -> Vec<(u32, Arc<Shuffle>)> {
         let mut all: Vec<_> = lock(&self.shuffles)

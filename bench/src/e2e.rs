@@ -81,7 +81,7 @@ fn generate(args: &Args) -> (Vec<MapInput>, Vec<Digest>, u64) {
 }
 
 /// Runs the shuffle; returns whether it verified, and the measured numbers.
-pub async fn run(args: &Args) -> Result<(bool, Vec<Record>), Box<dyn std::error::Error>> {
+pub async fn run(args: &Args) -> Result<(bool, Vec<Record>), crate::BenchError> {
     let t0 = Instant::now();
     let (maps, expected, input_bytes) = generate(args);
     let rows: u64 = expected.iter().map(|d| d.rows).sum();
@@ -153,6 +153,7 @@ pub async fn run(args: &Args) -> Result<(bool, Vec<Record>), Box<dyn std::error:
         acked_rows += ack.partition_rows.iter().sum::<u64>();
     }
     let push_secs = t_push.elapsed().as_secs_f64();
+    let after_push = crate::report::usage();
 
     // Fetch: reducers over contiguous partition ranges, decoding as a reducer would.
     let t_fetch = Instant::now();
@@ -180,6 +181,7 @@ pub async fn run(args: &Args) -> Result<(bool, Vec<Record>), Box<dyn std::error:
         fetched.extend(f.await??);
     }
     let fetch_secs = t_fetch.elapsed().as_secs_f64();
+    let after_fetch = crate::report::usage();
     server.shutdown().await;
 
     // Verify outside the timed sections.
@@ -196,7 +198,10 @@ pub async fn run(args: &Args) -> Result<(bool, Vec<Record>), Box<dyn std::error:
 
     let after = crate::report::usage();
     // Server and clients share this process: the CPU of both sides of the shuffle.
-    let cpu_per_gb = (after.cpu_secs - before.cpu_secs) / (input_bytes as f64 / 1e9);
+    let gb = input_bytes as f64 / 1e9;
+    let cpu_per_gb = (after_fetch.cpu_secs - before.cpu_secs) / gb;
+    let push_cpu = (after_push.cpu_secs - before.cpu_secs) / gb;
+    let fetch_cpu = (after_fetch.cpu_secs - after_push.cpu_secs) / gb;
     let peak_rss_mib = after.peak_rss_bytes as f64 / (1 << 20) as f64;
     let gbps = |secs: f64| input_bytes as f64 / 1e9 / secs;
     println!();
@@ -233,6 +238,8 @@ pub async fn run(args: &Args) -> Result<(bool, Vec<Record>), Box<dyn std::error:
     );
     println!("{:<22} {:>14}", "fetch time", format!("{fetch_secs:.2} s"));
     println!("{:<22} {:>14}", "CPU per GB", format!("{cpu_per_gb:.2} s"));
+    println!("{:<22} {:>14}", "  push", format!("{push_cpu:.2} s"));
+    println!("{:<22} {:>14}", "  fetch", format!("{fetch_cpu:.2} s"));
     println!(
         "{:<22} {:>14}",
         "peak RSS",
@@ -269,6 +276,8 @@ pub async fn run(args: &Args) -> Result<(bool, Vec<Record>), Box<dyn std::error:
             "x",
         ),
         Record::new("e2e", case.clone(), "cpu_per_gb", cpu_per_gb, "s/GB"),
+        Record::new("e2e", case.clone(), "push_cpu_per_gb", push_cpu, "s/GB"),
+        Record::new("e2e", case.clone(), "fetch_cpu_per_gb", fetch_cpu, "s/GB"),
         // Includes the generated input, which the benchmark holds in memory.
         Record::new("e2e", case.clone(), "peak_rss", peak_rss_mib, "MiB"),
         Record::new("e2e", case, "input", input_bytes as f64 / 1e6, "MB"),

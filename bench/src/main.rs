@@ -5,6 +5,7 @@
 mod codec;
 mod data;
 mod e2e;
+mod net;
 mod report;
 mod spill;
 mod split;
@@ -29,7 +30,13 @@ enum Mode {
     Spill,
     /// Block encoding and decoding (header, codec, crc32c), against the codec alone.
     Codec,
+    /// The transport: raw quinn bulk transfers under each tuning, TCP for reference,
+    /// and e2e push and fetch against the raw quinn limit.
+    Net,
 }
+
+/// Any failure of a benchmark run (it is reported and the run exits 2).
+pub(crate) type BenchError = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub(crate) enum Codec {
@@ -100,6 +107,9 @@ pub(crate) struct Args {
     /// codec: MiB of raw (IPC) block bytes per case.
     #[arg(long, default_value_t = 256)]
     codec_mib: usize,
+    /// net: MiB per raw transfer.
+    #[arg(long, default_value_t = 2048)]
+    net_mib: u64,
     /// Where the server stores data (default: a temporary directory).
     #[arg(long)]
     pub(crate) data_dir: Option<std::path::PathBuf>,
@@ -117,20 +127,24 @@ fn main() -> ExitCode {
         args.maps = args.maps.min(2);
         args.batches_per_map = args.batches_per_map.min(8);
     }
-    let (ok, records) = match args.mode {
-        Mode::E2e => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
-            match runtime.block_on(e2e::run(&args)) {
-                Ok(result) => result,
-                Err(e) => {
-                    eprintln!("sluice-bench: {e}");
-                    return ExitCode::from(2);
-                }
-            }
+    let async_run = |result: Result<(bool, Vec<report::Record>), BenchError>| match result {
+        Ok(result) => Some(result),
+        Err(e) => {
+            eprintln!("sluice-bench: {e}");
+            None
         }
+    };
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+    };
+    let (ok, records) = match args.mode {
+        Mode::E2e => match async_run(runtime().block_on(e2e::run(&args))) {
+            Some(result) => result,
+            None => return ExitCode::from(2),
+        },
         Mode::Split => {
             let split_args = split::SplitArgs {
                 batches: if args.quick { 16 } else { args.split_batches },
@@ -157,6 +171,16 @@ fn main() -> ExitCode {
             let records = codec::run(&codec_args);
             codec::print(&records);
             (true, records)
+        }
+        Mode::Net => {
+            let net_args = net::NetArgs {
+                bytes: if args.quick { 64 } else { args.net_mib } << 20,
+                runs: if args.quick { 1 } else { args.runs },
+            };
+            match async_run(runtime().block_on(net::run(&args, &net_args))) {
+                Some(result) => result,
+                None => return ExitCode::from(2),
+            }
         }
         Mode::Spill => {
             let spill_args = spill::SpillArgs {

@@ -46,7 +46,10 @@ impl Client {
         } else {
             "[::]:0".parse().expect("valid address")
         };
-        let mut endpoint = Endpoint::client(bind).map_err(|e| connect_err(e.to_string()))?;
+        let mut endpoint = config
+            .transport
+            .endpoint(bind, None)
+            .map_err(|e| connect_err(e.to_string()))?;
         endpoint.set_default_client_config(config.quic_client_config()?);
         let connecting = endpoint
             .connect(addr, &config.server_name)

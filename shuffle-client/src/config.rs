@@ -9,6 +9,7 @@ use sluice_format::DecodeLimits;
 use sluice_proto::Limits;
 
 use crate::error::ClientError;
+use crate::transport::TransportTuning;
 
 /// How the client decides to trust the server's certificate.
 #[derive(Debug, Clone)]
@@ -36,6 +37,8 @@ pub struct ClientConfig {
     pub idle_timeout: Duration,
     /// Name reported to the server in the handshake.
     pub client_name: String,
+    /// UDP socket, segmentation offload, datagram size and flow-control windows.
+    pub transport: TransportTuning,
 }
 
 impl ClientConfig {
@@ -52,6 +55,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
             client_name: format!("sluice-client {}", env!("CARGO_PKG_VERSION")),
+            transport: TransportTuning::CLIENT,
         }
     }
 
@@ -73,7 +77,7 @@ impl ClientConfig {
         if roots.is_empty() {
             return Err(ClientError::Tls("no certificate to trust".into()));
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(crate::transport::crypto_provider());
         let mut tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| ClientError::Tls(e.to_string()))?
@@ -83,12 +87,9 @@ impl ClientConfig {
         let crypto =
             QuicClientConfig::try_from(tls).map_err(|e| ClientError::Tls(e.to_string()))?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-        let mut transport = quinn::TransportConfig::default();
+        let mut transport = self.transport.transport_config();
         transport.max_idle_timeout(self.idle_timeout.try_into().ok());
         transport.keep_alive_interval(Some(self.idle_timeout / 4));
-        transport.stream_receive_window(quinn::VarInt::from_u32(16 << 20));
-        transport.receive_window(quinn::VarInt::from_u32(64 << 20));
-        transport.send_window(64 << 20);
         config.transport_config(Arc::new(transport));
         Ok(config)
     }

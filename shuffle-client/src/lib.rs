@@ -39,6 +39,7 @@ mod error;
 mod fetch;
 mod io;
 mod push;
+pub mod transport;
 
 pub use blocking::{BlockingClient, BlockingFetchStream, BlockingPushStream};
 pub use client::{AppCredentials, Client};
@@ -47,3 +48,4 @@ pub use error::ClientError;
 pub use fetch::{FetchRequest, FetchStream, FetchSummary, FetchedBlock};
 pub use push::{range_partitioning, CommitAck, PushRequest, PushStream};
 pub use sluice_proto::{AppId, ErrorCode, MapAttempt, MapFilter, Partitioning, RangeOrder};
+pub use transport::TransportTuning;

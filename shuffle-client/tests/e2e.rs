@@ -467,3 +467,52 @@ fn blocking_client_round_trips_and_trusts_a_ca_file() {
     drop(client);
     runtime.block_on(server.handle.shutdown());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ends_with_different_transport_tunings_round_trip_exactly() {
+    // The server without segmentation offload and with jumbo datagrams; the client at
+    // Ethernet size with quinn's small windows: each end must respect the other's
+    // limits, and a multi-megabyte push and fetch still match exactly.
+    let server = start_server_with(|c| {
+        c.transport.segmentation_offload = false;
+        c.transport.max_udp_payload = 8972;
+        c.transport.udp_socket_buffer = bytesize::ByteSize::b(0);
+    })
+    .await;
+    let mut config = server.client_config();
+    config.transport.max_udp_payload = 1472;
+    config.transport.stream_receive_window = 1 << 20;
+    config.transport.receive_window = 2 << 20;
+    let client = sluice_client::Client::connect(server.handle.local_addr(), &config)
+        .await
+        .unwrap();
+    let app = app("app-tuning");
+    client.register_app(&app).await.unwrap();
+    let n = 8;
+    let map = MapAttempt {
+        map_id: 7,
+        map_index: 0,
+        attempt: 0,
+    };
+    let rows = vec![batch(20_000, 11), batch(20_000, 12)];
+    push_map(&client, &app, 0, map, n, &rows).await;
+    let got = fetch_grouped(&client, FetchRequest::partitions(app.clone(), 0, 0..n))
+        .await
+        .unwrap();
+    assert_map_matches(&got, map.map_id, &reference_split(&rows, hash_spec(), n));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_impossible_client_tuning_is_refused_before_connecting() {
+    let server = start_server().await;
+    let mut config = server.client_config();
+    config.transport.max_udp_payload = 9000; // with segmentation offload on
+    let err = sluice_client::Client::connect(server.handle.local_addr(), &config)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Connect { message, .. }
+            if message == "max_udp_payload: 9000 is over 6500 with segmentation_offload (turn one down)"),
+        "{err:?}"
+    );
+}

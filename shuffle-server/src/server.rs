@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quinn::{Endpoint, VarInt};
+use sluice_client::TransportTuning;
 use sluice_format::CodecConfig;
 use sluice_proto::Limits;
 use sluice_spill::uring::{UringBackend, UringConfig};
@@ -86,10 +87,12 @@ impl Server {
             None => Some(config.data_dir.join("tls").join("cert.pem")),
         };
         let crypto = crate::tls::quic_server_config(identity)?;
+        let tuning = config.transport.tuning().map_err(StartError::Invalid)?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-        server_config.transport_config(Arc::new(transport(&config)));
-        let endpoint =
-            Endpoint::server(server_config, config.listen).map_err(|source| StartError::Bind {
+        server_config.transport_config(Arc::new(transport(&config, &tuning)));
+        let endpoint = tuning
+            .endpoint(config.listen, Some(server_config))
+            .map_err(|source| StartError::Bind {
                 addr: config.listen,
                 source,
             })?;
@@ -254,18 +257,12 @@ async fn expire_apps(ctx: Arc<Ctx>, expiry: Duration) {
     }
 }
 
-fn transport(config: &ServerConfig) -> quinn::TransportConfig {
-    let mut t = quinn::TransportConfig::default();
+fn transport(config: &ServerConfig, tuning: &TransportTuning) -> quinn::TransportConfig {
+    let mut t = tuning.transport_config();
     let streams = VarInt::from_u32(config.limits.max_streams_per_connection);
     t.max_concurrent_bidi_streams(streams);
     t.max_concurrent_uni_streams(VarInt::from_u32(0));
     t.max_idle_timeout(config.limits.idle_timeout.try_into().ok());
-    // Receive windows: a stream's covers the bandwidth-delay product of a 10 Gb/s link
-    // at 3 ms; the connection's bounds the unread bytes a client can park in this
-    // server's memory (outside the memory budget) while pushes are held back.
-    t.stream_receive_window(VarInt::from_u32(4 << 20));
-    t.receive_window(VarInt::from_u32(32 << 20));
-    t.send_window(64 << 20);
     t
 }
 

@@ -95,7 +95,7 @@ fn write_private(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), StartError
 
 /// QUIC server crypto: TLS 1.3 with the `sluice/1` ALPN.
 pub(crate) fn quic_server_config(identity: Identity) -> Result<QuicServerConfig, StartError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(sluice_client::transport::crypto_provider());
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| StartError::Tls(e.to_string()))?

@@ -18,6 +18,24 @@ fn example_config_parses_and_matches_the_defaults() {
     assert_eq!(config.storage.backend, BackendName::Auto);
     assert_eq!(config.storage.durability, DurabilityName::PageCache);
     assert_eq!(config.admin.listen.to_string(), "127.0.0.1:7338");
+    // The server's transport is the shared tuning (the one the benchmark measures).
+    assert_eq!(
+        config.transport.tuning().unwrap(),
+        sluice_client::TransportTuning::SERVER
+    );
+    let jumbo = ServerConfig::from_toml(
+        "[transport]\nsegmentation_offload = false\nmax_udp_payload = 8972\nudp_socket_buffer = \"0B\"",
+    )
+    .unwrap();
+    let tuning = jumbo.transport.tuning().unwrap();
+    assert_eq!(
+        (
+            tuning.max_udp_payload,
+            tuning.segmentation_offload,
+            tuning.udp_socket_buffer
+        ),
+        (8972, false, 0)
+    );
     let fsync = ServerConfig::from_toml(
         "[storage]\ndurability = \"fsync\"\nbackend = \"io_uring\"\ndisk_quota = \"2GiB\"",
     )
@@ -37,6 +55,18 @@ fn invalid_config_names_the_key() {
         ("[storage]\ncodec = \"zstd\"\nzstd_level = 40", "zstd_level"),
         ("[storage]\nblock_size = \"1B\"", "block_size"),
         ("[limits]\nidle_timeout = \"soon\"", "idle_timeout"),
+        (
+            "[transport]\nmax_udp_payload = 8972",
+            "transport.max_udp_payload: 8972 is over 6500 with segmentation_offload",
+        ),
+        (
+            "[transport]\nmax_udp_payload = 900",
+            "transport.max_udp_payload",
+        ),
+        (
+            "[transport]\nreceive_window = \"2GiB\"",
+            "transport.receive_window",
+        ),
         ("listen = \"nowhere\"", "listen"),
         ("unknown_key = 1", "unknown_key"),
         ("[tls]\ncert = \"/x.pem\"", "tls.key"),

@@ -26,6 +26,7 @@ pub struct ServerConfig {
     pub tls: TlsConfig,
     pub storage: StorageConfig,
     pub limits: LimitsConfig,
+    pub transport: TransportConfig,
     /// Threads that split and compress (0: one per core).
     pub worker_threads: usize,
     /// On SIGTERM, how long open pushes may take to finish before the server exits.
@@ -173,6 +174,28 @@ pub struct LimitsConfig {
     pub max_apps: u32,
 }
 
+/// QUIC transport tuning (see `sluice_client::TransportTuning`, which both ends share).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransportConfig {
+    /// `SO_RCVBUF` / `SO_SNDBUF` of the UDP socket ("0B": the OS default).
+    #[serde(serialize_with = "exact_size")]
+    pub udp_socket_buffer: ByteSize,
+    /// Generic segmentation offload (several datagrams per send call).
+    pub segmentation_offload: bool,
+    /// Largest UDP payload sent or accepted; MTU discovery probes up to it.
+    pub max_udp_payload: u16,
+    /// Unread bytes a client may send ahead on one stream.
+    #[serde(serialize_with = "exact_size")]
+    pub stream_receive_window: ByteSize,
+    /// Unread bytes a client may send ahead on one connection.
+    #[serde(serialize_with = "exact_size")]
+    pub receive_window: ByteSize,
+    /// Unacknowledged bytes the server may have in flight per connection.
+    #[serde(serialize_with = "exact_size")]
+    pub send_window: ByteSize,
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
@@ -182,6 +205,7 @@ impl Default for ServerConfig {
             tls: TlsConfig::default(),
             storage: StorageConfig::default(),
             limits: LimitsConfig::default(),
+            transport: TransportConfig::default(),
             worker_threads: 0,
             drain_timeout: Duration::from_secs(30),
             admin: AdminConfig::default(),
@@ -235,6 +259,48 @@ impl Default for StorageConfig {
             app_disk_quota: None,
             app_expiry: Duration::from_secs(3600),
         }
+    }
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        let t = sluice_client::TransportTuning::SERVER;
+        Self {
+            udp_socket_buffer: ByteSize::b(t.udp_socket_buffer as u64),
+            segmentation_offload: t.segmentation_offload,
+            max_udp_payload: t.max_udp_payload,
+            stream_receive_window: ByteSize::b(t.stream_receive_window.into()),
+            receive_window: ByteSize::b(t.receive_window.into()),
+            send_window: ByteSize::b(t.send_window),
+        }
+    }
+}
+
+impl TransportConfig {
+    /// The tuning these settings name, or the key that is out of range.
+    pub fn tuning(&self) -> Result<sluice_client::TransportTuning, String> {
+        let window = |key: &str, size: ByteSize| {
+            let n = size.as_u64();
+            if (64 << 10..=1 << 30).contains(&n) {
+                Ok(n as u32)
+            } else {
+                Err(format!("transport.{key}: {n} not in 64 KiB..1 GiB"))
+            }
+        };
+        let buffer = self.udp_socket_buffer.as_u64();
+        if buffer > 1 << 30 {
+            return Err(format!("transport.udp_socket_buffer: {buffer} over 1 GiB"));
+        }
+        let tuning = sluice_client::TransportTuning {
+            udp_socket_buffer: buffer as usize,
+            segmentation_offload: self.segmentation_offload,
+            max_udp_payload: self.max_udp_payload,
+            stream_receive_window: window("stream_receive_window", self.stream_receive_window)?,
+            receive_window: window("receive_window", self.receive_window)?,
+            send_window: window("send_window", self.send_window)?.into(),
+        };
+        tuning.check().map_err(|e| format!("transport.{e}"))?;
+        Ok(tuning)
     }
 }
 
@@ -313,6 +379,7 @@ impl ServerConfig {
 
     pub fn validate(&self) -> Result<(), String> {
         self.codec()?;
+        self.transport.tuning()?;
         let frame = self.limits.max_frame_size.as_u64();
         if !(1024..=u32::MAX as u64).contains(&frame) {
             return Err(format!(

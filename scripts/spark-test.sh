@@ -8,63 +8,7 @@
 #   SLUICE_SPARK_JOBS=name,name: run only these jobs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-cache="${SLUICE_CACHE:-$HOME/.cache/sluice}"
-version="${SLUICE_SPARK_VERSION:-3.5.9}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
-venv="$cache/venv-spark-${version%.*}"
-
-if ! "$venv/bin/python" -c "import sys, pyspark; sys.exit(pyspark.__version__ != '$version')" 2>/dev/null; then
-  echo "installing pyspark $version into $venv"
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --cache-dir "$cache/pip" "pyspark==$version"
-fi
-pyspark_dir="$("$venv/bin/python" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')"
-
-jar="$(jni/build-jar.sh "$pyspark_dir" | tail -1)"
-cargo build --release --locked -p sluice-server
-server="$CARGO_TARGET_DIR/release/sluice-server"
-
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_udp_port() {
-  python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# Server a generates the cluster token and certificate; server b shares them.
-start_server() { # name port extra-toml
-  local dir="$work/$1"
-  mkdir -p "$dir"
-  printf 'listen = "127.0.0.1:%s"\ndata_dir = "%s/data"\n%s\n[storage]\nmemory_budget = "256MiB"\n[admin]\nlisten = "127.0.0.1:0"\n' \
-    "$2" "$dir" "$3" > "$dir/config.toml"
-  "$server" --config "$dir/config.toml" > "$dir/server.log" 2>&1 &
-  pids+=($!)
-  echo $! > "$dir/pid"
-}
-wait_for() {
-  for _ in $(seq 300); do [ -s "$1" ] && return 0; sleep 0.1; done
-  echo "timed out waiting for $1" >&2
-  return 1
-}
-
-port_a="$(free_udp_port)"
-port_b="$(free_udp_port)"
-start_server a "$port_a" ""
-wait_for "$work/a/data/tls/cert.pem"
-wait_for "$work/a/data/cluster-token"
-start_server b "$port_b" "cluster_token_file = \"$work/a/data/cluster-token\"
-[tls]
-cert = \"$work/a/data/tls/cert.pem\"
-key = \"$work/a/data/tls/key.pem\""
-sleep 1
+source scripts/spark-env.sh
 
 jobs=()
 if [ -n "${SLUICE_SPARK_JOBS:-}" ]; then jobs=(--jobs "$SLUICE_SPARK_JOBS"); fi
@@ -77,7 +21,5 @@ timeout 1500 "$venv/bin/python" jni/tests/spark_jobs.py \
   --work-dir "$work/spark" \
   --kill-pid-file "$work/b/pid" \
   "${jobs[@]}" || status=$?
-if [ "$status" -ne 0 ]; then
-  for s in a b; do echo "--- server $s log (tail)"; tail -n 30 "$work/$s/server.log"; done
-fi
+if [ "$status" -ne 0 ]; then server_logs; fi
 exit "$status"

@@ -88,7 +88,9 @@ pub fn run(args: &CodecArgs) -> Vec<Record> {
     let raw_bytes: usize = raw.iter().map(Vec::len).sum();
     let gbps = |secs: f64| raw_bytes as f64 / secs / 1e9;
     let mut records = Vec::new();
+    let bar = crate::report::progress(CASES.len() as u64, "codec");
     for case in CASES {
+        bar.set_message(format!("codec {}", case.name()));
         let config = CodecConfig::new(case.codec, case.level).expect("valid codec");
         // Ours: what the server does per block (header, compression, crc32c).
         let mut encoded: Vec<Vec<u8>> = Vec::new();
@@ -131,7 +133,9 @@ pub fn run(args: &CodecArgs) -> Vec<Record> {
             raw_bytes as f64 / stored as f64,
             "x",
         ));
+        bar.inc(1);
     }
+    bar.finish_and_clear();
     records
 }
 

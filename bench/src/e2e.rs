@@ -15,7 +15,7 @@ use sluice_server::{Server, ServerConfig};
 use sluice_splitter::{PartitionSpec, Partitioner};
 
 use crate::data::{buffer_bytes, lineitem_batch, lineitem_schema, row_hashes, Digest};
-use crate::report::Record;
+use crate::report::{median, Record};
 use crate::{Args, Codec};
 
 struct MapInput {
@@ -80,7 +80,20 @@ fn generate(args: &Args) -> (Vec<MapInput>, Vec<Digest>, u64) {
     (maps, expected, bytes)
 }
 
-/// Runs the shuffle; returns whether it verified, and the measured numbers.
+/// One measured shuffle: a fresh server, every map pushed, every partition fetched and
+/// verified against the generator's digests.
+struct Shuffle {
+    push_secs: f64,
+    fetch_secs: f64,
+    push_cpu_secs: f64,
+    fetch_cpu_secs: f64,
+    stored_bytes: u64,
+    peak_rss_bytes: u64,
+    ok: bool,
+}
+
+/// Runs the shuffle `--runs` times on the same input; reports medians, and whether
+/// every run verified.
 pub async fn run(args: &Args) -> Result<(bool, Vec<Record>), crate::BenchError> {
     let t0 = Instant::now();
     let (maps, expected, input_bytes) = generate(args);
@@ -93,13 +106,26 @@ pub async fn run(args: &Args) -> Result<(bool, Vec<Record>), crate::BenchError> 
         input_bytes as f64 / 1e6,
         t0.elapsed().as_secs_f64()
     );
+    let runs = if args.quick { 1 } else { args.runs.max(1) };
+    let mut shuffles = Vec::new();
+    for _ in 0..runs {
+        shuffles.push(shuffle_once(args, &maps, &expected, rows).await?);
+    }
+    Ok(report(args, &shuffles, input_bytes, rows))
+}
 
+async fn shuffle_once(
+    args: &Args,
+    maps: &[MapInput],
+    expected: &[Digest],
+    rows: u64,
+) -> Result<Shuffle, crate::BenchError> {
     let tmp = tempfile::tempdir()?;
-    let mut config = ServerConfig::embedded(
-        args.data_dir
-            .clone()
-            .unwrap_or_else(|| tmp.path().join("data")),
-    );
+    let data_dir = match &args.data_dir {
+        Some(dir) => tempfile::tempdir_in(dir)?.keep(),
+        None => tmp.path().join("data"),
+    };
+    let mut config = ServerConfig::embedded(data_dir.clone());
     config.storage.codec = match args.codec {
         Codec::None => CodecName::None,
         Codec::Lz4 => CodecName::Lz4,
@@ -122,8 +148,10 @@ pub async fn run(args: &Args) -> Result<(bool, Vec<Record>), crate::BenchError> 
     let before = crate::report::usage();
     let t_push = Instant::now();
     let mut pushes = Vec::new();
+    let bar = crate::report::progress((args.maps * args.batches_per_map) as u64, "push batches");
     for input in maps {
-        let (cfg, app) = (client_config.clone(), app.clone());
+        let (cfg, app, bar) = (client_config.clone(), app.clone(), bar.clone());
+        let (map, batches) = (input.map, input.batches.clone());
         let n = args.partitions;
         pushes.push(tokio::spawn(async move {
             let client = Client::connect(addr, &cfg).await?;
@@ -131,14 +159,15 @@ pub async fn run(args: &Args) -> Result<(bool, Vec<Record>), crate::BenchError> 
                 .push(PushRequest {
                     app,
                     shuffle_id: 0,
-                    map: input.map,
+                    map,
                     num_partitions: n,
                     partitioning: Partitioning::Hash { columns: vec![0] },
                     schema: lineitem_schema(),
                 })
                 .await?;
-            for batch in &input.batches {
+            for batch in &batches {
                 push.send(batch).await?;
+                bar.inc(1);
             }
             let ack = push.commit().await?;
             client.close().await;
@@ -153,6 +182,7 @@ pub async fn run(args: &Args) -> Result<(bool, Vec<Record>), crate::BenchError> 
         acked_rows += ack.partition_rows.iter().sum::<u64>();
     }
     let push_secs = t_push.elapsed().as_secs_f64();
+    bar.finish_and_clear();
     let after_push = crate::report::usage();
 
     // Fetch: reducers over contiguous partition ranges, decoding as a reducer would.
@@ -160,9 +190,10 @@ pub async fn run(args: &Args) -> Result<(bool, Vec<Record>), crate::BenchError> 
     let mut fetches = Vec::new();
     let n = args.partitions;
     let reducers = args.reducers.clamp(1, n);
+    let bar = crate::report::progress(rows, "fetch rows");
     for r in 0..reducers {
         let range = (r * n / reducers)..((r + 1) * n / reducers);
-        let (cfg, app) = (client_config.clone(), app.clone());
+        let (cfg, app, bar) = (client_config.clone(), app.clone(), bar.clone());
         fetches.push(tokio::spawn(async move {
             let client = Client::connect(addr, &cfg).await?;
             let mut stream = client
@@ -170,6 +201,7 @@ pub async fn run(args: &Args) -> Result<(bool, Vec<Record>), crate::BenchError> 
                 .await?;
             let mut out = Vec::new();
             while let Some(item) = stream.next_batch().await? {
+                bar.inc(item.1.num_rows() as u64);
                 out.push(item);
             }
             client.close().await;
@@ -181,8 +213,12 @@ pub async fn run(args: &Args) -> Result<(bool, Vec<Record>), crate::BenchError> 
         fetched.extend(f.await??);
     }
     let fetch_secs = t_fetch.elapsed().as_secs_f64();
+    bar.finish_and_clear();
     let after_fetch = crate::report::usage();
     server.shutdown().await;
+    if args.data_dir.is_some() {
+        std::fs::remove_dir_all(&data_dir)?;
+    }
 
     // Verify outside the timed sections.
     let mut actual = vec![Digest::default(); n as usize];
@@ -194,63 +230,7 @@ pub async fn run(args: &Args) -> Result<(bool, Vec<Record>), crate::BenchError> 
     let mismatched: Vec<u32> = (0..n)
         .filter(|&p| actual[p as usize] != expected[p as usize])
         .collect();
-    let ok = mismatched.is_empty() && acked_rows == rows;
-
-    let after = crate::report::usage();
-    // Server and clients share this process: the CPU of both sides of the shuffle.
-    let gb = input_bytes as f64 / 1e9;
-    let cpu_per_gb = (after_fetch.cpu_secs - before.cpu_secs) / gb;
-    let push_cpu = (after_push.cpu_secs - before.cpu_secs) / gb;
-    let fetch_cpu = (after_fetch.cpu_secs - after_push.cpu_secs) / gb;
-    let peak_rss_mib = after.peak_rss_bytes as f64 / (1 << 20) as f64;
-    let gbps = |secs: f64| input_bytes as f64 / 1e9 / secs;
-    println!();
-    println!(
-        "sluice-bench e2e: {} maps -> {} partitions -> {} reducers, codec {:?}",
-        args.maps, n, reducers, args.codec
-    );
-    println!(
-        "{:<22} {:>14}",
-        "input bytes",
-        format!("{:.1} MB", input_bytes as f64 / 1e6)
-    );
-    println!("{:<22} {:>14}", "rows", rows);
-    println!(
-        "{:<22} {:>14}",
-        "stored bytes",
-        format!("{:.1} MB", stored_bytes as f64 / 1e6)
-    );
-    println!(
-        "{:<22} {:>14}",
-        "compression ratio",
-        format!("{:.2}", input_bytes as f64 / stored_bytes.max(1) as f64)
-    );
-    println!(
-        "{:<22} {:>14}",
-        "push",
-        format!("{:.3} GB/s", gbps(push_secs))
-    );
-    println!("{:<22} {:>14}", "push time", format!("{push_secs:.2} s"));
-    println!(
-        "{:<22} {:>14}",
-        "fetch",
-        format!("{:.3} GB/s", gbps(fetch_secs))
-    );
-    println!("{:<22} {:>14}", "fetch time", format!("{fetch_secs:.2} s"));
-    println!("{:<22} {:>14}", "CPU per GB", format!("{cpu_per_gb:.2} s"));
-    println!("{:<22} {:>14}", "  push", format!("{push_cpu:.2} s"));
-    println!("{:<22} {:>14}", "  fetch", format!("{fetch_cpu:.2} s"));
-    println!(
-        "{:<22} {:>14}",
-        "peak RSS",
-        format!("{peak_rss_mib:.0} MiB")
-    );
-    println!(
-        "{:<22} {:>14}",
-        "verified",
-        if ok { "OK" } else { "MISMATCH" }
-    );
-    if !ok {
+    if !mismatched.is_empty() || acked_rows != rows {
         eprintln!(
             "rows acked {acked_rows} of {rows}; {} partitions differ, first: {:?}",
             mismatched.len(),
@@ -261,26 +241,71 @@ pub async fn run(args: &Args) -> Result<(bool, Vec<Record>), crate::BenchError> 
                 .collect::<Vec<_>>()
         );
     }
+    Ok(Shuffle {
+        push_secs,
+        fetch_secs,
+        push_cpu_secs: after_push.cpu_secs - before.cpu_secs,
+        fetch_cpu_secs: after_fetch.cpu_secs - after_push.cpu_secs,
+        stored_bytes,
+        peak_rss_bytes: after_fetch.peak_rss_bytes,
+        ok: mismatched.is_empty() && acked_rows == rows,
+    })
+}
+
+/// Prints the medians of the runs and returns them as records.
+fn report(args: &Args, runs: &[Shuffle], input_bytes: u64, rows: u64) -> (bool, Vec<Record>) {
+    let ok = runs.iter().all(|r| r.ok);
+    let gb = input_bytes as f64 / 1e9;
+    let med = |f: &dyn Fn(&Shuffle) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
+    let push = med(&|r| gb / r.push_secs);
+    let fetch = med(&|r| gb / r.fetch_secs);
+    // Server and clients share this process: the CPU of both sides of the shuffle.
+    let push_cpu = med(&|r| r.push_cpu_secs / gb);
+    let fetch_cpu = med(&|r| r.fetch_cpu_secs / gb);
+    let cpu_per_gb = med(&|r| (r.push_cpu_secs + r.fetch_cpu_secs) / gb);
+    let stored_bytes = runs[0].stored_bytes;
+    let ratio = input_bytes as f64 / stored_bytes.max(1) as f64;
+    let peak_rss_mib =
+        runs.iter().map(|r| r.peak_rss_bytes).max().unwrap_or(0) as f64 / (1 << 20) as f64;
+    let n = args.partitions;
+    let reducers = args.reducers.clamp(1, n);
+    let line = |name: &str, value: String| println!("{name:<22} {value:>14}");
+    println!();
+    println!(
+        "sluice-bench e2e: {} maps -> {n} partitions -> {reducers} reducers, codec {:?}, median of {}",
+        args.maps,
+        args.codec,
+        runs.len()
+    );
+    line("input bytes", format!("{:.1} MB", input_bytes as f64 / 1e6));
+    line("rows", rows.to_string());
+    line(
+        "stored bytes",
+        format!("{:.1} MB", stored_bytes as f64 / 1e6),
+    );
+    line("compression ratio", format!("{ratio:.2}"));
+    line("push", format!("{push:.3} GB/s"));
+    line("fetch", format!("{fetch:.3} GB/s"));
+    line("CPU per GB", format!("{cpu_per_gb:.2} s"));
+    line("  push", format!("{push_cpu:.2} s"));
+    line("  fetch", format!("{fetch_cpu:.2} s"));
+    line("peak RSS", format!("{peak_rss_mib:.0} MiB"));
+    line("verified", if ok { "OK".into() } else { "MISMATCH".into() });
     let case = format!(
         "{} maps, P={n}, {reducers} reducers, {:?}",
         args.maps, args.codec
     );
+    let record = |metric, value, unit| Record::new("e2e", case.clone(), metric, value, unit);
     let records = vec![
-        Record::new("e2e", case.clone(), "push", gbps(push_secs), "GB/s"),
-        Record::new("e2e", case.clone(), "fetch", gbps(fetch_secs), "GB/s"),
-        Record::new(
-            "e2e",
-            case.clone(),
-            "compression_ratio",
-            input_bytes as f64 / stored_bytes.max(1) as f64,
-            "x",
-        ),
-        Record::new("e2e", case.clone(), "cpu_per_gb", cpu_per_gb, "s/GB"),
-        Record::new("e2e", case.clone(), "push_cpu_per_gb", push_cpu, "s/GB"),
-        Record::new("e2e", case.clone(), "fetch_cpu_per_gb", fetch_cpu, "s/GB"),
+        record("push", push, "GB/s"),
+        record("fetch", fetch, "GB/s"),
+        record("compression_ratio", ratio, "x"),
+        record("cpu_per_gb", cpu_per_gb, "s/GB"),
+        record("push_cpu_per_gb", push_cpu, "s/GB"),
+        record("fetch_cpu_per_gb", fetch_cpu, "s/GB"),
         // Includes the generated input, which the benchmark holds in memory.
-        Record::new("e2e", case.clone(), "peak_rss", peak_rss_mib, "MiB"),
-        Record::new("e2e", case, "input", input_bytes as f64 / 1e6, "MB"),
+        record("peak_rss", peak_rss_mib, "MiB"),
+        record("input", input_bytes as f64 / 1e6, "MB"),
     ];
-    Ok((ok, records))
+    (ok, records)
 }

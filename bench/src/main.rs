@@ -1,12 +1,17 @@
 //! `sluice-bench`: Sluice's standalone benchmark. `--mode e2e` (default) runs a verified
-//! end-to-end shuffle through an embedded server; `--mode split` measures the split path
-//! against memcpy and a take-per-partition split. `--json PATH` writes every result.
+//! end-to-end shuffle through an embedded server; `split`, `codec`, `spill` and `net`
+//! measure one stage each against the machine's limit (and peers) in the same run;
+//! `spark` times a pyspark job under sort shuffle and under Sluice. `--json PATH` writes
+//! every result, and a chart of them next to it (`PATH` with `.svg`). BENCHMARKS.md has
+//! the current numbers.
 
+mod chart;
 mod codec;
 mod data;
 mod e2e;
 mod net;
 mod report;
+mod spark;
 mod spill;
 mod split;
 
@@ -33,6 +38,9 @@ enum Mode {
     /// The transport: raw quinn bulk transfers under each tuning, TCP for reference,
     /// and e2e push and fetch against the raw quinn limit.
     Net,
+    /// A shuffle-heavy pyspark job under sort shuffle and under Sluice, alternating
+    /// (installs pyspark into a cached venv; minutes).
+    Spark,
 }
 
 /// Any failure of a benchmark run (it is reported and the run exits 2).
@@ -89,7 +97,7 @@ pub(crate) struct Args {
     /// split: block size at which a partition's buffer is drained, in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     block_size: usize,
-    /// split: runs per case (the median is reported).
+    /// Runs per case, in every mode (the median is reported).
     #[arg(long, default_value_t = 3)]
     runs: usize,
     /// split: skip the peers (profile Sluice's own path).
@@ -110,6 +118,9 @@ pub(crate) struct Args {
     /// net: MiB per raw transfer.
     #[arg(long, default_value_t = 2048)]
     net_mib: u64,
+    /// spark: rows of generated lineitem data.
+    #[arg(long, default_value_t = 20_000_000)]
+    spark_rows: u64,
     /// Where the server stores data (default: a temporary directory).
     #[arg(long)]
     pub(crate) data_dir: Option<std::path::PathBuf>,
@@ -123,7 +134,7 @@ fn main() -> ExitCode {
         )
         .init();
     let mut args = Args::parse();
-    if args.quick && args.mode == Mode::E2e {
+    if args.quick && matches!(args.mode, Mode::E2e | Mode::Net) {
         args.maps = args.maps.min(2);
         args.batches_per_map = args.batches_per_map.min(8);
     }
@@ -182,6 +193,23 @@ fn main() -> ExitCode {
                 None => return ExitCode::from(2),
             }
         }
+        Mode::Spark => {
+            let spark_args = spark::SparkArgs {
+                rows: if args.quick {
+                    1_000_000
+                } else {
+                    args.spark_rows
+                },
+                runs: if args.quick { 1 } else { args.runs },
+            };
+            match spark::run(&spark_args) {
+                Ok(records) => (true, records),
+                Err(e) => {
+                    eprintln!("sluice-bench: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
         Mode::Spill => {
             let spill_args = spill::SpillArgs {
                 bytes: if args.quick { 64 } else { args.spill_mib } << 20,
@@ -200,7 +228,19 @@ fn main() -> ExitCode {
             eprintln!("sluice-bench: writing {}: {e}", path.display());
             return ExitCode::from(2);
         }
-        eprintln!("results written to {}", path.display());
+        let title = format!(
+            "sluice-bench --mode {}",
+            format!("{:?}", args.mode).to_lowercase()
+        );
+        if let Err(e) = chart::write_next_to(path, &title, &records) {
+            eprintln!("sluice-bench: writing the chart: {e}");
+            return ExitCode::from(2);
+        }
+        eprintln!(
+            "results written to {} and {}",
+            path.display(),
+            path.with_extension("svg").display()
+        );
     }
     if ok {
         ExitCode::SUCCESS

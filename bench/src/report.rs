@@ -52,6 +52,13 @@ impl Record {
         self
     }
 
+    /// A time peer (lower is better): ratio = theirs / ours.
+    pub fn with_time_peer(mut self, peer: f64) -> Self {
+        self.peer = Some(peer);
+        self.ratio_to_peer = Some(peer / self.value);
+        self
+    }
+
     /// A throughput limit: ratio = ours / limit (at most about 1).
     pub fn with_limit(mut self, limit: f64) -> Self {
         self.limit = Some(limit);
@@ -99,4 +106,17 @@ pub fn usage() -> Usage {
         // Linux reports kilobytes.
         peak_rss_bytes: ru.ru_maxrss as u64 * 1024,
     }
+}
+
+/// A progress bar on stderr, drawn only when stderr is a terminal (so logs and CI
+/// output stay clean). Finish it with `finish_and_clear`.
+pub fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{msg:<24} [{bar:32}] {pos}/{len} {elapsed}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_string());
+    bar
 }

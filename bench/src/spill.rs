@@ -162,11 +162,14 @@ pub fn run(args: &SpillArgs) -> Vec<Record> {
     );
     let cases = cases(args);
     let mut times = vec![Vec::new(); cases.len()];
+    let bar = crate::report::progress((args.runs.max(1) * cases.len()) as u64, "spill");
     for _ in 0..args.runs.max(1) {
         for (i, (_, case)) in cases.iter().enumerate() {
             times[i].push(case());
+            bar.inc(1);
         }
     }
+    bar.finish_and_clear();
     let gbps: Vec<f64> = times
         .iter()
         .map(|t| args.bytes as f64 / 1e9 / median(t))

@@ -149,8 +149,9 @@ pub fn run(args: &SplitArgs) -> Vec<Record> {
         "M rows/s",
     ));
 
+    let bar = crate::report::progress(args.partitions.len() as u64, "split");
     for &n in &args.partitions {
-        eprintln!("split: P = {n}");
+        bar.set_message(format!("split P={n}"));
         let limits = WriterLimits {
             block_size: args.block_size,
             memory_limit: args.memory_limit,
@@ -180,7 +181,9 @@ pub fn run(args: &SplitArgs) -> Vec<Record> {
             rows / ours / 1e6,
             "M rows/s",
         ));
+        bar.inc(1);
     }
+    bar.finish_and_clear();
     records
 }
 

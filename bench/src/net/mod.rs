@@ -79,11 +79,15 @@ pub fn settings() -> Vec<Setting> {
 }
 
 /// Median GB/s of raw quinn transfers under `setting`, and their CPU seconds per GB.
-pub async fn raw_quinn(setting: &Setting, direction: Direction, args: &NetArgs) -> (f64, f64) {
+pub async fn raw_quinn(
+    setting: &Setting,
+    direction: Direction,
+    args: &NetArgs,
+) -> Result<(f64, f64), BenchError> {
     let mut rates = Vec::new();
     let before = usage();
     for _ in 0..args.runs.max(1) {
-        let secs = raw::quinn_transfer(
+        let gbps = raw::quinn_transfer(
             &setting.server,
             &setting.client,
             args.bytes,
@@ -91,11 +95,11 @@ pub async fn raw_quinn(setting: &Setting, direction: Direction, args: &NetArgs) 
             direction,
         )
         .await
-        .unwrap_or_else(|e| panic!("raw quinn transfer ({}): {e}", setting.name));
-        rates.push(args.bytes as f64 / 1e9 / secs);
+        .map_err(|e| format!("raw quinn transfer ({}): {e}", setting.name))?;
+        rates.push(gbps);
     }
     let gb = (args.bytes * args.runs.max(1) as u64) as f64 / 1e9;
-    (median(&rates), (usage().cpu_secs - before.cpu_secs) / gb)
+    Ok((median(&rates), (usage().cpu_secs - before.cpu_secs) / gb))
 }
 
 /// The transport sweep, TCP, then an e2e shuffle against the default raw limit.
@@ -106,18 +110,24 @@ pub async fn run(args: &Args, net: &NetArgs) -> Result<(bool, Vec<Record>), Benc
         "{:<26} {:>11} {:>11} {:>12}",
         "raw quinn, 1 connection", "push", "fetch", "CPU s/GB"
     );
-    for setting in settings() {
+    let settings = settings();
+    let bar = crate::report::progress(settings.len() as u64 * 2, "net");
+    for setting in settings {
+        bar.set_message(format!("net: {}", setting.name));
         let mut cpu = 0.0;
         let mut rates = [0.0; 2];
         for (i, direction) in [Direction::Push, Direction::Fetch].into_iter().enumerate() {
-            let (gbps, cpu_per_gb) = raw_quinn(&setting, direction, net).await;
+            let (gbps, cpu_per_gb) = raw_quinn(&setting, direction, net).await?;
             rates[i] = gbps;
             cpu += cpu_per_gb / 2.0;
+            bar.inc(1);
         }
-        println!(
-            "{:<26} {:>6.3} GB/s {:>6.3} GB/s {:>12.2}",
-            setting.name, rates[0], rates[1], cpu
-        );
+        bar.suspend(|| {
+            println!(
+                "{:<26} {:>6.3} GB/s {:>6.3} GB/s {:>12.2}",
+                setting.name, rates[0], rates[1], cpu
+            )
+        });
         let case = format!("raw quinn, {}", setting.name);
         let mut push = Record::new("net", case.clone(), "push", rates[0], "GB/s");
         let mut fetch = Record::new("net", case.clone(), "fetch", rates[1], "GB/s");
@@ -134,9 +144,10 @@ pub async fn run(args: &Args, net: &NetArgs) -> Result<(bool, Vec<Record>), Benc
             Record::new("net", case, "cpu_per_gb", cpu, "s/GB"),
         ]);
     }
+    bar.finish_and_clear();
     let mut rates = Vec::new();
     for _ in 0..net.runs.max(1) {
-        rates.push(net.bytes as f64 / 1e9 / raw::tcp_transfer(net.bytes).await?);
+        rates.push(raw::tcp_transfer(net.bytes).await?);
     }
     let tcp = median(&rates);
     println!("{:<26} {:>6.3} GB/s", "tokio TCP (no TLS)", tcp);

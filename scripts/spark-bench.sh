@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The Spark benchmark behind `sluice-bench --mode spark`: one shuffle-heavy job
+# (bench/spark/spark_bench.py) under Spark's sort shuffle and under Sluice, alternating.
+# Arguments go to spark_bench.py (--rows, --runs, --json PATH).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/spark-env.sh
+
+status=0
+"$venv/bin/python" bench/spark/spark_bench.py \
+  --jar "$jar" \
+  --servers "127.0.0.1:$port_a,127.0.0.1:$port_b" \
+  --token-file "$work/a/data/cluster-token" \
+  --trust-file "$work/a/data/tls/cert.pem" \
+  --work-dir "$work/spark" \
+  --spark-version "$version" \
+  "$@" || status=$?
+if [ "$status" -ne 0 ]; then server_logs; fi
+exit "$status"

@@ -1,6 +1,6 @@
 use bytes::Bytes;
 use quinn::{RecvStream, SendStream};
-use sluice_proto::{FrameHeader, Limits, Message, FRAME_HEADER_LEN};
+use sluice_proto::{ErrorCode, FrameHeader, Limits, Message, FRAME_HEADER_LEN};
 
 use crate::error::ClientError;
 
@@ -13,17 +13,33 @@ pub(crate) async fn read_message(
     match recv.read_exact(&mut head).await {
         Ok(()) => {}
         Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
-        Err(quinn::ReadExactError::ReadError(quinn::ReadError::ConnectionLost(e))) => {
-            return Err(ClientError::connection(e))
-        }
-        Err(e) => return Err(ClientError::Stream(e.to_string())),
+        Err(e) => return Err(read_error(e)),
     }
     let header = FrameHeader::decode(head, limits)?;
     let mut body = vec![0u8; header.body_len as usize];
-    recv.read_exact(&mut body)
-        .await
-        .map_err(|e| ClientError::Stream(e.to_string()))?;
+    recv.read_exact(&mut body).await.map_err(read_error)?;
     Ok(Some(header.decode_body(Bytes::from(body))?))
+}
+
+/// A failed read as a typed error: a stream the server reset carries its error code
+/// (it resets instead of replying when the reply could not get through, e.g. to a
+/// reader that stalled).
+fn read_error(e: quinn::ReadExactError) -> ClientError {
+    match e {
+        quinn::ReadExactError::ReadError(quinn::ReadError::ConnectionLost(e)) => {
+            ClientError::connection(e)
+        }
+        quinn::ReadExactError::ReadError(quinn::ReadError::Reset(code)) => {
+            match u16::try_from(code.into_inner()) {
+                Ok(code) if code != 0 => ClientError::Server {
+                    code: ErrorCode::from_u16(code),
+                    message: "the server reset the stream".into(),
+                },
+                _ => ClientError::Stream(format!("stream reset by the server ({code})")),
+            }
+        }
+        e => ClientError::Stream(e.to_string()),
+    }
 }
 
 pub(crate) async fn write_message(send: &mut SendStream, msg: &Message) -> Result<(), ClientError> {

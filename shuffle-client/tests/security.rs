@@ -8,9 +8,7 @@ use sluice_client::{
     Client, ClientConfig, ClientError, ErrorCode, FetchRequest, MapAttempt, Partitioning,
     PushRequest, Trust,
 };
-use sluice_proto::{
-    encode_frame, FrameHeader, Limits, Message, FRAME_HEADER_LEN, PROTOCOL_VERSION,
-};
+use sluice_proto::{encode_frame, Message, FRAME_HEADER_LEN};
 
 #[tokio::test]
 async fn wrong_cluster_token_is_refused_with_a_clear_error() {
@@ -145,45 +143,6 @@ async fn one_app_cannot_touch_another_apps_shuffles() {
     let err = fetch.next_block().await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::UnknownApp), "{err}");
     assert!(!server.dir.path().join("data/apps/app-a").exists());
-}
-
-/// A bare QUIC connection that has completed the handshake.
-async fn raw_connection(server: &TestServer) -> (quinn::Endpoint, quinn::Connection) {
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    endpoint.set_default_client_config(server.client_config().quic_client_config().unwrap());
-    let conn = endpoint
-        .connect(server.handle.local_addr(), "localhost")
-        .unwrap()
-        .await
-        .unwrap();
-    let hello = Message::Hello {
-        version: PROTOCOL_VERSION,
-        token: Bytes::copy_from_slice(server.handle.token()),
-        client: "raw".into(),
-    };
-    let reply = exchange(&conn, &encode_frame(&hello)).await;
-    assert!(matches!(reply, Some(Message::HelloOk { .. })), "{reply:?}");
-    (endpoint, conn)
-}
-
-/// Sends raw bytes on a new stream and reads the first reply frame, if any.
-async fn exchange(conn: &quinn::Connection, bytes: &[u8]) -> Option<Message> {
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    send.write_all(bytes).await.unwrap();
-    let _ = send.finish();
-    let mut head = [0u8; FRAME_HEADER_LEN];
-    recv.read_exact(&mut head).await.ok()?;
-    let header = FrameHeader::decode(head, &Limits::default()).unwrap();
-    let mut body = vec![0u8; header.body_len as usize];
-    recv.read_exact(&mut body).await.unwrap();
-    Some(header.decode_body(Bytes::from(body)).unwrap())
-}
-
-fn error_code(reply: Option<Message>) -> ErrorCode {
-    match reply {
-        Some(Message::Error { code, .. }) => code,
-        other => panic!("expected an error reply, got {other:?}"),
-    }
 }
 
 #[tokio::test]

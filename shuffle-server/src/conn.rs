@@ -18,6 +18,8 @@ use crate::server::Ctx;
 
 /// How long a push waits for its commit acknowledgement to be received.
 const ACK_DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an error reply may take to be written before its stream is reset.
+const ERROR_DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves a connection until it closes.
 pub(crate) async fn serve(ctx: Arc<Ctx>, incoming: quinn::Incoming) {
@@ -125,7 +127,16 @@ async fn serve_stream(ctx: Arc<Ctx>, mut send: SendStream, mut recv: RecvStream)
             }
             _ => tracing::debug!(error = %e, "request refused"),
         }
-        let _ = write_message(&mut send, &Message::error(code, e.to_string())).await;
+        let reply = Message::error(code, e.to_string());
+        // A reader that stalled would stall the error too: reset instead. Any other
+        // error reply gets a bounded wait for the same reason.
+        let delivered = !matches!(e, RequestError::Stalled(_))
+            && tokio::time::timeout(ERROR_DELIVERY_TIMEOUT, write_message(&mut send, &reply))
+                .await
+                .is_ok();
+        if !delivered {
+            let _ = send.reset(VarInt::from(code.to_u16()));
+        }
         // Whatever the client still sends on this stream is not read.
         let _ = recv.stop(VarInt::from(code.to_u16()));
     }

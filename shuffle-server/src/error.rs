@@ -26,6 +26,8 @@ pub enum RequestError {
     Limit(String),
     #[error("stream closed by peer: {0}")]
     Stream(String),
+    #[error("the reader took no data for {0:?} (limits.fetch_stall_timeout); stream reset")]
+    Stalled(std::time::Duration),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -44,7 +46,7 @@ impl RequestError {
             Self::Storage(_) => ErrorCode::Storage,
             Self::Busy(_) => ErrorCode::Unavailable,
             Self::Draining => ErrorCode::Draining,
-            Self::Limit(_) => ErrorCode::LimitExceeded,
+            Self::Limit(_) | Self::Stalled(_) => ErrorCode::LimitExceeded,
             Self::Stream(_) => ErrorCode::BadRequest,
             Self::Internal(_) => ErrorCode::Internal,
         }

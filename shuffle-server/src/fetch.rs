@@ -56,14 +56,14 @@ pub(crate) async fn handle_fetch(
             }
             _ => Vec::new(),
         };
-        write_message(send, &Message::FetchSchema { schema: None }).await?;
+        write_or_stall(ctx, send, &Message::FetchSchema { schema: None }).await?;
         let end = Message::FetchEnd {
             blocks: 0,
             bytes: 0,
             rows: 0,
             missing_maps,
         };
-        return write_message(send, &end).await;
+        return write_or_stall(ctx, send, &end).await;
     };
     if end_partition > shuffle.shape.num_partitions {
         return Err(RequestError::InvalidData(format!(
@@ -73,12 +73,12 @@ pub(crate) async fn handle_fetch(
     }
     let selection = shuffle.select(&maps);
     let schema = Some(shuffle.shape.schema_ipc.clone());
-    write_message(send, &Message::FetchSchema { schema }).await?;
+    write_or_stall(ctx, send, &Message::FetchSchema { schema }).await?;
     let mut totals = Totals::default();
     for partition in start_partition..end_partition {
         let entries = shuffle.store.blocks(partition, |e| selection.contains(e));
         for chunk in chunks(&entries) {
-            send_blocks(&shuffle, partition, chunk.to_vec(), send, &mut totals).await?;
+            send_blocks(ctx, &shuffle, partition, chunk.to_vec(), send, &mut totals).await?;
         }
     }
     let end = Message::FetchEnd {
@@ -87,7 +87,7 @@ pub(crate) async fn handle_fetch(
         rows: totals.rows,
         missing_maps: selection.missing,
     };
-    write_message(send, &end).await
+    write_or_stall(ctx, send, &end).await
 }
 
 /// Splits entries into runs of about `READ_CHUNK_BYTES`.
@@ -109,7 +109,21 @@ fn chunks(entries: &[BlockEntry]) -> Vec<&[BlockEntry]> {
     out
 }
 
+/// Writes one message, or gives up when the reader takes none of it for the stall
+/// timeout.
+async fn write_or_stall(
+    ctx: &Ctx,
+    send: &mut SendStream,
+    msg: &Message,
+) -> Result<(), RequestError> {
+    let stall = ctx.fetch_stall_timeout;
+    tokio::time::timeout(stall, write_message(send, msg))
+        .await
+        .map_err(|_| RequestError::Stalled(stall))?
+}
+
 async fn send_blocks(
+    ctx: &Ctx,
     shuffle: &Arc<Shuffle>,
     partition: u32,
     entries: Vec<BlockEntry>,
@@ -130,7 +144,7 @@ async fn send_blocks(
             partition,
             block: Bytes::from(block),
         };
-        write_message(send, &msg).await?;
+        write_or_stall(ctx, send, &msg).await?;
     }
     totals.rows += rows;
     Ok(())

@@ -9,9 +9,13 @@ use arrow_array::{ArrayRef, RecordBatch, UInt32Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
 use sluice_client::{
     AppCredentials, Client, ClientConfig, ClientError, FetchRequest, MapAttempt, Partitioning,
     PushRequest, Trust,
+};
+use sluice_proto::{
+    encode_frame, ErrorCode, FrameHeader, Limits, Message, FRAME_HEADER_LEN, PROTOCOL_VERSION,
 };
 use sluice_server::{Server, ServerConfig, ServerHandle};
 use sluice_splitter::{PartitionSpec, Partitioner};
@@ -295,5 +299,52 @@ pub fn assert_map_matches(
         if let Some(b) = fetched {
             assert_eq!(b, part, "map {map_id} partition {p}");
         }
+    }
+}
+
+/// A bare QUIC connection that has completed the handshake.
+pub async fn raw_connection(server: &TestServer) -> (quinn::Endpoint, quinn::Connection) {
+    raw_connection_with(server, &server.client_config()).await
+}
+
+/// A bare QUIC connection with `config`'s TLS and transport, after the handshake.
+pub async fn raw_connection_with(
+    server: &TestServer,
+    config: &ClientConfig,
+) -> (quinn::Endpoint, quinn::Connection) {
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(config.quic_client_config().unwrap());
+    let conn = endpoint
+        .connect(server.handle.local_addr(), "localhost")
+        .unwrap()
+        .await
+        .unwrap();
+    let hello = Message::Hello {
+        version: PROTOCOL_VERSION,
+        token: Bytes::copy_from_slice(server.handle.token()),
+        client: "raw".into(),
+    };
+    let reply = exchange(&conn, &encode_frame(&hello)).await;
+    assert!(matches!(reply, Some(Message::HelloOk { .. })), "{reply:?}");
+    (endpoint, conn)
+}
+
+/// Sends raw bytes on a new stream and reads the first reply frame, if any.
+pub async fn exchange(conn: &quinn::Connection, bytes: &[u8]) -> Option<Message> {
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    send.write_all(bytes).await.unwrap();
+    let _ = send.finish();
+    let mut head = [0u8; FRAME_HEADER_LEN];
+    recv.read_exact(&mut head).await.ok()?;
+    let header = FrameHeader::decode(head, &Limits::default()).unwrap();
+    let mut body = vec![0u8; header.body_len as usize];
+    recv.read_exact(&mut body).await.unwrap();
+    Some(header.decode_body(Bytes::from(body)).unwrap())
+}
+
+pub fn error_code(reply: Option<Message>) -> ErrorCode {
+    match reply {
+        Some(Message::Error { code, .. }) => code,
+        other => panic!("expected an error reply, got {other:?}"),
     }
 }

@@ -166,6 +166,10 @@ pub struct LimitsConfig {
     /// A connection with no traffic for this long is closed.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// A fetch that cannot hand one block to its reader for this long is reset (a
+    /// stalled or hostile reader must not hold a server task and buffers forever).
+    #[serde(with = "humantime_serde")]
+    pub fetch_stall_timeout: Duration,
     /// Concurrent request streams per connection.
     pub max_streams_per_connection: u32,
     /// Concurrent client connections; more are closed with `LimitExceeded`.
@@ -311,6 +315,7 @@ impl Default for LimitsConfig {
             max_partitions: 1 << 20,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
+            fetch_stall_timeout: Duration::from_secs(60),
             max_streams_per_connection: 256,
             max_connections: 4096,
             max_apps: 10_000,

@@ -319,3 +319,74 @@ proptest! {
         }
     }
 }
+
+/// One message of a generated session: any message of every kind, or a fetch block or
+/// end with generated fields (so totals sometimes match and sometimes do not).
+fn session_message() -> impl Strategy<Value = Message> {
+    prop_oneof![
+        (0usize..17).prop_map(|i| all_messages()[i].clone()),
+        (0u32..6, 0usize..4).prop_map(|(partition, len)| Message::FetchBlock {
+            partition,
+            block: Bytes::from(vec![7u8; len]),
+        }),
+        (0u64..4, 0u64..8).prop_map(|(blocks, bytes)| Message::FetchEnd {
+            blocks,
+            bytes,
+            rows: 0,
+            missing_maps: vec![],
+        }),
+        Just(Message::PushBatch { ipc: Bytes::new() }),
+        Just(Message::PushEnd),
+    ]
+}
+
+proptest! {
+    /// Any order of any messages: the push session yields exactly start, batches, end
+    /// (nothing after end), and a fetch session that ends has seen exactly the blocks
+    /// and bytes the end reports, all inside its partition range.
+    #[test]
+    fn sessions_hold_their_invariants_for_any_message_order(
+        messages in proptest::collection::vec(session_message(), 0..24),
+        start in 0u32..4,
+        width in 0u32..4,
+    ) {
+        let mut push = PushSession::new(1 << 20);
+        let mut pushed = Vec::new();
+        for m in &messages {
+            if let Ok(step) = push.on_message(m.clone()) {
+                pushed.push(match step {
+                    PushStep::Start(_) => 's',
+                    PushStep::Batch(_) => 'b',
+                    PushStep::End => 'e',
+                });
+            }
+        }
+        let shape: String = pushed.iter().collect();
+        let valid = shape.is_empty()
+            || (shape.starts_with('s')
+                && shape[1..].trim_end_matches('e').chars().all(|c| c == 'b')
+                && shape.matches('e').count() <= 1);
+        prop_assert!(valid, "push steps {shape}");
+
+        let end = start + width;
+        let mut fetch = FetchSession::new(start, end);
+        let (mut blocks, mut bytes) = (0u64, 0u64);
+        for m in &messages {
+            let done_before = fetch.is_done();
+            match fetch.on_message(m.clone()) {
+                Ok(FetchStep::Block { partition, block }) => {
+                    prop_assert!(!done_before);
+                    prop_assert!((start..end).contains(&partition));
+                    blocks += 1;
+                    bytes += block.len() as u64;
+                }
+                Ok(FetchStep::End { blocks: b, bytes: n, .. }) => {
+                    prop_assert_eq!((b, n), (blocks, bytes));
+                    prop_assert!(fetch.is_done());
+                }
+                Ok(_) => prop_assert!(!done_before),
+                Err(_) => {}
+            }
+        }
+    }
+}

@@ -10,105 +10,24 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::child::{self, peak_rss, spawn_child, spawn_child_with};
 use common::*;
 use sluice_client::{
-    AppCredentials, Client, ClientConfig, ClientError, FetchRequest, MapAttempt, MapFilter,
-    PushRequest, Trust,
+    AppCredentials, Client, ClientError, FetchRequest, MapAttempt, MapFilter, PushRequest,
 };
-use sluice_server::{Server, ServerConfig};
 
-const CHILD_ENV: &str = "SLUICE_CRASH_CHILD_DIR";
-/// Memory budget of the child server, in bytes (default: the server's default).
-const BUDGET_ENV: &str = "SLUICE_CHILD_MEMORY_BUDGET";
-/// Set: the child writes blocks with O_DIRECT.
-const DIRECT_ENV: &str = "SLUICE_CHILD_DIRECT_IO";
 const PARTITIONS: u32 = 16;
 /// Kill points in the default run; `SLUICE_CRASH_ROUNDS` asks for more.
 const DEFAULT_ROUNDS: usize = 20;
 
-/// Runs a server on `$SLUICE_CRASH_CHILD_DIR` until killed. Only meaningful as the
-/// child of `acknowledged_commits_survive_sigkill`.
+/// The child server process that the tests below spawn (this binary, re-run).
 #[test]
-#[ignore = "the crash test's child process"]
+#[ignore = "the child process of the tests in this file"]
 fn child_server() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else {
-        return;
-    };
-    let dir = PathBuf::from(dir);
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async move {
-        let mut config = ServerConfig {
-            worker_threads: 2,
-            ..ServerConfig::embedded(dir.join("data"))
-        };
-        config.storage.block_size = bytesize::ByteSize::kib(16);
-        if let Some(budget) = std::env::var(BUDGET_ENV).ok().and_then(|b| b.parse().ok()) {
-            config.storage.memory_budget = bytesize::ByteSize::b(budget);
-            config.storage.block_size = bytesize::ByteSize::kib(256);
-        }
-        config.storage.direct_io = std::env::var_os(DIRECT_ENV).is_some();
-        let server = Server::start(config).await.unwrap();
-        let ready = format!("{}\n{}", server.local_addr(), server.certificate_pem());
-        std::fs::write(dir.join("ready.tmp"), ready).unwrap();
-        std::fs::rename(dir.join("ready.tmp"), dir.join("ready")).unwrap();
-        std::future::pending::<()>().await;
-    });
-}
-
-struct ChildServer {
-    process: Child,
-    addr: std::net::SocketAddr,
-    config: ClientConfig,
-}
-
-/// A child server on `dir`, writing with O_DIRECT when `direct_io`.
-fn spawn_child(dir: &Path, direct_io: bool) -> ChildServer {
-    spawn_child_with(dir, None, direct_io)
-}
-
-fn spawn_child_with(dir: &Path, memory_budget: Option<u64>, direct_io: bool) -> ChildServer {
-    let _ = std::fs::remove_file(dir.join("ready"));
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    if let Some(b) = memory_budget {
-        command.env(BUDGET_ENV, b.to_string());
-    }
-    if direct_io {
-        command.env(DIRECT_ENV, "1");
-    }
-    let process = command
-        .args([
-            "child_server",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, dir)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let ready = loop {
-        if let Ok(text) = std::fs::read_to_string(dir.join("ready")) {
-            break text;
-        }
-        assert!(Instant::now() < deadline, "child server did not start");
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let (addr, pem) = ready.split_once('\n').unwrap();
-    let token = std::fs::read(dir.join("data/cluster-token")).unwrap();
-    let mut config = ClientConfig::new(Trust::PinnedPem(pem.to_string()), token);
-    config.idle_timeout = Duration::from_secs(5);
-    ChildServer {
-        process,
-        addr: addr.parse().unwrap(),
-        config,
-    }
+    child::run_child_server();
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -288,14 +207,6 @@ async fn acknowledged_commits_survive_sigkill() {
          {late_commits} commits whose ack was cut off were complete, {lost_acks} ended pushes were not committed"
     );
     assert!(acked_total > 0, "no push was ever acknowledged");
-}
-
-/// Peak resident memory of a process, from `/proc/<pid>/status` (VmHWM).
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib * 1024
 }
 
 /// The batches of map `m` in the memory test (8192 rows each).

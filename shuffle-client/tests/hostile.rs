@@ -286,6 +286,16 @@ async fn hostile_clients_get_typed_errors_and_do_not_disturb_a_good_one() {
         evil_files.is_empty(),
         "rejected pushes left data: {evil_files:?}"
     );
+    // Nothing the attackers sent is still held: no open push, no buffered bytes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = server.handle.status();
+        if status.pushes == 0 && status.memory.used_bytes == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still held: {status:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // The server still answers a new client.
     server
         .client()

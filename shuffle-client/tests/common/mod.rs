@@ -2,6 +2,8 @@
 //! type (with nulls), and a reference split built from arrow's `take`.
 #![allow(dead_code)]
 
+pub mod child;
+
 use std::sync::Arc;
 
 use arrow_array::builder::*;

@@ -1,0 +1,109 @@
+//! A Sluice server in a child process: the test binary re-runs itself with only its
+//! ignored `child_server` test selected, so a test can SIGKILL the server, restart it
+//! on the same data directory and measure its memory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use sluice_client::{ClientConfig, Trust};
+use sluice_server::{Server, ServerConfig};
+
+const CHILD_ENV: &str = "SLUICE_CRASH_CHILD_DIR";
+/// Memory budget of the child server, in bytes (default: the server's default).
+const BUDGET_ENV: &str = "SLUICE_CHILD_MEMORY_BUDGET";
+/// Set: the child writes blocks with O_DIRECT.
+const DIRECT_ENV: &str = "SLUICE_CHILD_DIRECT_IO";
+/// Runs a server on `$SLUICE_CRASH_CHILD_DIR` until killed: the body of each test
+/// binary's ignored `child_server` test, which `spawn_child` runs in a new process.
+pub fn run_child_server() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async move {
+        let mut config = ServerConfig {
+            worker_threads: 2,
+            ..ServerConfig::embedded(dir.join("data"))
+        };
+        config.storage.block_size = bytesize::ByteSize::kib(16);
+        if let Some(budget) = std::env::var(BUDGET_ENV).ok().and_then(|b| b.parse().ok()) {
+            config.storage.memory_budget = bytesize::ByteSize::b(budget);
+            config.storage.block_size = bytesize::ByteSize::kib(256);
+        }
+        config.storage.direct_io = std::env::var_os(DIRECT_ENV).is_some();
+        let server = Server::start(config).await.unwrap();
+        let ready = format!("{}\n{}", server.local_addr(), server.certificate_pem());
+        std::fs::write(dir.join("ready.tmp"), ready).unwrap();
+        std::fs::rename(dir.join("ready.tmp"), dir.join("ready")).unwrap();
+        std::future::pending::<()>().await;
+    });
+}
+
+pub struct ChildServer {
+    pub process: Child,
+    pub addr: std::net::SocketAddr,
+    pub config: ClientConfig,
+}
+
+/// A child server on `dir`, writing with O_DIRECT when `direct_io`.
+pub fn spawn_child(dir: &Path, direct_io: bool) -> ChildServer {
+    spawn_child_with(dir, None, direct_io)
+}
+
+pub fn spawn_child_with(dir: &Path, memory_budget: Option<u64>, direct_io: bool) -> ChildServer {
+    let _ = std::fs::remove_file(dir.join("ready"));
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    if let Some(b) = memory_budget {
+        command.env(BUDGET_ENV, b.to_string());
+    }
+    if direct_io {
+        command.env(DIRECT_ENV, "1");
+    }
+    let process = command
+        .args([
+            "child_server",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, dir)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ready = loop {
+        if let Ok(text) = std::fs::read_to_string(dir.join("ready")) {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "child server did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let (addr, pem) = ready.split_once('\n').unwrap();
+    let token = std::fs::read(dir.join("data/cluster-token")).unwrap();
+    let mut config = ClientConfig::new(Trust::PinnedPem(pem.to_string()), token);
+    config.idle_timeout = Duration::from_secs(5);
+    ChildServer {
+        process,
+        addr: addr.parse().unwrap(),
+        config,
+    }
+}
+
+/// Peak resident memory of a process, from `/proc/<pid>/status` (VmHWM).
+pub fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+/// Current resident memory of a process, from `/proc/<pid>/status` (VmRSS).
+pub fn current_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}

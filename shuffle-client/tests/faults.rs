@@ -104,12 +104,22 @@ async fn a_push_cut_off_mid_stream_is_never_served_and_its_retry_is_served_once(
         },
         schema: schema(),
     };
+    let disk_before = server.handle.status().disk.used_bytes;
     let mut push = doomed.push(request(0)).await.unwrap();
     push.send(&rows[0]).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    push.send(&rows[1]).await.unwrap();
+    // Wait until some of the attempt's blocks are on disk.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.handle.status().disk.used_bytes == disk_before {
+        assert!(
+            Instant::now() < deadline,
+            "no block of the attempt was written"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     path.cut.store(true, Ordering::Relaxed);
     let err = async {
-        for b in &rows[1..] {
+        for b in &rows[2..] {
             push.send(b).await?;
         }
         push.commit().await
@@ -120,9 +130,18 @@ async fn a_push_cut_off_mid_stream_is_never_served_and_its_retry_is_served_once(
         matches!(err, ClientError::Connection(_) | ClientError::Stream(_)),
         "{err:?}"
     );
-    // The server drops the dead connection and its push, and frees its buffers.
+    // The server drops the dead connection and its push, frees its buffers, and gives
+    // the disk space of the blocks it had written back (holes punched in their place).
     until_no_pushes(&server).await;
     assert_eq!(server.handle.status().memory.used_bytes, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.handle.status().disk.used_bytes != disk_before {
+        assert!(
+            Instant::now() < deadline,
+            "the attempt's disk space is still held"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     // The retry (a new attempt, as Spark's would be) commits on a good path.
     let client = server.client().await;

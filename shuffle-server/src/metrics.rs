@@ -18,6 +18,7 @@ pub const PUSH_ROWS: &str = "sluice_push_rows_total";
 pub const COMMITS: &str = "sluice_commits_total";
 pub const BLOCKS_WRITTEN: &str = "sluice_blocks_written_total";
 pub const SPILL_BYTES: &str = "sluice_spill_bytes_total";
+pub const RECLAIMED_BYTES: &str = "sluice_reclaimed_bytes_total";
 pub const FETCHES: &str = "sluice_fetches_total";
 pub const FETCH_BLOCKS: &str = "sluice_fetch_blocks_total";
 pub const FETCH_BYTES: &str = "sluice_fetch_bytes_total";
@@ -39,13 +40,14 @@ pub const DRAINING: &str = "sluice_draining";
 pub const INFO: &str = "sluice_info";
 
 /// Counters without labels (they start at 0, so rates exist from the first scrape).
-const PLAIN_COUNTERS: [&str; 11] = [
+const PLAIN_COUNTERS: [&str; 12] = [
     PUSH_BYTES,
     PUSH_BATCHES,
     PUSH_ROWS,
     COMMITS,
     BLOCKS_WRITTEN,
     SPILL_BYTES,
+    RECLAIMED_BYTES,
     FETCHES,
     FETCH_BLOCKS,
     FETCH_BYTES,
@@ -127,6 +129,11 @@ fn describe() {
         Bytes,
         "Stored (compressed) block bytes appended to partition files."
     );
+    describe_counter!(
+        RECLAIMED_BYTES,
+        Bytes,
+        "Bytes of pushes that ended without a commit, given back to the disk."
+    );
     describe_counter!(FETCHES, Count, "Fetch requests served to the end.");
     describe_counter!(FETCH_BLOCKS, Count, "Blocks sent to reducers.");
     describe_counter!(FETCH_BYTES, Bytes, "Stored block bytes sent to reducers.");
@@ -195,19 +202,7 @@ fn describe() {
         "Always 1; labels: version, backend (io_uring or syscall)."
     );
     // Counters start at 0, so rates are defined from the first scrape.
-    for name in [
-        PUSH_BYTES,
-        PUSH_BATCHES,
-        PUSH_ROWS,
-        COMMITS,
-        BLOCKS_WRITTEN,
-        SPILL_BYTES,
-        FETCHES,
-        FETCH_BLOCKS,
-        FETCH_BYTES,
-        CONNECTIONS_ACCEPTED,
-        APPS_EXPIRED,
-    ] {
+    for name in PLAIN_COUNTERS {
         metrics::counter!(name).increment(0);
     }
 }

@@ -55,6 +55,41 @@ struct BlockSink {
     writes: Arc<WriteGroup>,
 }
 
+/// Reclaims the disk space of a push that ends without a commit (an error, a refused
+/// batch, a lost connection): armed until the commit succeeded. On drop it hands the
+/// work to a thread, which waits for the push's writes in flight, then punches holes
+/// where its blocks were (`ShuffleStore::reclaim`) and returns the bytes to the quotas.
+struct Reclaim {
+    shuffle: Arc<Shuffle>,
+    epoch: u32,
+    writes: Arc<WriteGroup>,
+    armed: bool,
+}
+
+impl Drop for Reclaim {
+    fn drop(&mut self) {
+        if !self.armed || !self.shuffle.abandon(self.epoch) {
+            return;
+        }
+        let (shuffle, epoch, writes) = (self.shuffle.clone(), self.epoch, self.writes.clone());
+        let spawned = std::thread::Builder::new()
+            .name("sluice-reclaim".into())
+            .spawn(move || {
+                writes.wait_until_pending_at_most(0);
+                match shuffle.store.reclaim(epoch) {
+                    Ok(bytes) => {
+                        metrics::counter!(m::RECLAIMED_BYTES).increment(bytes);
+                        tracing::debug!(epoch, bytes, "reclaimed an abandoned push");
+                    }
+                    Err(e) => tracing::warn!(epoch, error = %e, "reclaiming an abandoned push"),
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "no thread to reclaim an abandoned push");
+        }
+    }
+}
+
 /// A finished push, ready to commit.
 struct Finished {
     record: CommitRecord,
@@ -288,6 +323,12 @@ pub(crate) async fn handle_push(
     let (writer, shuffle) = tokio::task::spawn_blocking(move || open_push(&c, header))
         .await
         .map_err(|e| RequestError::Internal(e.to_string()))??;
+    let mut reclaim = Reclaim {
+        shuffle: shuffle.clone(),
+        epoch: writer.sink.epoch,
+        writes: writer.sink.writes.clone(),
+        armed: true,
+    };
     let mut writer = Some(writer);
     loop {
         if ctx.memory.exhausted() {
@@ -322,6 +363,7 @@ pub(crate) async fn handle_push(
                         Ok::<_, RequestError>(done)
                     })
                     .await??;
+                reclaim.armed = false;
                 let ack = Message::PushCommitted {
                     partition_bytes: done.partition_bytes,
                     partition_rows: done.partition_rows,

@@ -68,6 +68,10 @@ struct Commits {
     first_by_index: HashMap<u32, u64>,
     /// Map ids whose commit is being written.
     committing: HashSet<u64>,
+    /// Epochs whose commit has started (and may have finished): never reclaimed.
+    sealed: HashSet<u32>,
+    /// Epochs given up (their pushes ended without a commit): never committed.
+    abandoned: HashSet<u32>,
 }
 
 impl Commits {
@@ -441,18 +445,33 @@ impl Shuffle {
             if commits.by_map_id.contains_key(&map_id) {
                 return Err(RequestError::AlreadyCommitted { map_id });
             }
+            if commits.abandoned.contains(&record.epoch) {
+                return Err(RequestError::Stream("the push was abandoned".into()));
+            }
             if !commits.committing.insert(map_id) {
                 return Err(RequestError::Busy(format!(
                     "another push of map {map_id} is committing"
                 )));
             }
+            commits.sealed.insert(record.epoch);
         }
         let written = self.store.commit(record, touched);
         let mut commits = lock(&self.commits);
         commits.committing.remove(&map_id);
+        if written.is_err() {
+            commits.sealed.remove(&record.epoch);
+        }
         written?;
         commits.add(map_id, record.map_index, record.epoch);
         Ok(())
+    }
+
+    /// Gives up the push with `epoch`, which ended without a commit: returns whether it
+    /// may be reclaimed. False if its commit has started (it may be durable already);
+    /// once this returns true the epoch can never commit.
+    pub fn abandon(&self, epoch: u32) -> bool {
+        let mut commits = lock(&self.commits);
+        !commits.sealed.contains(&epoch) && commits.abandoned.insert(epoch)
     }
 
     /// The committed map attempts a fetch with `filter` reads.

@@ -62,6 +62,8 @@ struct PartitionFile {
     writer: Option<Arc<File>>,
     /// Next record offset (space already assigned to in-flight writes included).
     end: u64,
+    /// Bytes below `end` given back by [`ShuffleStore::reclaim`] (holes).
+    reclaimed: u64,
     /// Written blocks, by offset.
     index: Vec<BlockEntry>,
 }
@@ -108,6 +110,11 @@ impl PartitionFile {
     /// The open file and its path (for error messages).
     fn handle(&mut self) -> Result<(Arc<File>, PathBuf), SpillError> {
         Ok((self.file()?, self.path.clone()))
+    }
+
+    /// Bytes this file holds against the quota.
+    fn held(&self) -> u64 {
+        self.end - self.reclaimed
     }
 
     fn insert(&mut self, entry: BlockEntry) {
@@ -302,6 +309,7 @@ impl ShuffleStore {
                 file: Some(Arc::new(file)),
                 writer: None,
                 end,
+                reclaimed: 0,
                 index: scan.entries,
             };
             partitions.insert(partition, Arc::new(Mutex::new(part)));
@@ -348,6 +356,7 @@ impl ShuffleStore {
                     file: None,
                     writer: None,
                     end: 0,
+                    reclaimed: 0,
                     index: Vec::new(),
                 }))
             })
@@ -486,17 +495,55 @@ impl ShuffleStore {
             .collect()
     }
 
-    /// Bytes of the partition files (written or assigned to in-flight writes).
+    /// Bytes of the partition files (written or assigned to in-flight writes), less
+    /// what was reclaimed.
     pub fn stored_bytes(&self) -> u64 {
         let parts: Vec<_> = lock(&self.partitions).values().cloned().collect();
-        parts.iter().map(|p| lock(p).end).sum()
+        parts.iter().map(|p| lock(p).held()).sum()
+    }
+
+    /// Gives back the disk space of the blocks of `epoch`, a push that will never be
+    /// committed: they leave the index, their records become holes
+    /// (`FALLOC_FL_PUNCH_HOLE`, which read as zeros and which recovery skips), and their
+    /// bytes return to the quota. Returns the bytes freed. Call only once the push's
+    /// writes are done, and only for an epoch that can no longer commit. On a file
+    /// system without hole punching the blocks just leave the index.
+    pub fn reclaim(&self, epoch: u32) -> Result<u64, SpillError> {
+        let parts: Vec<_> = lock(&self.partitions).values().cloned().collect();
+        let align = self.env.record_align();
+        let mut freed = 0;
+        for part in parts {
+            let mut p = lock(&part);
+            let (gone, kept) = std::mem::take(&mut p.index)
+                .into_iter()
+                .partition::<Vec<_>, _>(|e| e.epoch == epoch);
+            p.index = kept;
+            if gone.is_empty() {
+                continue;
+            }
+            let (file, path) = p.handle()?;
+            for e in gone {
+                let start = e.offset - PREFIX_LEN as u64;
+                let span = record_len(e.len).next_multiple_of(align);
+                match punch_hole(&file, start, span) {
+                    Ok(()) => {
+                        p.reclaimed += span;
+                        freed += span;
+                        self.env.quota.release(span);
+                    }
+                    Err(err) if err.kind() == io::ErrorKind::Unsupported => {}
+                    Err(err) => return Err(SpillError::io("punch a hole in", &path, err)),
+                }
+            }
+        }
+        Ok(freed)
     }
 
     /// Removes the shuffle's files and returns their bytes to the quota. The store must
     /// not be used afterwards.
     pub fn delete(&self) -> Result<(), SpillError> {
         let parts: Vec<_> = lock(&self.partitions).drain().map(|(_, p)| p).collect();
-        let bytes: u64 = parts.iter().map(|p| lock(p).end).sum();
+        let bytes: u64 = parts.iter().map(|p| lock(p).held()).sum();
         self.env.quota.release(bytes);
         match fs::remove_dir_all(&self.dir) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
@@ -505,6 +552,19 @@ impl ShuffleStore {
             _ => Ok(()),
         }
     }
+}
+
+/// Deallocates `len` bytes at `offset`; the file keeps its size and reads zeros there.
+fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    use rustix::fs::{fallocate, FallocateFlags};
+    let flags = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
+    fallocate(file, flags, offset, len).map_err(|e| {
+        if e == rustix::io::Errno::OPNOTSUPP {
+            io::Error::from(io::ErrorKind::Unsupported)
+        } else {
+            io::Error::from(e)
+        }
+    })
 }
 
 /// `part-<p>.data` files of a shuffle directory.

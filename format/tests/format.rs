@@ -1,59 +1,14 @@
 use std::sync::Arc;
 
-use arrow_array::types::Int32Type;
-use arrow_array::{
-    ArrayRef, BinaryArray, DictionaryArray, Int64Array, ListArray, RecordBatch, StringArray,
-    StructArray,
-};
+use arrow_array::{Int64Array, RecordBatch};
 use arrow_buffer::Buffer;
 use arrow_schema::{DataType, Field, Schema};
 use proptest::prelude::*;
 use sluice_format::*;
 
-fn sample_batch() -> RecordBatch {
-    let dict: DictionaryArray<Int32Type> = vec![Some("x"), None, Some("y"), Some("x")]
-        .into_iter()
-        .collect();
-    let list = ListArray::from_iter_primitive::<Int32Type, _, _>(vec![
-        Some(vec![Some(1), None]),
-        None,
-        Some(vec![]),
-        Some(vec![Some(4)]),
-    ]);
-    let strukt = StructArray::from(vec![(
-        Arc::new(Field::new("a", DataType::Int64, true)),
-        Arc::new(Int64Array::from(vec![Some(1), None, Some(3), Some(4)])) as ArrayRef,
-    )]);
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(Int64Array::from(vec![
-            Some(1),
-            None,
-            Some(-3),
-            Some(i64::MAX),
-        ])),
-        Arc::new(StringArray::from(vec![
-            Some("a"),
-            Some(""),
-            None,
-            Some("日本語"),
-        ])),
-        Arc::new(BinaryArray::from(vec![
-            Some(&b"\x00\xff"[..]),
-            None,
-            Some(b""),
-            Some(b"z"),
-        ])),
-        Arc::new(dict),
-        Arc::new(list),
-        Arc::new(strukt),
-    ];
-    let fields: Vec<Field> = columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| Field::new(format!("c{i}"), c.data_type().clone(), true))
-        .collect();
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
-}
+#[path = "common/sample.rs"]
+mod sample;
+use sample::sample_batch;
 
 fn meta() -> BlockMeta {
     BlockMeta {
@@ -244,4 +199,28 @@ proptest! {
         }
         let _ = decoder.decode(Buffer::from(body));
     }
+}
+
+/// Found by `cargo fuzz run ipc`: the sample body with the fuzz input XORed over it
+/// (the first two bytes pick the offset) gives an offsets buffer that arrow-data 60's
+/// validation panics on. The decoder must turn that into an error.
+#[test]
+fn fuzz_ipc_crash_1_is_an_error() {
+    let input = include_bytes!("common/fuzz-ipc-crash-1.bin");
+    let batch = sample_batch();
+    let decoder = BatchDecoder::new(&encode_schema(&batch.schema())).unwrap();
+    let mut body = Vec::new();
+    encode_batch(&batch, &mut body).unwrap();
+    let at = usize::from(u16::from_le_bytes([input[0], input[1]])) % body.len();
+    for (b, x) in body[at..].iter_mut().zip(&input[2..]) {
+        *b ^= x;
+    }
+    let err = decoder.decode(Buffer::from(body)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            FormatError::IpcShape("malformed batch (decoder panicked)")
+        ),
+        "{err:?}"
+    );
 }

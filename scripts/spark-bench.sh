@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 source scripts/spark-env.sh
 
 status=0
-"$venv/bin/python" bench/spark/spark_bench.py \
+timeout 3600 "$venv/bin/python" bench/spark/spark_bench.py \
   --jar "$jar" \
   --servers "127.0.0.1:$port_a,127.0.0.1:$port_b" \
   --token-file "$work/a/data/cluster-token" \

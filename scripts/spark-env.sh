@@ -4,7 +4,6 @@
 # trap that stops the servers and removes $work.
 #
 #   SLUICE_SPARK_VERSION=3.5.9 (default) or 4.1.4, 4.3.0: the pyspark release used.
-#   SLUICE_SERVER_TOML: extra TOML appended to both servers' configs.
 
 cache="${SLUICE_CACHE:-$HOME/.cache/sluice}"
 version="${SLUICE_SPARK_VERSION:-3.5.9}"
@@ -40,8 +39,8 @@ free_udp_port() {
 start_server() { # name port extra-toml
   local dir="$work/$1"
   mkdir -p "$dir"
-  printf 'listen = "127.0.0.1:%s"\ndata_dir = "%s/data"\n%s\n[storage]\nmemory_budget = "256MiB"\n[admin]\nlisten = "127.0.0.1:0"\n%s\n' \
-    "$2" "$dir" "$3" "${SLUICE_SERVER_TOML:-}" > "$dir/config.toml"
+  printf 'listen = "127.0.0.1:%s"\ndata_dir = "%s/data"\n%s\n[storage]\nmemory_budget = "256MiB"\n[admin]\nlisten = "127.0.0.1:0"\n' \
+    "$2" "$dir" "$3" > "$dir/config.toml"
   "$server" --config "$dir/config.toml" > "$dir/server.log" 2>&1 &
   pids+=($!)
   echo $! > "$dir/pid"

@@ -292,6 +292,34 @@ async fn a_full_disk_fails_the_push_with_disk_full_and_committed_data_stays_read
     .unwrap_err();
     assert!(matches!(err, ClientError::MissingMaps(_)), "{err:?}");
     eprintln!("disk full after {failed} committed maps; all read back exactly");
+    // The failed push gave its space back, and deleting the shuffle frees the rest:
+    // a new push fits again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let committed_bytes = server.status().disk.used_bytes;
+    client.delete_shuffle(&creds, 0).await.unwrap();
+    while server.status().disk.used_bytes != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "space still held after the delete"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(committed_bytes > 0);
+    let request = sluice_client::PushRequest {
+        app: creds.clone(),
+        shuffle_id: 1,
+        map: MapAttempt {
+            map_id: 0,
+            map_index: 0,
+            attempt: 0,
+        },
+        num_partitions: n,
+        partitioning: sluice_client::Partitioning::Hash {
+            columns: KEYS.to_vec(),
+        },
+        schema: schema(),
+    };
+    try_push(&client, request, &[batch(8000, 9)]).await.unwrap();
     client.close().await;
     server.shutdown().await;
     drop(disk);

@@ -56,9 +56,10 @@ struct BlockSink {
 }
 
 /// Reclaims the disk space of a push that ends without a commit (an error, a refused
-/// batch, a lost connection): armed until the commit succeeded. On drop it hands the
-/// work to a thread, which waits for the push's writes in flight, then punches holes
-/// where its blocks were (`ShuffleStore::reclaim`) and returns the bytes to the quotas.
+/// batch, a lost connection): armed until the commit succeeded. On drop, if the push
+/// wrote anything, a blocking task waits for its writes in flight, then punches holes
+/// where its blocks were in the partitions it touched (`ShuffleStore::reclaim`) and
+/// returns the bytes to the quotas.
 struct Reclaim {
     shuffle: Arc<Shuffle>,
     epoch: u32,
@@ -71,22 +72,24 @@ impl Drop for Reclaim {
         if !self.armed || !self.shuffle.abandon(self.epoch) {
             return;
         }
-        let (shuffle, epoch, writes) = (self.shuffle.clone(), self.epoch, self.writes.clone());
-        let spawned = std::thread::Builder::new()
-            .name("sluice-reclaim".into())
-            .spawn(move || {
-                writes.wait_until_pending_at_most(0);
-                match shuffle.store.reclaim(epoch) {
-                    Ok(bytes) => {
-                        metrics::counter!(m::RECLAIMED_BYTES).increment(bytes);
-                        tracing::debug!(epoch, bytes, "reclaimed an abandoned push");
-                    }
-                    Err(e) => tracing::warn!(epoch, error = %e, "reclaiming an abandoned push"),
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "no thread to reclaim an abandoned push");
+        if self.writes.touched().is_empty() {
+            return; // nothing on disk
         }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!("no runtime to reclaim an abandoned push on");
+            return;
+        };
+        let (shuffle, epoch, writes) = (self.shuffle.clone(), self.epoch, self.writes.clone());
+        runtime.spawn_blocking(move || {
+            writes.wait_until_pending_at_most(0);
+            match shuffle.store.reclaim(epoch, &writes.touched()) {
+                Ok(bytes) => {
+                    metrics::counter!(m::RECLAIMED_BYTES).increment(bytes);
+                    tracing::debug!(epoch, bytes, "reclaimed an abandoned push");
+                }
+                Err(e) => tracing::warn!(epoch, error = %e, "reclaiming an abandoned push"),
+            }
+        });
     }
 }
 

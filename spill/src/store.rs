@@ -62,8 +62,11 @@ struct PartitionFile {
     writer: Option<Arc<File>>,
     /// Next record offset (space already assigned to in-flight writes included).
     end: u64,
-    /// Bytes below `end` given back by [`ShuffleStore::reclaim`] (holes).
+    /// Bytes below `end` not held against the quota: holes punched by
+    /// [`ShuffleStore::reclaim`], failed writes, or everything once deleted.
     reclaimed: u64,
+    /// Set by [`ShuffleStore::delete`]: the file's bytes were all given back.
+    deleted: bool,
     /// Written blocks, by offset.
     index: Vec<BlockEntry>,
 }
@@ -176,6 +179,11 @@ impl WriteGroup {
         }
         // Waiters wait for zero or for room below a bound.
         self.done.notify_all();
+    }
+
+    /// Partitions this group has started writes to.
+    pub fn touched(&self) -> Vec<u32> {
+        lock(&self.state).touched.iter().copied().collect()
     }
 
     /// Writes handed to the backend and not yet completed.
@@ -310,6 +318,7 @@ impl ShuffleStore {
                 writer: None,
                 end,
                 reclaimed: 0,
+                deleted: false,
                 index: scan.entries,
             };
             partitions.insert(partition, Arc::new(Mutex::new(part)));
@@ -357,6 +366,7 @@ impl ShuffleStore {
                     writer: None,
                     end: 0,
                     reclaimed: 0,
+                    deleted: false,
                     index: Vec::new(),
                 }))
             })
@@ -433,6 +443,7 @@ impl ShuffleStore {
                 // The space stays assigned (a hole recovery skips); its bytes do not
                 // count against the quota.
                 quota.release(span);
+                lock(&part).reclaimed += span;
                 group.finish(Err(SpillError::io("write", &path, e)), charged);
             }
         });
@@ -502,38 +513,48 @@ impl ShuffleStore {
         parts.iter().map(|p| lock(p).held()).sum()
     }
 
-    /// Gives back the disk space of the blocks of `epoch`, a push that will never be
-    /// committed: they leave the index, their records become holes
+    /// Gives back the disk space of the blocks of `epoch` in `partitions`, a push that
+    /// will never be committed: they leave the index, their records become holes
     /// (`FALLOC_FL_PUNCH_HOLE`, which read as zeros and which recovery skips), and their
     /// bytes return to the quota. Returns the bytes freed. Call only once the push's
     /// writes are done, and only for an epoch that can no longer commit. On a file
-    /// system without hole punching the blocks just leave the index.
-    pub fn reclaim(&self, epoch: u32) -> Result<u64, SpillError> {
-        let parts: Vec<_> = lock(&self.partitions).values().cloned().collect();
+    /// system without hole punching the blocks just leave the index. Holes are punched
+    /// outside the partition's lock, so writes and reads of the file go on meanwhile.
+    pub fn reclaim(&self, epoch: u32, partitions: &[u32]) -> Result<u64, SpillError> {
         let align = self.env.record_align();
         let mut freed = 0;
-        for part in parts {
-            let mut p = lock(&part);
-            let (gone, kept) = std::mem::take(&mut p.index)
-                .into_iter()
-                .partition::<Vec<_>, _>(|e| e.epoch == epoch);
-            p.index = kept;
-            if gone.is_empty() {
+        for &partition in partitions {
+            let Some(part) = lock(&self.partitions).get(&partition).cloned() else {
                 continue;
-            }
-            let (file, path) = p.handle()?;
+            };
+            let (gone, file, path) = {
+                let mut p = lock(&part);
+                let (gone, kept) = std::mem::take(&mut p.index)
+                    .into_iter()
+                    .partition::<Vec<_>, _>(|e| e.epoch == epoch);
+                p.index = kept;
+                if gone.is_empty() {
+                    continue;
+                }
+                let (file, path) = p.handle()?;
+                (gone, file, path)
+            };
+            let mut punched = 0;
             for e in gone {
                 let start = e.offset - PREFIX_LEN as u64;
                 let span = record_len(e.len).next_multiple_of(align);
                 match punch_hole(&file, start, span) {
-                    Ok(()) => {
-                        p.reclaimed += span;
-                        freed += span;
-                        self.env.quota.release(span);
-                    }
+                    Ok(()) => punched += span,
                     Err(err) if err.kind() == io::ErrorKind::Unsupported => {}
                     Err(err) => return Err(SpillError::io("punch a hole in", &path, err)),
                 }
+            }
+            // A delete in the meantime already gave back the whole file.
+            let mut p = lock(&part);
+            if !p.deleted {
+                p.reclaimed += punched;
+                self.env.quota.release(punched);
+                freed += punched;
             }
         }
         Ok(freed)
@@ -543,7 +564,15 @@ impl ShuffleStore {
     /// not be used afterwards.
     pub fn delete(&self) -> Result<(), SpillError> {
         let parts: Vec<_> = lock(&self.partitions).drain().map(|(_, p)| p).collect();
-        let bytes: u64 = parts.iter().map(|p| lock(p).held()).sum();
+        let mut bytes = 0;
+        for part in &parts {
+            // Marked under the lock, so a reclaim in flight releases nothing twice.
+            let mut p = lock(part);
+            bytes += p.held();
+            p.reclaimed = p.end;
+            p.deleted = true;
+            p.index.clear();
+        }
         self.env.quota.release(bytes);
         match fs::remove_dir_all(&self.dir) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {

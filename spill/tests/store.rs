@@ -318,7 +318,7 @@ fn reclaiming_an_abandoned_push_frees_its_space_and_keeps_every_commit() {
         let held = quota.used();
         let disk_before: u64 = (0..4).map(|p| allocated(&part_file(&sdir, p))).sum();
 
-        let freed = store.reclaim(1).unwrap();
+        let freed = store.reclaim(1, &[0, 1, 2, 3]).unwrap();
         assert_eq!(freed, abandoned, "{setup:?}");
         assert_eq!(quota.used(), held - freed);
         assert_eq!(store.stored_bytes(), held - freed);
@@ -335,7 +335,7 @@ fn reclaiming_an_abandoned_push_frees_its_space_and_keeps_every_commit() {
             assert_eq!(read_map(&store, p, 1, 0), expected(1, p, 6));
             assert_eq!(read_map(&store, p, 3, 2), expected(3, p, 6));
         }
-        assert_eq!(store.reclaim(1).unwrap(), 0, "nothing left to reclaim");
+        assert_eq!(store.reclaim(1, &[0, 1, 2, 3]).unwrap(), 0, "nothing left");
         drop(store);
 
         // After a restart the holes are skipped and both commits read back exactly.
@@ -348,4 +348,21 @@ fn reclaiming_an_abandoned_push_frees_its_space_and_keeps_every_commit() {
             assert_eq!(read_map(&recovered.store, p, 3, 2), expected(3, p, 6));
         }
     }
+}
+
+#[test]
+fn reclaiming_after_a_delete_gives_nothing_back_twice() {
+    let setup = &setups()[0];
+    let dir = tempfile::tempdir().unwrap();
+    let server = DiskQuota::new("server", None);
+    let app_quota = server.child("app", None);
+    let mut env = env(setup, None, Durability::PageCache);
+    env.quota = app_quota.clone();
+    let store = ShuffleStore::create(dir.path().join("s"), env).unwrap();
+    push_map(&store, 1, 0, 2, 3, true);
+    push_map(&store, 2, 1, 2, 3, false);
+    store.delete().unwrap();
+    // The abandoned epoch's reclaim comes after the delete: it gives back nothing.
+    assert_eq!(store.reclaim(1, &[0, 1]).unwrap(), 0);
+    assert_eq!((app_quota.used(), server.used()), (0, 0));
 }

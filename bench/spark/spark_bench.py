@@ -94,15 +94,7 @@ def main(argv=None):
         "spark.sql.shuffle.partitions": "200",
     })
     sluice = dict(base)
-    sluice.update({
-        "spark.shuffle.manager": harness.SLUICE_MANAGER,
-        "spark.sluice.servers": args.servers,
-        "spark.sluice.tokenFile": args.token_file,
-        "spark.sluice.trustFile": args.trust_file,
-        "spark.jars": args.jar,
-        "spark.driver.extraClassPath": args.jar,
-        "spark.executor.extraClassPath": args.jar,
-    })
+    sluice.update(harness.sluice_conf(args))
     times = {"sort": [], "sluice": []}
     reference = None
     for i in range(args.runs):

@@ -114,13 +114,7 @@ async fn fetch_by_map_id_returns_exactly_that_attempt() {
     push_map(&client, &app, 0, second, n, &second_rows).await;
 
     for (map, rows) in [(first, &first_rows), (second, &second_rows)] {
-        let got = fetch_grouped(
-            &client,
-            FetchRequest::partitions(app.clone(), 0, 0..n)
-                .with_maps(MapFilter::MapIds(vec![map.map_id])),
-        )
-        .await
-        .unwrap();
+        let got = fetch_map(&client, &app, 0, n, map.map_id).await.unwrap();
         let reference = reference_split(rows, hash_spec(), n);
         assert_map_matches(&got, map.map_id, &reference);
         assert!(

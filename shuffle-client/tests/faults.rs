@@ -10,9 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use sluice_client::{
-    Client, ClientConfig, ClientError, ErrorCode, FetchRequest, MapAttempt, MapFilter,
-};
+use sluice_client::{Client, ClientConfig, ClientError, ErrorCode, FetchRequest, MapAttempt};
 use tokio::net::UdpSocket;
 
 /// A UDP relay in front of the server for one client; `cut` drops everything from then
@@ -155,12 +153,7 @@ async fn a_push_cut_off_mid_stream_is_never_served_and_its_retry_is_served_once(
         "only the committed attempt is served"
     );
     assert_map_matches(&all, 11, &reference_split(&rows, hash_spec(), n));
-    let err = fetch_grouped(
-        &client,
-        FetchRequest::partitions(creds, 0, 0..n).with_maps(MapFilter::MapIds(vec![10])),
-    )
-    .await
-    .unwrap_err();
+    let err = fetch_map(&client, &creds, 0, n, 10).await.unwrap_err();
     assert!(
         matches!(err, ClientError::MissingMaps(ref m) if m == &vec![10]),
         "{err:?}"
@@ -275,21 +268,11 @@ async fn a_full_disk_fails_the_push_with_disk_full_and_committed_data_stays_read
     assert!(!committed.is_empty(), "nothing fit before the disk filled");
     // Every committed map reads back exactly; the failed one is not served.
     for (m, rows) in &committed {
-        let got = fetch_grouped(
-            &client,
-            FetchRequest::partitions(creds.clone(), 0, 0..n).with_maps(MapFilter::MapIds(vec![*m])),
-        )
-        .await
-        .unwrap();
+        let got = fetch_map(&client, &creds, 0, n, *m).await.unwrap();
         assert_map_matches(&got, *m, &reference_split(rows, hash_spec(), n));
     }
     let failed = committed.len() as u64;
-    let err = fetch_grouped(
-        &client,
-        FetchRequest::partitions(creds.clone(), 0, 0..n).with_maps(MapFilter::MapIds(vec![failed])),
-    )
-    .await
-    .unwrap_err();
+    let err = fetch_map(&client, &creds, 0, n, failed).await.unwrap_err();
     assert!(matches!(err, ClientError::MissingMaps(_)), "{err:?}");
     eprintln!("disk full after {failed} committed maps; all read back exactly");
     // The failed push gave its space back, and deleting the shuffle frees the rest:

@@ -37,13 +37,7 @@ async fn good_client(server: Arc<TestServer>, stop: Arc<AtomicBool>) -> (u32, u6
             batch(1000, 7 + u64::from(cycles)),
         ];
         push_map(&client, &app, 0, map, n, &rows).await;
-        let got = fetch_grouped(
-            &client,
-            FetchRequest::partitions(app.clone(), 0, 0..n)
-                .with_maps(MapFilter::MapIds(vec![map.map_id])),
-        )
-        .await
-        .unwrap();
+        let got = fetch_map(&client, &app, 0, n, map.map_id).await.unwrap();
         assert_map_matches(&got, map.map_id, &reference_split(&rows, hash_spec(), n));
         bytes += rows
             .iter()
@@ -174,13 +168,7 @@ async fn malformed_requests(server: &TestServer) {
         ),
         ErrorCode::UnknownApp
     );
-    let mut evil = vec![0, 0, 0, 0, register[4]];
-    for field in [&b"../../etc"[..], b"s"] {
-        evil.extend_from_slice(&(field.len() as u32).to_le_bytes());
-        evil.extend_from_slice(field);
-    }
-    let body_len = (evil.len() - FRAME_HEADER_LEN) as u32;
-    evil[..4].copy_from_slice(&body_len.to_le_bytes());
+    let evil = raw_frame(register[4], &[b"../../etc", b"s"]);
     assert_eq!(code(exchange(&conn, &evil).await), ErrorCode::BadRequest);
 }
 

@@ -176,13 +176,7 @@ async fn malformed_frames_fail_only_their_stream() {
         ErrorCode::BadRequest
     );
     // An app id with a path component (AppId::new refuses it, so build the bytes).
-    let mut evil = vec![0, 0, 0, 0, register[4]];
-    for field in [&b"../.."[..], b"s"] {
-        evil.extend_from_slice(&(field.len() as u32).to_le_bytes());
-        evil.extend_from_slice(field);
-    }
-    let body_len = (evil.len() - FRAME_HEADER_LEN) as u32;
-    evil[..4].copy_from_slice(&body_len.to_le_bytes());
+    let evil = raw_frame(register[4], &[b"../..", b"s"]);
     assert_eq!(
         error_code(exchange(&conn, &evil).await),
         ErrorCode::BadRequest

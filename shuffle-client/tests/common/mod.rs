@@ -284,6 +284,33 @@ pub async fn fetch_grouped(
     Ok(groups.into_iter().map(|(k, v)| (k, concat(&v))).collect())
 }
 
+/// Fetches partitions `0..n` of one map id of `shuffle_id`, grouped as
+/// [`fetch_grouped`] groups them.
+pub async fn fetch_map(
+    client: &Client,
+    app: &AppCredentials,
+    shuffle_id: u32,
+    n: u32,
+    map_id: u64,
+) -> Result<BTreeMap<(u32, u64), RecordBatch>, ClientError> {
+    let request = FetchRequest::partitions(app.clone(), shuffle_id, 0..n)
+        .with_maps(sluice_client::MapFilter::MapIds(vec![map_id]));
+    fetch_grouped(client, request).await
+}
+
+/// A frame of message type `kind` whose body is `fields`, each length-prefixed: for
+/// requests the typed constructors refuse to build (an app id with path components).
+pub fn raw_frame(kind: u8, fields: &[&[u8]]) -> Vec<u8> {
+    let mut frame = vec![0, 0, 0, 0, kind];
+    for field in fields {
+        frame.extend_from_slice(&(field.len() as u32).to_le_bytes());
+        frame.extend_from_slice(field);
+    }
+    let body_len = (frame.len() - FRAME_HEADER_LEN) as u32;
+    frame[..4].copy_from_slice(&body_len.to_le_bytes());
+    frame
+}
+
 /// Asserts that the rows fetched for `map_id` (grouped by `fetch_grouped`) equal the
 /// reference split of that map, partition by partition.
 pub fn assert_map_matches(

@@ -12,9 +12,7 @@ use arrow_array::{Int32Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use bytes::Bytes;
 use common::*;
-use sluice_client::{
-    Client, ClientError, ErrorCode, FetchRequest, MapAttempt, MapFilter, Partitioning,
-};
+use sluice_client::{Client, ClientError, ErrorCode, FetchRequest, MapAttempt, Partitioning};
 use sluice_proto::{encode_frame, Message, FRAME_HEADER_LEN};
 
 /// Pushes and fetches back one map after another until `stop`; returns the cycles
@@ -265,6 +263,7 @@ async fn hostile_clients_get_typed_errors_and_do_not_disturb_a_good_one() {
     for refused in ["never-registered", "etc"] {
         assert!(!apps.join(refused).exists(), "{refused}");
     }
+    assert!(apps.join("evil-app").is_dir() && apps.join("good-app").is_dir());
     let evil_files: Vec<_> = walk(&apps.join("evil-app"))
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "data"))
@@ -306,28 +305,19 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// (A wrong cluster token is `security.rs`'s `wrong_cluster_token_is_refused_…`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unknown_shuffles_and_wrong_tokens_get_typed_answers() {
+async fn a_fetch_of_an_unknown_shuffle_reports_the_named_maps_missing() {
     let server = start_server().await;
     let client = server.client().await;
     let creds = app("asker");
     client.register_app(&creds).await.unwrap();
-    // A shuffle never pushed here: nothing served, and named maps are reported missing.
-    let err = fetch_grouped(
-        &client,
-        FetchRequest::partitions(creds.clone(), 77, 0..4).with_maps(MapFilter::MapIds(vec![5])),
-    )
-    .await
-    .unwrap_err();
+    let err = fetch_map(&client, &creds, 77, 4, 5).await.unwrap_err();
     assert!(
         matches!(err, ClientError::MissingMaps(ref maps) if maps == &vec![5]),
         "{err:?}"
     );
-
-    let mut config = server.client_config();
-    config.token = b"not-the-token".to_vec();
-    let err = Client::connect(server.handle.local_addr(), &config)
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Some(ErrorCode::Unauthorized), "{err}");
+    // And nothing was created for it.
+    let asker = server.dir.path().join("data/apps/asker");
+    assert!(asker.is_dir() && !asker.join("shuffle-77").exists());
 }

@@ -284,12 +284,7 @@ async fn hostile_clients_get_typed_errors_and_do_not_disturb_a_good_one() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The server still answers a new client.
-    server
-        .client()
-        .await
-        .register_app(&app("after"))
-        .await
-        .unwrap();
+    assert_serves_a_new_client(&server).await;
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

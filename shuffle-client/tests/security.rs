@@ -21,12 +21,7 @@ async fn wrong_cluster_token_is_refused_with_a_clear_error() {
     assert_eq!(err.code(), Some(ErrorCode::Unauthorized), "{err}");
     assert!(err.to_string().contains("invalid cluster token"), "{err}");
     // The server keeps serving clients with the right token.
-    server
-        .client()
-        .await
-        .register_app(&app("after"))
-        .await
-        .unwrap();
+    assert_serves_a_new_client(&server).await;
 }
 
 #[tokio::test]
@@ -249,12 +244,7 @@ async fn garbage_instead_of_hello_closes_only_that_connection() {
         matches!(reason, quinn::ConnectionError::ApplicationClosed(_)),
         "{reason}"
     );
-    server
-        .client()
-        .await
-        .register_app(&app("still-up"))
-        .await
-        .unwrap();
+    assert_serves_a_new_client(&server).await;
 }
 
 #[tokio::test]

@@ -64,6 +64,10 @@ fn invalid_config_names_the_key() {
             "transport.max_udp_payload",
         ),
         (
+            "[limits]\nfetch_stall_timeout = \"0s\"",
+            "limits.fetch_stall_timeout: must be at least 1s",
+        ),
+        (
             "[transport]\nreceive_window = \"2GiB\"",
             "transport.receive_window",
         ),

@@ -284,6 +284,16 @@ pub async fn fetch_grouped(
     Ok(groups.into_iter().map(|(k, v)| (k, concat(&v))).collect())
 }
 
+/// Asserts that the server still serves a new client (after something hostile).
+pub async fn assert_serves_a_new_client(server: &TestServer) {
+    server
+        .client()
+        .await
+        .register_app(&app("after"))
+        .await
+        .unwrap();
+}
+
 /// Fetches partitions `0..n` of one map id of `shuffle_id`, grouped as
 /// [`fetch_grouped`] groups them.
 pub async fn fetch_map(

@@ -404,6 +404,9 @@ impl ServerConfig {
         if !(1..=32768).contains(&self.storage.uring_entries) {
             return Err("storage.uring_entries: must be in 1..=32768".into());
         }
+        if self.limits.fetch_stall_timeout < Duration::from_secs(1) {
+            return Err("limits.fetch_stall_timeout: must be at least 1s".into());
+        }
         if self.limits.max_partitions == 0 {
             return Err("limits.max_partitions: must be at least 1".into());
         }

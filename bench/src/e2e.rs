@@ -106,9 +106,8 @@ pub async fn run(args: &Args) -> Result<(bool, Vec<Record>), crate::BenchError> 
         input_bytes as f64 / 1e6,
         t0.elapsed().as_secs_f64()
     );
-    let runs = if args.quick { 1 } else { args.runs.max(1) };
     let mut shuffles = Vec::new();
-    for _ in 0..runs {
+    for _ in 0..args.runs.max(1) {
         shuffles.push(shuffle_once(args, &maps, &expected, rows).await?);
     }
     Ok(report(args, &shuffles, input_bytes, rows))

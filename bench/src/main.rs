@@ -134,93 +134,18 @@ fn main() -> ExitCode {
         )
         .init();
     let mut args = Args::parse();
-    if args.quick && matches!(args.mode, Mode::E2e | Mode::Net) {
-        args.maps = args.maps.min(2);
-        args.batches_per_map = args.batches_per_map.min(8);
+    if args.quick {
+        args.runs = 1;
+        if matches!(args.mode, Mode::E2e | Mode::Net) {
+            args.maps = args.maps.min(2);
+            args.batches_per_map = args.batches_per_map.min(8);
+        }
     }
-    let async_run = |result: Result<(bool, Vec<report::Record>), BenchError>| match result {
-        Ok(result) => Some(result),
+    let (ok, records) = match run_mode(&args) {
+        Ok(result) => result,
         Err(e) => {
             eprintln!("sluice-bench: {e}");
-            None
-        }
-    };
-    let runtime = || {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime")
-    };
-    let (ok, records) = match args.mode {
-        Mode::E2e => match async_run(runtime().block_on(e2e::run(&args))) {
-            Some(result) => result,
-            None => return ExitCode::from(2),
-        },
-        Mode::Split => {
-            let split_args = split::SplitArgs {
-                batches: if args.quick { 16 } else { args.split_batches },
-                rows_per_batch: args.rows_per_batch,
-                partitions: args.split_partitions.clone(),
-                block_size: args.block_size,
-                memory_limit: sluice_server::ServerConfig::default()
-                    .storage
-                    .push_buffer_limit
-                    .as_u64() as usize,
-                runs: if args.quick { 1 } else { args.runs },
-                no_peers: args.no_peers,
-            };
-            let records = split::run(&split_args);
-            split::print(&records);
-            (true, records)
-        }
-        Mode::Codec => {
-            let codec_args = codec::CodecArgs {
-                bytes: if args.quick { 16 } else { args.codec_mib } << 20,
-                block_size: args.block_size,
-                runs: if args.quick { 1 } else { args.runs },
-            };
-            let records = codec::run(&codec_args);
-            codec::print(&records);
-            (true, records)
-        }
-        Mode::Net => {
-            let net_args = net::NetArgs {
-                bytes: if args.quick { 64 } else { args.net_mib } << 20,
-                runs: if args.quick { 1 } else { args.runs },
-            };
-            match async_run(runtime().block_on(net::run(&args, &net_args))) {
-                Some(result) => result,
-                None => return ExitCode::from(2),
-            }
-        }
-        Mode::Spark => {
-            let spark_args = spark::SparkArgs {
-                rows: if args.quick {
-                    1_000_000
-                } else {
-                    args.spark_rows
-                },
-                runs: if args.quick { 1 } else { args.runs },
-            };
-            match spark::run(&spark_args) {
-                Ok(records) => (true, records),
-                Err(e) => {
-                    eprintln!("sluice-bench: {e}");
-                    return ExitCode::from(2);
-                }
-            }
-        }
-        Mode::Spill => {
-            let spill_args = spill::SpillArgs {
-                bytes: if args.quick { 64 } else { args.spill_mib } << 20,
-                block_size: args.spill_block_kib << 10,
-                partitions: args.spill_partitions,
-                runs: if args.quick { 1 } else { args.runs },
-                dir: args.data_dir.clone().unwrap_or_else(|| PathBuf::from(".")),
-            };
-            let records = spill::run(&spill_args);
-            spill::print(&records);
-            (true, records)
+            return ExitCode::from(2);
         }
     };
     if let Some(path) = &args.json {
@@ -247,4 +172,70 @@ fn main() -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// Runs the chosen mode: whether it verified, and its results.
+fn run_mode(args: &Args) -> Result<(bool, Vec<report::Record>), BenchError> {
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    };
+    let quick = |quick: usize, full: usize| if args.quick { quick } else { full };
+    Ok(match args.mode {
+        Mode::E2e => runtime()?.block_on(e2e::run(args))?,
+        Mode::Split => {
+            let split_args = split::SplitArgs {
+                batches: quick(16, args.split_batches),
+                rows_per_batch: args.rows_per_batch,
+                partitions: args.split_partitions.clone(),
+                block_size: args.block_size,
+                memory_limit: sluice_server::ServerConfig::default()
+                    .storage
+                    .push_buffer_limit
+                    .as_u64() as usize,
+                runs: args.runs,
+                no_peers: args.no_peers,
+            };
+            let records = split::run(&split_args);
+            split::print(&records);
+            (true, records)
+        }
+        Mode::Codec => {
+            let codec_args = codec::CodecArgs {
+                bytes: quick(16, args.codec_mib) << 20,
+                block_size: args.block_size,
+                runs: args.runs,
+            };
+            let records = codec::run(&codec_args);
+            codec::print(&records);
+            (true, records)
+        }
+        Mode::Net => {
+            let net_args = net::NetArgs {
+                bytes: (quick(64, args.net_mib as usize) as u64) << 20,
+                runs: args.runs,
+            };
+            runtime()?.block_on(net::run(args, &net_args))?
+        }
+        Mode::Spark => {
+            let spark_args = spark::SparkArgs {
+                rows: quick(1_000_000, args.spark_rows as usize) as u64,
+                runs: args.runs,
+            };
+            (true, spark::run(&spark_args)?)
+        }
+        Mode::Spill => {
+            let spill_args = spill::SpillArgs {
+                bytes: (quick(64, args.spill_mib as usize) as u64) << 20,
+                block_size: args.spill_block_kib << 10,
+                partitions: args.spill_partitions,
+                runs: args.runs,
+                dir: args.data_dir.clone().unwrap_or_else(|| PathBuf::from(".")),
+            };
+            let records = spill::run(&spill_args);
+            spill::print(&records);
+            (true, records)
+        }
+    })
 }

@@ -1,45 +1,48 @@
 //! The split path as the server runs it: batches in, blocks (one record batch of one
 //! partition) out.
 //!
-//! Rows accumulate in [`PartitionBuffers`]; a partition becomes a block when it reaches
-//! the block size, and above the memory limit the largest partitions are drained early.
-//! With many partitions a batch touches each partition only with a row or two, so
-//! per-partition work would dominate: there, incoming batches are first coalesced into
-//! larger ones and split together.
+//! Up to [`SORTED_FROM_PARTITIONS`] partitions, rows accumulate in
+//! [`PartitionBuffers`]: a partition becomes a block when it reaches the block size, and
+//! above the memory limit the largest partitions are drained early. With more
+//! partitions a batch gives each partition only a row or two, so per-partition work
+//! would dominate: there, batches are kept whole and split together when the memory
+//! limit is reached ([`SortedRuns`], a radix partition over accumulated batches).
 
 use arrow_array::RecordBatch;
-use arrow_select::concat::concat_batches;
 
 use crate::buffers::PartitionBuffers;
 use crate::error::SplitError;
 use crate::partitioner::Partitioner;
+use crate::sorted::SortedRuns;
 use crate::split::Splitter;
 
-/// Partition counts from which batches are coalesced before splitting.
-pub const COALESCE_FROM_PARTITIONS: u32 = 1024;
-/// Rows to coalesce before splitting, at or above [`COALESCE_FROM_PARTITIONS`].
-pub const COALESCE_ROWS: usize = 65_536;
+/// Partition counts from which batches are accumulated and sorted together.
+pub const SORTED_FROM_PARTITIONS: u32 = 1024;
 
 /// Sizes that decide when blocks are cut.
 #[derive(Debug, Clone, Copy)]
 pub struct WriterLimits {
     /// Uncompressed bytes at which a partition's rows become a block.
     pub block_size: usize,
-    /// Most uncompressed bytes held in buffers (including coalescing).
+    /// Most uncompressed bytes held in buffers (including accumulated batches).
     pub memory_limit: usize,
 }
 
 /// Splits batches into per-partition blocks.
 #[derive(Debug)]
 pub struct PartitionWriter {
-    splitter: Splitter,
-    buffers: PartitionBuffers,
+    strategy: Strategy,
     limits: WriterLimits,
-    coalesce_rows: usize,
-    pending: Vec<RecordBatch>,
-    pending_rows: usize,
-    pending_bytes: usize,
     ready: Vec<(u32, bool)>,
+}
+
+#[derive(Debug)]
+enum Strategy {
+    Buffered {
+        splitter: Splitter,
+        buffers: PartitionBuffers,
+    },
+    Sorted(SortedRuns),
 }
 
 impl PartitionWriter {
@@ -49,19 +52,17 @@ impl PartitionWriter {
         limits: WriterLimits,
     ) -> Self {
         let n = partitioner.num_partitions();
-        let coalesce_rows = if n >= COALESCE_FROM_PARTITIONS {
-            COALESCE_ROWS
+        let strategy = if n >= SORTED_FROM_PARTITIONS {
+            Strategy::Sorted(SortedRuns::new(partitioner, schema))
         } else {
-            0
+            Strategy::Buffered {
+                splitter: Splitter::new(partitioner),
+                buffers: PartitionBuffers::new(schema, n),
+            }
         };
         Self {
-            splitter: Splitter::new(partitioner),
-            buffers: PartitionBuffers::new(schema, n),
+            strategy,
             limits,
-            coalesce_rows,
-            pending: Vec::new(),
-            pending_rows: 0,
-            pending_bytes: 0,
             ready: Vec::new(),
         }
     }
@@ -75,21 +76,39 @@ impl PartitionWriter {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        if self.coalesce_rows == 0 {
-            return self.split(&batch, &mut emit);
+        match &mut self.strategy {
+            Strategy::Buffered { splitter, buffers } => {
+                let split = splitter.split(&batch)?;
+                buffers.append(&batch, split)?;
+                let touched = split.runs().map(|(p, _)| p);
+                let WriterLimits {
+                    block_size,
+                    memory_limit,
+                } = self.limits;
+                buffers.ready_to_drain(touched, block_size, memory_limit, &mut self.ready);
+                for &(p, keep) in &self.ready {
+                    if let Some(block) = buffers.drain(p, keep)? {
+                        emit(p, block)?;
+                    }
+                }
+                Ok(())
+            }
+            Strategy::Sorted(sorted) => {
+                sorted.push(batch)?;
+                if sorted.bytes() >= self.limits.memory_limit {
+                    sorted.flush(self.limits.block_size, &mut emit)?;
+                }
+                Ok(())
+            }
         }
-        self.pending_rows += batch.num_rows();
-        self.pending_bytes += batch.get_array_memory_size();
-        self.pending.push(batch);
-        if self.pending_rows >= self.coalesce_rows {
-            self.split_pending(&mut emit)?;
-        }
-        Ok(())
     }
 
-    /// Bytes this writer holds: buffer capacities plus batches waiting to be coalesced.
+    /// Bytes this writer holds: buffer capacities, or the accumulated batches.
     pub fn allocated_bytes(&self) -> usize {
-        self.buffers.allocated_bytes() + self.pending_bytes
+        match &self.strategy {
+            Strategy::Buffered { buffers, .. } => buffers.allocated_bytes(),
+            Strategy::Sorted(sorted) => sorted.bytes(),
+        }
     }
 
     /// Writes out buffered rows, largest partitions first, until at most `target`
@@ -102,16 +121,20 @@ impl PartitionWriter {
         if self.allocated_bytes() <= target {
             return Ok(());
         }
-        self.split_pending(&mut emit)?;
-        for p in self.buffers.largest_first() {
-            if self.buffers.allocated_bytes() <= target {
-                break;
+        match &mut self.strategy {
+            Strategy::Buffered { buffers, .. } => {
+                for p in buffers.largest_first() {
+                    if buffers.allocated_bytes() <= target {
+                        break;
+                    }
+                    if let Some(block) = buffers.drain(p, false)? {
+                        emit(p, block)?;
+                    }
+                }
+                Ok(())
             }
-            if let Some(block) = self.buffers.drain(p, false)? {
-                emit(p, block)?;
-            }
+            Strategy::Sorted(sorted) => sorted.flush(self.limits.block_size, &mut emit),
         }
-        Ok(())
     }
 
     /// Drains everything: every remaining row reaches `emit`.
@@ -119,51 +142,17 @@ impl PartitionWriter {
         &mut self,
         mut emit: impl FnMut(u32, RecordBatch) -> Result<(), E>,
     ) -> Result<(), E> {
-        self.split_pending(&mut emit)?;
-        for p in self.buffers.non_empty() {
-            if let Some(block) = self.buffers.drain(p, false)? {
-                emit(p, block)?;
+        match &mut self.strategy {
+            Strategy::Buffered { buffers, .. } => {
+                for p in buffers.non_empty() {
+                    if let Some(block) = buffers.drain(p, false)? {
+                        emit(p, block)?;
+                    }
+                }
+                Ok(())
             }
+            Strategy::Sorted(sorted) => sorted.flush(self.limits.block_size, &mut emit),
         }
-        Ok(())
-    }
-
-    fn split_pending<E: From<SplitError>>(
-        &mut self,
-        emit: &mut impl FnMut(u32, RecordBatch) -> Result<(), E>,
-    ) -> Result<(), E> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let batch =
-            concat_batches(self.buffers.schema(), &self.pending).map_err(SplitError::from)?;
-        self.pending.clear();
-        self.pending_rows = 0;
-        self.pending_bytes = 0;
-        self.split(&batch, emit)
-    }
-
-    fn split<E: From<SplitError>>(
-        &mut self,
-        batch: &RecordBatch,
-        emit: &mut impl FnMut(u32, RecordBatch) -> Result<(), E>,
-    ) -> Result<(), E> {
-        let split = self.splitter.split(batch)?;
-        self.buffers.append(batch, split)?;
-        let touched = split.runs().map(|(p, _)| p);
-        let WriterLimits {
-            block_size,
-            memory_limit,
-        } = self.limits;
-        self.buffers
-            .ready_to_drain(touched, block_size, memory_limit, &mut self.ready);
-        for i in 0..self.ready.len() {
-            let (p, keep) = self.ready[i];
-            if let Some(block) = self.buffers.drain(p, keep)? {
-                emit(p, block)?;
-            }
-        }
-        Ok(())
     }
 }
 
@@ -176,6 +165,57 @@ mod tests {
 
     use super::*;
     use crate::PartitionSpec;
+
+    #[test]
+    fn at_large_p_batches_wait_whole_and_leave_in_blocks_of_the_block_size() {
+        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
+        let n = SORTED_FROM_PARTITIONS;
+        let partitioner =
+            Partitioner::new(PartitionSpec::Hash { columns: vec![0] }, n, &schema).unwrap();
+        // 8 bytes a row: blocks of at most 4 rows, and no flush before shrink_to.
+        let limits = WriterLimits {
+            block_size: 32,
+            memory_limit: 1 << 30,
+        };
+        let mut writer = PartitionWriter::new(partitioner, schema.clone(), limits);
+        let keys: Vec<i64> = (0..50_000).collect();
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(keys))]).unwrap();
+        let mut blocks: Vec<(u32, RecordBatch)> = Vec::new();
+        let mut collect = |p: u32, b: RecordBatch| -> Result<(), SplitError> {
+            blocks.push((p, b));
+            Ok(())
+        };
+        writer.write(batch.slice(0, 30_000), &mut collect).unwrap();
+        writer
+            .write(batch.slice(30_000, 20_000), &mut collect)
+            .unwrap();
+        // Values plus a validity bit per row.
+        assert_eq!(writer.allocated_bytes(), 50_000 * 8 + 50_000 / 8);
+        writer.shrink_to(0, &mut collect).unwrap();
+        assert_eq!(writer.allocated_bytes(), 0);
+        writer
+            .finish(|_, _| -> Result<(), SplitError> { panic!("all was written out") })
+            .unwrap();
+
+        assert!(blocks.iter().all(|(_, b)| (1..=4).contains(&b.num_rows())));
+        // Every partition's keys come out once, in input order.
+        let mut last = vec![-1i64; n as usize];
+        let mut rows = 0;
+        for (p, block) in &blocks {
+            let keys = block
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap();
+            for &k in keys.values() {
+                let before = &mut last[*p as usize];
+                assert!(k > *before, "partition {p}: {k} after {before}");
+                *before = k;
+                rows += 1;
+            }
+        }
+        assert_eq!(rows, 50_000);
+    }
 
     #[test]
     fn shrink_to_writes_out_the_largest_buffers_and_releases_them() {

@@ -302,7 +302,7 @@ fn every_type_at_once() {
     }
 }
 
-/// The writer (coalescing at large P, block and memory limits) emits every row exactly
+/// The writer (buffers or sorted runs at large P, block and memory limits) emits every row exactly
 /// once, in order within each partition, in blocks no larger than needed.
 fn check_writer(seed: u64, kinds: Vec<usize>, n: u32, batch_rows: Vec<usize>, block_size: usize) {
     use sluice_splitter::{PartitionWriter, SplitError, WriterLimits};

@@ -97,6 +97,10 @@ pub(crate) struct Args {
     /// split: block size at which a partition's buffer is drained, in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     block_size: usize,
+    /// split: per-push buffer limit in MiB, above which the largest partitions are
+    /// drained early (default: the server's `storage.push_buffer_limit`).
+    #[arg(long)]
+    split_memory_mib: Option<usize>,
     /// Runs per case, in every mode (the median is reported).
     #[arg(long, default_value_t = 3)]
     runs: usize,
@@ -190,10 +194,13 @@ fn run_mode(args: &Args) -> Result<(bool, Vec<report::Record>), BenchError> {
                 rows_per_batch: args.rows_per_batch,
                 partitions: args.split_partitions.clone(),
                 block_size: args.block_size,
-                memory_limit: sluice_server::ServerConfig::default()
-                    .storage
-                    .push_buffer_limit
-                    .as_u64() as usize,
+                memory_limit: args.split_memory_mib.map_or_else(
+                    || {
+                        let config = sluice_server::ServerConfig::default();
+                        config.storage.push_buffer_limit.as_u64() as usize
+                    },
+                    |mib| mib << 20,
+                ),
                 runs: args.runs,
                 no_peers: args.no_peers,
             };

@@ -38,7 +38,7 @@ fn partitioner(n: u32) -> Partitioner {
 }
 
 /// Sluice's split exactly as the server runs it (block size, per-push memory limit,
-/// coalescing at large P); blocks are produced and dropped.
+/// sorted runs at large P); blocks are produced and dropped.
 fn sluice_split(batches: &[RecordBatch], n: u32, limits: WriterLimits) -> f64 {
     let mut writer = PartitionWriter::new(partitioner(n), lineitem_schema(), limits);
     let emit = |_: u32, block: RecordBatch| -> Result<(), SplitError> {

@@ -49,31 +49,24 @@ enum Store {
 impl Store {
     fn for_type(data_type: &DataType) -> Self {
         use DataType::*;
-        match data_type {
-            Null => Self::Null,
-            Boolean => Self::Bool(Vec::new()),
-            Int8 | UInt8 => Self::W1(Vec::new()),
-            Int16 | UInt16 | Float16 => Self::W2(Vec::new()),
-            Int32 | UInt32 | Float32 | Date32 | Time32(_) | Decimal32(_, _) => Self::W4(Vec::new()),
-            Int64
-            | UInt64
-            | Float64
-            | Date64
-            | Time64(_)
-            | Timestamp(_, _)
-            | Duration(_)
-            | Decimal64(_, _) => Self::W8(Vec::new()),
-            Decimal128(_, _) => Self::W16(Vec::new()),
-            Decimal256(_, _) => Self::W32(Vec::new()),
-            FixedSizeBinary(n) if *n > 0 => Self::FixedBytes {
+        match (data_type, fixed_width(data_type)) {
+            (Null, _) => Self::Null,
+            (Boolean, _) => Self::Bool(Vec::new()),
+            (_, Some(1)) => Self::W1(Vec::new()),
+            (_, Some(2)) => Self::W2(Vec::new()),
+            (_, Some(4)) => Self::W4(Vec::new()),
+            (_, Some(8)) => Self::W8(Vec::new()),
+            (_, Some(16)) => Self::W16(Vec::new()),
+            (_, Some(32)) => Self::W32(Vec::new()),
+            (FixedSizeBinary(n), _) if *n > 0 => Self::FixedBytes {
                 width: *n as usize,
                 data: Vec::new(),
             },
-            Utf8 | Binary => Self::Bytes32 {
+            (Utf8 | Binary, _) => Self::Bytes32 {
                 offsets: Vec::new(),
                 data: Vec::new(),
             },
-            LargeUtf8 | LargeBinary => Self::Bytes64 {
+            (LargeUtf8 | LargeBinary, _) => Self::Bytes64 {
                 offsets: Vec::new(),
                 data: Vec::new(),
             },
@@ -172,6 +165,28 @@ impl Store {
             Self::Bytes64 { offsets, data } => cap(offsets, slot) + cap(data, slot),
             Self::Other(v) => v[slot].iter().map(|a| a.get_array_memory_size()).sum(),
         }
+    }
+}
+
+/// The byte width of the types gathered as plain values (of a native type whose
+/// alignment the buffers are guaranteed to have); `None` for every other type.
+pub(crate) fn fixed_width(data_type: &DataType) -> Option<usize> {
+    use DataType::*;
+    match data_type {
+        Int8 | UInt8 => Some(1),
+        Int16 | UInt16 | Float16 => Some(2),
+        Int32 | UInt32 | Float32 | Date32 | Time32(_) | Decimal32(_, _) => Some(4),
+        Int64
+        | UInt64
+        | Float64
+        | Date64
+        | Time64(_)
+        | Timestamp(_, _)
+        | Duration(_)
+        | Decimal64(_, _) => Some(8),
+        Decimal128(_, _) => Some(16),
+        Decimal256(_, _) => Some(32),
+        _ => None,
     }
 }
 
@@ -520,7 +535,7 @@ fn gather_nulls(validity: &mut [Validity], data: &ArrayData, runs: &SlotRuns<'_>
 }
 
 /// The values of a fixed-width column, starting at its offset.
-fn native<T: ArrowNativeType>(data: &ArrayData) -> &[T] {
+pub(crate) fn native<T: ArrowNativeType>(data: &ArrayData) -> &[T] {
     &data.buffers()[0].typed_data::<T>()[data.offset()..data.offset() + data.len()]
 }
 
@@ -619,7 +634,7 @@ fn gather_bytes<O: ArrowNativeType>(
 /// Appends `src[start..start + len]` to `d`. Short values are copied as one fixed-size
 /// chunk (inlined vector moves instead of a `memcpy` call), then the excess is cut.
 #[inline(always)]
-fn copy_value(d: &mut Vec<u8>, src: &[u8], start: usize, len: usize) {
+pub(crate) fn copy_value(d: &mut Vec<u8>, src: &[u8], start: usize, len: usize) {
     fn chunk<const N: usize>(d: &mut Vec<u8>, src: &[u8], start: usize, len: usize) -> bool {
         match src.get(start..start + N) {
             Some(chunk) if len <= N => {
@@ -690,22 +705,32 @@ fn drain_store(
         .buffers(buffers)
         .nulls(nulls);
     let data = if matches!(store, Store::Bytes32 { .. } | Store::Bytes64 { .. }) {
-        build_bytes(builder)?
+        // SAFETY: `gather_bytes` copied whole values out of arrays of this type and
+        // pushed each value's end as the next offset, after a leading 0.
+        #[allow(unsafe_code)]
+        unsafe {
+            build_bytes(builder)?
+        }
     } else {
         builder.build()?
     };
     Ok(make_array(data))
 }
 
-/// Builds a string or binary array gathered by [`gather_bytes`] without re-validating
-/// every value: a full validation (UTF-8 and every offset) cost 8% of the split at
-/// P = 200 (`sluice-bench --mode split`). The cheap structural checks still run.
+/// Builds a string or binary array without re-validating every value: a full
+/// validation (UTF-8 and every offset) cost 8% of the split at P = 200
+/// (`sluice-bench --mode split`). The cheap structural checks still run.
+///
+/// # Safety
+/// The values buffer must consist of whole values copied out of arrays of this same
+/// type (which Arrow guarantees are valid UTF-8 for strings), and the offsets must
+/// start at 0, never decrease, and mark exactly those values.
 #[allow(unsafe_code)]
-fn build_bytes(builder: arrow_data::ArrayDataBuilder) -> Result<ArrayData, SplitError> {
-    // SAFETY: `gather_bytes` copies whole values out of arrays of this same type, which
-    // Arrow guarantees hold valid UTF-8 (for strings) between monotone offsets; so every
-    // value copied is valid, and the offsets it writes start at 0, never decrease and
-    // end at the data length. The lengths and offsets bounds are checked below.
+pub(crate) unsafe fn build_bytes(
+    builder: arrow_data::ArrayDataBuilder,
+) -> Result<ArrayData, SplitError> {
+    // SAFETY: the caller guarantees every value is valid for the type and the offsets
+    // delimit exactly those values; buffer lengths and offset bounds are checked below.
     let data = unsafe { builder.build_unchecked() };
     data.validate()?;
     debug_assert!(data.validate_full().is_ok());

@@ -7,10 +7,13 @@
 //! one `interleave` per column into buffers of exactly the right size) and emits each
 //! partition's rows as zero-copy slices of that one sorted batch.
 
-use arrow_array::{Array, ArrayRef, RecordBatch};
-use arrow_schema::SchemaRef;
+use arrow_array::{make_array, Array, ArrayRef, RecordBatch};
+use arrow_buffer::{i256, ArrowNativeType, BooleanBufferBuilder, Buffer, NullBuffer};
+use arrow_data::ArrayData;
+use arrow_schema::{DataType, SchemaRef};
 use arrow_select::interleave::interleave;
 
+use crate::buffers::{build_bytes, copy_value, fixed_width, native};
 use crate::error::SplitError;
 use crate::partitioner::Partitioner;
 
@@ -28,7 +31,8 @@ pub(crate) struct SortedRuns {
     counts: Vec<u32>,
     touched: Vec<u32>,
     scratch: Vec<u32>,
-    order: Vec<(usize, usize)>,
+    /// `(batch, row)` of every pending row, grouped by partition.
+    order: Vec<(u32, u32)>,
 }
 
 impl SortedRuns {
@@ -75,7 +79,7 @@ impl SortedRuns {
         let row_bytes = self.bytes.div_ceil(rows.max(1)).max(1);
         let block_rows = (block_size / row_bytes).max(1);
         let runs = self.sort_rows();
-        let sorted = self.gather().map_err(SplitError::from)?;
+        let sorted = self.gather()?;
         self.batches.clear();
         self.pids.clear();
         self.bytes = 0;
@@ -117,7 +121,7 @@ impl SortedRuns {
         for (b, batch) in self.batches.iter().enumerate() {
             for (r, &p) in pids.by_ref().take(batch.num_rows()).enumerate() {
                 let slot = &mut self.counts[p as usize];
-                self.order[*slot as usize] = (b, r);
+                self.order[*slot as usize] = (b as u32, r as u32);
                 *slot += 1;
             }
         }
@@ -129,15 +133,133 @@ impl SortedRuns {
 
     /// One column at a time, the pending rows in `order`: one exact-size allocation per
     /// buffer for the whole flush.
-    fn gather(&self) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    fn gather(&self) -> Result<RecordBatch, SplitError> {
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
-        for c in 0..self.schema.fields().len() {
-            let sources: Vec<&dyn Array> =
-                self.batches.iter().map(|b| b.column(c).as_ref()).collect();
-            columns.push(interleave(&sources, &self.order)?);
+        for (c, field) in self.schema.fields().iter().enumerate() {
+            let sources: Vec<ArrayData> =
+                self.batches.iter().map(|b| b.column(c).to_data()).collect();
+            let column = match gather_column(field.data_type(), &sources, &self.order)? {
+                Some(data) => make_array(data),
+                None => {
+                    // Nested, view, dictionary and boolean columns: arrow's interleave.
+                    let arrays: Vec<&dyn Array> =
+                        self.batches.iter().map(|b| b.column(c).as_ref()).collect();
+                    let order: Vec<(usize, usize)> = self
+                        .order
+                        .iter()
+                        .map(|&(b, r)| (b as usize, r as usize))
+                        .collect();
+                    interleave(&arrays, &order)?
+                }
+            };
+            columns.push(column);
         }
-        RecordBatch::try_new(self.schema.clone(), columns)
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
+}
+
+/// Gathers a fixed-width, string or binary column from `sources` in `order`; `None`
+/// for the other types.
+fn gather_column(
+    data_type: &DataType,
+    sources: &[ArrayData],
+    order: &[(u32, u32)],
+) -> Result<Option<ArrayData>, SplitError> {
+    let values = match data_type {
+        DataType::Utf8 | DataType::Binary => gather_bytes::<i32>(sources, order)?,
+        DataType::LargeUtf8 | DataType::LargeBinary => gather_bytes::<i64>(sources, order)?,
+        _ => match fixed_width(data_type) {
+            Some(1) => vec![gather_fixed::<u8>(sources, order)],
+            Some(2) => vec![gather_fixed::<u16>(sources, order)],
+            Some(4) => vec![gather_fixed::<u32>(sources, order)],
+            Some(8) => vec![gather_fixed::<u64>(sources, order)],
+            Some(16) => vec![gather_fixed::<i128>(sources, order)],
+            Some(32) => vec![gather_fixed::<i256>(sources, order)],
+            _ => return Ok(None),
+        },
+    };
+    let builder = ArrayData::builder(data_type.clone())
+        .len(order.len())
+        .buffers(values)
+        .nulls(gather_nulls(sources, order));
+    let data = if fixed_width(data_type).is_some() {
+        builder.build()?
+    } else {
+        // SAFETY: `gather_bytes` copied whole values out of arrays of this type and
+        // wrote each value's end as the next offset, after a leading 0.
+        #[allow(unsafe_code)]
+        unsafe {
+            build_bytes(builder)?
+        }
+    };
+    Ok(Some(data))
+}
+
+fn gather_fixed<T: ArrowNativeType>(sources: &[ArrayData], order: &[(u32, u32)]) -> Buffer {
+    let values: Vec<&[T]> = sources.iter().map(native::<T>).collect();
+    let out: Vec<T> = order
+        .iter()
+        .map(|&(b, r)| values[b as usize][r as usize])
+        .collect();
+    Buffer::from_vec(out)
+}
+
+/// Offsets and values of a string or binary column, each allocated once.
+fn gather_bytes<O: ArrowNativeType>(
+    sources: &[ArrayData],
+    order: &[(u32, u32)],
+) -> Result<Vec<Buffer>, SplitError> {
+    let columns: Vec<(&[O], &[u8])> = sources
+        .iter()
+        .map(|d| {
+            let offsets = &d.buffers()[0].typed_data::<O>()[d.offset()..=d.offset() + d.len()];
+            (offsets, d.buffers()[1].as_slice())
+        })
+        .collect();
+    let max = if std::mem::size_of::<O>() == 4 {
+        i32::MAX as usize
+    } else {
+        i64::MAX as usize
+    };
+    let mut offsets: Vec<O> = Vec::with_capacity(order.len() + 1);
+    offsets.push(O::usize_as(0));
+    let mut total = 0usize;
+    for &(b, r) in order {
+        let o = columns[b as usize].0;
+        total += o[r as usize + 1].as_usize() - o[r as usize].as_usize();
+        if total > max {
+            return Err(SplitError::BufferOverflow);
+        }
+        offsets.push(O::usize_as(total));
+    }
+    let mut values: Vec<u8> = Vec::with_capacity(total + 64);
+    for &(b, r) in order {
+        let (o, v) = columns[b as usize];
+        let start = o[r as usize].as_usize();
+        copy_value(&mut values, v, start, o[r as usize + 1].as_usize() - start);
+    }
+    Ok(vec![Buffer::from_vec(offsets), Buffer::from_vec(values)])
+}
+
+/// The validity of the gathered rows, 64 bits at a time; `None` without nulls.
+fn gather_nulls(sources: &[ArrayData], order: &[(u32, u32)]) -> Option<NullBuffer> {
+    let nulls: Vec<Option<&NullBuffer>> = sources
+        .iter()
+        .map(|d| d.nulls().filter(|n| n.null_count() > 0))
+        .collect();
+    if nulls.iter().all(Option::is_none) {
+        return None;
+    }
+    let mut bits = BooleanBufferBuilder::new(order.len());
+    for chunk in order.chunks(64) {
+        let mut word = 0u64;
+        for (i, &(b, r)) in chunk.iter().enumerate() {
+            let valid = nulls[b as usize].is_none_or(|n| n.is_valid(r as usize));
+            word |= (valid as u64) << i;
+        }
+        bits.append_packed_range(0..chunk.len(), &word.to_le_bytes());
+    }
+    Some(NullBuffer::new(bits.finish()))
 }
 
 /// Bytes of a batch's buffers (lengths) plus its validity bits.

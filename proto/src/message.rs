@@ -175,14 +175,18 @@ pub enum Partitioning {
     PartitionIdColumn { column: u32 },
     /// Spark-compatible Murmur3 hash (seed 42) of the key columns, `pmod` partition count.
     Hash { columns: Vec<u32> },
-    /// Spark SQL range partitioning: a row goes to the number of bounds that sort before
+    /// Spark's range partitioning: a row goes to the number of bounds that sort before
     /// its key. The bounds are one Arrow IPC record batch, one column per key, strictly
     /// increasing in the keys' order, at most P - 1 rows: `bounds_schema` is its schema
-    /// message and `bounds` the batch message.
+    /// message and `bounds` the batch message. With `reversed` (an RDD
+    /// `RangePartitioner` with `ascending = false`, as `sortByKey(false)` makes) that
+    /// index `i` becomes `bounds - i`; Spark SQL's partitioner is never reversed (its
+    /// descending keys are in `keys`).
     Range {
         keys: Vec<RangeOrder>,
         bounds_schema: Bytes,
         bounds: Bytes,
+        reversed: bool,
     },
 }
 
@@ -587,8 +591,10 @@ pub(crate) fn put_partitioning(out: &mut Vec<u8>, p: &Partitioning) {
             keys,
             bounds_schema,
             bounds,
+            reversed,
         } => {
-            out.put_u8(4);
+            // Kind 5 is kind 4 reversed: the same payload.
+            out.put_u8(if *reversed { 5 } else { 4 });
             out.put_u32_le(keys.len() as u32);
             for k in keys {
                 out.put_u32_le(k.column);
@@ -632,7 +638,7 @@ pub(crate) fn partitioning(r: &mut Reader) -> Result<Partitioning, ProtoError> {
             }
             Partitioning::Hash { columns }
         }
-        4 => {
+        kind @ (4 | 5) => {
             let keys = r.vec("range keys", 5, range_order)?;
             if keys.is_empty() {
                 return Err(invalid("range keys", "no key column".into()));
@@ -641,6 +647,7 @@ pub(crate) fn partitioning(r: &mut Reader) -> Result<Partitioning, ProtoError> {
                 keys,
                 bounds_schema: r.bytes("range bounds schema")?,
                 bounds: r.bytes("range bounds")?,
+                reversed: kind == 5,
             }
         }
         other => return Err(invalid("partitioning", format!("unknown kind {other}"))),

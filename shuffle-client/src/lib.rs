@@ -46,6 +46,8 @@ pub use client::{AppCredentials, Client};
 pub use config::{ClientConfig, Trust};
 pub use error::ClientError;
 pub use fetch::{FetchRequest, FetchStream, FetchSummary, FetchedBlock};
-pub use push::{range_partitioning, CommitAck, PushRequest, PushStream};
+pub use push::{
+    range_partitioning, reversed_range_partitioning, CommitAck, PushRequest, PushStream,
+};
 pub use sluice_proto::{AppId, ErrorCode, MapAttempt, MapFilter, Partitioning, RangeOrder};
 pub use transport::TransportTuning;

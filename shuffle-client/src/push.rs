@@ -26,12 +26,30 @@ pub fn range_partitioning(
     keys: Vec<RangeOrder>,
     bounds: &RecordBatch,
 ) -> Result<Partitioning, ClientError> {
+    range(keys, bounds, false)
+}
+
+/// An RDD `RangePartitioner` with `ascending = false` (`sortByKey(false)`): `bounds` (one
+/// key column, strictly increasing) as Spark computed them, partition index reversed.
+pub fn reversed_range_partitioning(
+    key: RangeOrder,
+    bounds: &RecordBatch,
+) -> Result<Partitioning, ClientError> {
+    range(vec![key], bounds, true)
+}
+
+fn range(
+    keys: Vec<RangeOrder>,
+    bounds: &RecordBatch,
+    reversed: bool,
+) -> Result<Partitioning, ClientError> {
     let mut batch = Vec::new();
     encode_batch(bounds, &mut batch)?;
     Ok(Partitioning::Range {
         keys,
         bounds_schema: Bytes::from(encode_schema(&bounds.schema())),
         bounds: Bytes::from(batch),
+        reversed,
     })
 }
 

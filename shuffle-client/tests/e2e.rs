@@ -331,6 +331,7 @@ async fn range_partitioning_splits_by_the_bounds_and_rejects_unsorted_bounds() {
     let spec = PartitionSpec::Range {
         keys: vec![RangeKey::ascending(0)],
         bounds: bounds.clone(),
+        reversed: false,
     };
     let reference = reference_split(&batches, spec, n);
     for (p, expected) in reference.iter().enumerate() {
@@ -347,6 +348,20 @@ async fn range_partitioning_splits_by_the_bounds_and_rejects_unsorted_bounds() {
                 "partition {p} holds key {k}"
             );
         }
+    }
+
+    // An RDD partitioner with ascending = false: the same bounds, partitions mirrored.
+    let reversed = PushRequest {
+        partitioning: sluice_client::reversed_range_partitioning(order[0], &bounds).unwrap(),
+        ..request(5, &bounds)
+    };
+    try_push(&client, reversed, &batches).await.unwrap();
+    let mirrored = fetch_grouped(&client, FetchRequest::partitions(app.clone(), 5, 0..n))
+        .await
+        .unwrap();
+    for (p, expected) in reference.iter().enumerate() {
+        let got = &mirrored[&(n - 1 - p as u32, 1)];
+        assert_eq!(got, expected, "partition {p}, reversed");
     }
 
     let mut unsorted = bound_keys.clone();

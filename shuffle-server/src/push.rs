@@ -222,6 +222,7 @@ fn partition_spec(
             keys,
             bounds_schema,
             bounds,
+            reversed,
         } => {
             // The bounds pass the same checks as any pushed batch.
             let bad = |e: sluice_format::FormatError| {
@@ -238,7 +239,11 @@ fn partition_spec(
                     nulls_first: k.nulls_first,
                 })
                 .collect();
-            PartitionSpec::Range { keys, bounds }
+            PartitionSpec::Range {
+                keys,
+                bounds,
+                reversed: *reversed,
+            }
         }
     })
 }

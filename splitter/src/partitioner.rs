@@ -20,11 +20,15 @@ pub enum PartitionSpec {
     PartitionIdColumn { column: usize },
     /// Spark `HashPartitioning`: `pmod(murmur3(keys, seed 42), P)`.
     Hash { columns: Vec<usize> },
-    /// Spark SQL `RangePartitioning`: a row goes to the number of `bounds` rows (one
-    /// column per key, strictly increasing, at most P - 1) that sort before its key.
+    /// Spark's `RangePartitioner`: a row goes to the number of `bounds` rows (one column
+    /// per key, strictly increasing, at most P - 1) that sort before its key, as Spark
+    /// SQL's `RangePartitioning` does. `reversed` is an RDD partitioner with
+    /// `ascending = false` (`sortByKey(false)`): one ascending, non-float key, and that
+    /// number `i` becomes `bounds - i`.
     Range {
         keys: Vec<RangeKey>,
         bounds: RecordBatch,
+        reversed: bool,
     },
 }
 
@@ -83,8 +87,18 @@ impl Partitioner {
                     }
                 }
             }
-            PartitionSpec::Range { keys, bounds } => {
-                range = Some(RangePartitioner::new(keys, bounds, num_partitions, schema)?);
+            PartitionSpec::Range {
+                keys,
+                bounds,
+                reversed,
+            } => {
+                range = Some(RangePartitioner::new(
+                    keys,
+                    bounds,
+                    num_partitions,
+                    schema,
+                    *reversed,
+                )?);
             }
         }
         Ok(Self {

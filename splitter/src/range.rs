@@ -1,6 +1,8 @@
-//! Spark SQL's range partitioning (`RangePartitioning`, `repartitionByRange`): a row goes
-//! to the number of bounds that sort strictly before its key, so a key equal to a bound
-//! lands in that bound's partition.
+//! Spark's range partitioning: a row goes to the number of bounds that sort strictly
+//! before its key, so a key equal to a bound lands in that bound's partition. Spark SQL
+//! (`RangePartitioning`, `repartitionByRange`, `orderBy`) puts descending keys in the
+//! key order; an RDD `RangePartitioner` with `ascending = false` (`sortByKey(false)`)
+//! keeps the bounds ascending and reverses the partition index instead.
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Float64Type};
@@ -33,6 +35,8 @@ impl RangeKey {
 /// Keys compared as byte strings (arrow's row format) against the bounds.
 #[derive(Debug)]
 pub(crate) struct RangePartitioner {
+    /// An RDD partitioner with `ascending = false`: index `i` becomes `bounds - i`.
+    reversed: bool,
     columns: Vec<usize>,
     converter: RowConverter,
     bounds: Rows,
@@ -48,11 +52,15 @@ impl RangePartitioner {
         bounds: &RecordBatch,
         num_partitions: u32,
         schema: &Schema,
+        reversed: bool,
     ) -> Result<Self, SplitError> {
         if keys.is_empty() {
             return Err(SplitError::NoKeyColumns);
         }
         let bad = |why: String| SplitError::RangeBounds(why);
+        if reversed {
+            check_rdd_keys(keys, schema)?;
+        }
         if bounds.num_columns() != keys.len() {
             return Err(bad(format!(
                 "{} bound columns for {} keys",
@@ -107,6 +115,7 @@ impl RangePartitioner {
         }
         let rows = converter.empty_rows(0, 0);
         Ok(Self {
+            reversed,
             columns,
             converter,
             bounds,
@@ -130,6 +139,7 @@ impl RangePartitioner {
         self.rows.clear();
         self.converter.append(&mut self.rows, &keys)?;
         let bounds = &self.bounds;
+        let reversed = self.reversed;
         out.extend(self.rows.iter().map(|row| {
             // Bounds strictly before the row: a binary search for the first one that is not.
             let (mut lo, mut hi) = (0, bounds.num_rows());
@@ -141,9 +151,29 @@ impl RangePartitioner {
                     hi = mid;
                 }
             }
-            lo as u32
+            if reversed {
+                (bounds.num_rows() - lo) as u32
+            } else {
+                lo as u32
+            }
         }));
         Ok(())
+    }
+}
+
+/// An RDD partitioner orders one ascending key with its Scala `Ordering`. Floats are
+/// refused: Spark compares them with IEEE `>` up to 128 bounds and with
+/// `Double.compare` beyond (-0.0 and NaN land differently), which no single order matches.
+fn check_rdd_keys(keys: &[RangeKey], schema: &Schema) -> Result<(), SplitError> {
+    let bad = |why: &str| Err(SplitError::RangeBounds(why.into()));
+    match keys {
+        [key] if !key.descending => match schema.fields().get(key.column).map(|f| f.data_type()) {
+            Some(DataType::Float16 | DataType::Float32 | DataType::Float64) => {
+                bad("a reversed (RDD) range partitioning takes no float key")
+            }
+            _ => Ok(()),
+        },
+        _ => bad("a reversed (RDD) range partitioning takes one ascending key"),
     }
 }
 

@@ -1,19 +1,24 @@
 //! Range partition ids must equal the ids a real Spark computes for
 //! `repartitionByRange`. The vectors in data/spark_range_vectors.json come from pyspark
 //! (scripts/gen_spark_range_vectors.py): every row's partition id, and the bounds Spark
-//! sampled, as the rows that hold them.
+//! sampled, as the rows that hold them. Reversed ranges must equal an RDD
+//! `RangePartitioner` with `ascending = false`, built in Spark's JVM
+//! (scripts/gen_spark_rdd_range_vectors.py, data/spark_rdd_range_vectors.json).
 
 mod common;
 
 use std::sync::Arc;
 
-use arrow_array::{Float64Array, Int32Array, RecordBatch, StringArray, UInt32Array};
+use arrow_array::{
+    ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray, UInt32Array,
+};
 use arrow_schema::{DataType, Field, Schema};
 use arrow_select::take::take_record_batch;
 use serde_json::Value;
 use sluice_splitter::{PartitionSpec, Partitioner, RangeKey, SplitError};
 
 const VECTORS: &str = include_str!("data/spark_range_vectors.json");
+const RDD_VECTORS: &str = include_str!("data/spark_rdd_range_vectors.json");
 
 fn indices(v: &Value) -> Vec<u32> {
     v.as_array()
@@ -24,7 +29,11 @@ fn indices(v: &Value) -> Vec<u32> {
 }
 
 fn range_ids(batch: &RecordBatch, keys: Vec<RangeKey>, bounds: RecordBatch, n: u32) -> Vec<u32> {
-    let spec = PartitionSpec::Range { keys, bounds };
+    let spec = PartitionSpec::Range {
+        keys,
+        bounds,
+        reversed: false,
+    };
     let mut p = Partitioner::new(spec, n, &batch.schema()).unwrap();
     let mut ids = Vec::new();
     p.partition(batch, &mut ids).unwrap();
@@ -99,6 +108,7 @@ fn invalid_bounds_are_typed_errors() {
         let spec = PartitionSpec::Range {
             keys: vec![RangeKey::ascending(0)],
             bounds,
+            reversed: false,
         };
         match Partitioner::new(spec, n, &schema) {
             Err(SplitError::RangeBounds(why)) => why,
@@ -117,5 +127,79 @@ fn invalid_bounds_are_typed_errors() {
             DataType::Int32,
             DataType::Utf8
         )
+    );
+}
+
+/// Keys of an RDD vector case as an Arrow column (longs are written as strings).
+fn rdd_column(kind: &str, values: &[Value]) -> ArrayRef {
+    match kind {
+        "long" => Arc::new(Int64Array::from_iter_values(
+            values
+                .iter()
+                .map(|v| v.as_str().unwrap().parse::<i64>().unwrap()),
+        )),
+        "string" => Arc::new(StringArray::from_iter_values(
+            values.iter().map(|v| v.as_str().unwrap()),
+        )),
+        other => panic!("unknown key kind {other}"),
+    }
+}
+
+#[test]
+fn reversed_range_ids_match_an_rdd_range_partitioner_with_descending_order() {
+    let doc: Value = serde_json::from_str(RDD_VECTORS).unwrap();
+    let mut checked = 0;
+    for case in doc["cases"].as_array().unwrap() {
+        let kind = case["kind"].as_str().unwrap();
+        let batch = one_column("k", rdd_column(kind, case["keys"].as_array().unwrap()));
+        for v in case["partitionings"].as_array().unwrap() {
+            let n = v["num_partitions"].as_u64().unwrap() as u32;
+            let bounds = one_column("k", rdd_column(kind, v["bounds"].as_array().unwrap()));
+            let spec = PartitionSpec::Range {
+                keys: vec![RangeKey::ascending(0)],
+                bounds,
+                reversed: true,
+            };
+            let mut partitioner = Partitioner::new(spec, n, &batch.schema()).unwrap();
+            let mut ids = Vec::new();
+            partitioner.partition(&batch, &mut ids).unwrap();
+            let expected = indices(&v["pids"]);
+            assert_eq!(ids.len(), expected.len());
+            for (r, (&got, &want)) in ids.iter().zip(&expected).enumerate() {
+                assert_eq!(got, want, "{kind} key {}, P={n}", case["keys"][r]);
+            }
+            checked += ids.len();
+        }
+    }
+    assert!(checked > 15_000, "only {checked} ids checked");
+}
+
+#[test]
+fn reversed_ranges_take_one_ascending_key_that_is_not_a_float() {
+    let err = |batch: RecordBatch, keys: Vec<RangeKey>| {
+        let bounds = batch.slice(0, 0);
+        let spec = PartitionSpec::Range {
+            keys,
+            bounds,
+            reversed: true,
+        };
+        match Partitioner::new(spec, 2, &batch.schema()) {
+            Err(SplitError::RangeBounds(why)) => why,
+            other => panic!("expected RangeBounds, got {other:?}"),
+        }
+    };
+    let floats = one_column("d", Arc::new(Float64Array::from(vec![1.0])));
+    assert_eq!(
+        err(floats, vec![RangeKey::ascending(0)]),
+        "a reversed (RDD) range partitioning takes no float key"
+    );
+    let ints = one_column("i", Arc::new(Int32Array::from(vec![1])));
+    let descending = RangeKey {
+        descending: true,
+        ..RangeKey::ascending(0)
+    };
+    assert_eq!(
+        err(ints, vec![descending]),
+        "a reversed (RDD) range partitioning takes one ascending key"
     );
 }

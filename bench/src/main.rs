@@ -8,6 +8,8 @@
 mod chart;
 mod codec;
 mod data;
+#[cfg(feature = "peers")]
+mod datafusion_peer;
 mod e2e;
 mod net;
 mod report;

@@ -125,6 +125,8 @@ pub fn run(args: &SplitArgs) -> Vec<Record> {
     let bytes: u64 = batches.iter().map(buffer_bytes).sum();
     let rows = (args.batches * args.rows_per_batch) as f64;
     let row_bytes = (bytes as usize).div_ceil(rows as usize);
+    #[cfg(feature = "peers")]
+    let df_batches = crate::datafusion_peer::convert(&batches);
     let gbps = |secs: f64| bytes as f64 / 1e9 / secs;
     let mut records = Vec::new();
 
@@ -161,17 +163,34 @@ pub fn run(args: &SplitArgs) -> Vec<Record> {
         let mut record =
             Record::new("split", case.clone(), "throughput", gbps(ours), "GB/s").with_limit(limit);
         if !args.no_peers {
-            let peer = median_secs(args.runs, || {
+            let take = median_secs(args.runs, || {
                 take_split(&batches, n, args.block_size, row_bytes)
             });
-            record = record.with_peer(gbps(peer));
             records.push(Record::new(
                 "split",
                 case.clone(),
                 "take_per_partition",
-                gbps(peer),
+                gbps(take),
                 "GB/s",
             ));
+            #[cfg(not(feature = "peers"))]
+            let peer = take;
+            // With DataFusion measured too, the peer is the faster of the two.
+            #[cfg(feature = "peers")]
+            let peer = {
+                let df = median_secs(args.runs, || {
+                    crate::datafusion_peer::split(&df_batches, n, args.block_size, row_bytes)
+                });
+                records.push(Record::new(
+                    "split",
+                    case.clone(),
+                    "datafusion_batch_partitioner",
+                    gbps(df),
+                    "GB/s",
+                ));
+                take.min(df)
+            };
+            record = record.with_peer(gbps(peer));
         }
         records.push(record);
         records.push(Record::new(
@@ -202,20 +221,23 @@ pub fn print(records: &[Record]) {
         );
     }
     println!(
-        "{:<10} {:>12} {:>12} {:>14} {:>10} {:>10}",
-        "P", "sluice GB/s", "M rows/s", "take GB/s", "x peer", "of memcpy"
+        "{:<10} {:>12} {:>10} {:>10} {:>10} {:>8} {:>10}",
+        "P", "sluice GB/s", "M rows/s", "take GB/s", "DF GB/s", "x peer", "of memcpy"
     );
-    for r in records.iter().filter(|r| r.metric == "throughput") {
-        let rows = records
+    let value = |metric: &str, case: &str, decimals: usize| {
+        records
             .iter()
-            .find(|x| x.metric == "rows" && x.case == r.case)
-            .map_or(0.0, |x| x.value);
+            .find(|x| x.metric == metric && x.case == case)
+            .map_or("-".to_string(), |x| format!("{:.*}", decimals, x.value))
+    };
+    for r in records.iter().filter(|r| r.metric == "throughput") {
         println!(
-            "{:<10} {:>12.3} {:>12.1} {:>14.3} {:>10.2} {:>9.0}%",
+            "{:<10} {:>12.3} {:>10} {:>10} {:>10} {:>8.2} {:>9.0}%",
             r.case,
             r.value,
-            rows,
-            r.peer.unwrap_or(0.0),
+            value("rows", &r.case, 1),
+            value("take_per_partition", &r.case, 3),
+            value("datafusion_batch_partitioner", &r.case, 3),
             r.ratio_to_peer.unwrap_or(0.0),
             100.0 * r.ratio_to_limit.unwrap_or(0.0)
         );

@@ -14,7 +14,7 @@ use arrow_select::take::take_record_batch;
 use sluice_splitter::{PartitionSpec, PartitionWriter, Partitioner, SplitError, WriterLimits};
 
 use crate::data::{buffer_bytes, lineitem_batch, lineitem_schema};
-use crate::report::{median_secs, Record};
+use crate::report::{median, median_secs, Record};
 
 pub struct SplitArgs {
     pub batches: usize,
@@ -158,14 +158,30 @@ pub fn run(args: &SplitArgs) -> Vec<Record> {
             block_size: args.block_size,
             memory_limit: args.memory_limit,
         };
-        let ours = median_secs(args.runs, || sluice_split(&batches, n, limits));
+        // Sluice and its peers take turns, run by run, so that a slow moment of the
+        // machine (or the allocator state one leaves behind) hits all of them alike.
+        let (mut ours, mut take) = (Vec::new(), Vec::new());
+        #[cfg(feature = "peers")]
+        let mut df = Vec::new();
+        for _ in 0..args.runs.max(1) {
+            ours.push(sluice_split(&batches, n, limits));
+            if !args.no_peers {
+                take.push(take_split(&batches, n, args.block_size, row_bytes));
+                #[cfg(feature = "peers")]
+                df.push(crate::datafusion_peer::split(
+                    &df_batches,
+                    n,
+                    args.block_size,
+                    row_bytes,
+                ));
+            }
+        }
         let case = format!("P={n}");
+        let ours = median(&ours);
         let mut record =
             Record::new("split", case.clone(), "throughput", gbps(ours), "GB/s").with_limit(limit);
         if !args.no_peers {
-            let take = median_secs(args.runs, || {
-                take_split(&batches, n, args.block_size, row_bytes)
-            });
+            let take = median(&take);
             records.push(Record::new(
                 "split",
                 case.clone(),
@@ -178,9 +194,7 @@ pub fn run(args: &SplitArgs) -> Vec<Record> {
             // With DataFusion measured too, the peer is the faster of the two.
             #[cfg(feature = "peers")]
             let peer = {
-                let df = median_secs(args.runs, || {
-                    crate::datafusion_peer::split(&df_batches, n, args.block_size, row_bytes)
-                });
+                let df = median(&df);
                 records.push(Record::new(
                     "split",
                     case.clone(),

@@ -18,6 +18,9 @@ use crate::split::Splitter;
 
 /// Partition counts from which batches are accumulated and sorted together.
 pub const SORTED_FROM_PARTITIONS: u32 = 1024;
+/// Most bytes sorted in one flush, whatever the memory limit: the sorted batch's string
+/// columns must stay within 32-bit offsets (2 GiB).
+const MAX_SORTED_BYTES: usize = 1 << 30;
 
 /// Sizes that decide when blocks are cut.
 #[derive(Debug, Clone, Copy)]
@@ -95,7 +98,7 @@ impl PartitionWriter {
             }
             Strategy::Sorted(sorted) => {
                 sorted.push(batch)?;
-                if sorted.bytes() >= self.limits.memory_limit {
+                if sorted.bytes() >= self.limits.memory_limit.min(MAX_SORTED_BYTES) {
                     sorted.flush(self.limits.block_size, &mut emit)?;
                 }
                 Ok(())

@@ -8,7 +8,10 @@ use arrow_array::builder::{Decimal128Builder, Int64Builder, StringBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use sluice_splitter::{PartitionBuffers, PartitionSpec, Partitioner, Splitter};
+use sluice_splitter::{
+    PartitionBuffers, PartitionSpec, PartitionWriter, Partitioner, SplitError, Splitter,
+    WriterLimits,
+};
 
 const ROWS: usize = 8192;
 
@@ -119,5 +122,44 @@ fn append(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, hash, append);
+/// The large-P writer (sorted runs): each iteration adds a batch, and every eighth one
+/// flushes (sort, gather, slice into blocks), as under the push limit.
+fn sorted_runs(c: &mut Criterion) {
+    let mut group = c.benchmark_group("sorted_runs");
+    for kind in ["int64", "int64_nulls", "decimal128", "utf8"] {
+        let b = batch(kind);
+        let bytes: usize = b
+            .columns()
+            .iter()
+            .flat_map(|c| {
+                c.to_data()
+                    .buffers()
+                    .iter()
+                    .map(|x| x.len())
+                    .collect::<Vec<_>>()
+            })
+            .sum();
+        group.throughput(Throughput::Bytes(bytes as u64));
+        let n = 20_000u32;
+        let p = Partitioner::new(PartitionSpec::Hash { columns: vec![0] }, n, &b.schema()).unwrap();
+        let limits = WriterLimits {
+            block_size: 1 << 20,
+            memory_limit: 8 * bytes,
+        };
+        let mut writer = PartitionWriter::new(p, b.schema(), limits);
+        group.bench_function(BenchmarkId::new(kind, n), |bench| {
+            bench.iter(|| {
+                writer
+                    .write(b.clone(), |_, block| -> Result<(), SplitError> {
+                        black_box(block);
+                        Ok(())
+                    })
+                    .unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, hash, append, sorted_runs);
 criterion_main!(benches);

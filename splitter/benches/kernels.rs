@@ -9,7 +9,7 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use sluice_splitter::{
-    PartitionBuffers, PartitionSpec, PartitionWriter, Partitioner, SplitError, Splitter,
+    PartitionBuffers, PartitionSpec, PartitionWriter, Partitioner, Refill, SplitError, Splitter,
     WriterLimits,
 };
 
@@ -112,7 +112,7 @@ fn append(c: &mut Criterion) {
                     buffers.append(black_box(&values), &split).unwrap();
                     if buffers.total_bytes() > 64 << 20 {
                         for p in buffers.non_empty() {
-                            black_box(buffers.drain(p, true).unwrap());
+                            black_box(buffers.drain(p, Refill::Capacity).unwrap());
                         }
                     }
                 })

@@ -7,12 +7,12 @@
 //! on a partition's first row, so memory follows the partitions actually used rather
 //! than P. A drain hands the buffers to Arrow as they are (no copy); a partition that
 //! filled a block gets new buffers of the same capacity, so the next block grows no
-//! buffer, while a drain under memory pressure leaves the slot empty.
+//! buffer, while a drain under memory pressure leaves the slot empty ([`Refill`]).
 
 use arrow_array::{make_array, Array, ArrayRef, RecordBatch, UInt32Array};
 use arrow_buffer::{i256, ArrowNativeType, BooleanBufferBuilder, Buffer, NullBuffer};
 use arrow_data::ArrayData;
-use arrow_schema::{DataType, SchemaRef};
+use arrow_schema::{DataType, Schema, SchemaRef};
 
 use crate::error::SplitError;
 use crate::split::SplitIndices;
@@ -190,6 +190,41 @@ pub(crate) fn fixed_width(data_type: &DataType) -> Option<usize> {
     }
 }
 
+/// What a drained partition's buffers start over with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refill {
+    /// New buffers of the same capacity at once: a partition that fills blocks.
+    Capacity,
+    /// Nothing until rows arrive, then room for as many rows as it held: a partition
+    /// drained early under the push's memory limit, which refills to about that size.
+    Size,
+    /// Nothing: memory pressure from outside, or the end of the push.
+    Empty,
+}
+
+/// Refuses a batch whose columns are not the schema's (the gathers and the unchecked
+/// string builds rely on every batch having the buffers' types).
+pub(crate) fn check_schema(batch: &RecordBatch, schema: &Schema) -> Result<(), SplitError> {
+    let fields = schema.fields();
+    if batch.num_columns() != fields.len() {
+        return Err(SplitError::SchemaMismatch(format!(
+            "{} columns, the push's schema has {}",
+            batch.num_columns(),
+            fields.len()
+        )));
+    }
+    for (index, (column, field)) in batch.columns().iter().zip(fields).enumerate() {
+        if column.data_type() != field.data_type() {
+            return Err(SplitError::SchemaMismatch(format!(
+                "column {index} has type {}, the push's schema has {}",
+                column.data_type(),
+                field.data_type()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A batch's runs with partitions resolved to slots.
 type SlotRuns<'a> = [(usize, &'a [u32])];
 
@@ -328,6 +363,7 @@ impl PartitionBuffers {
 
     /// Appends the rows of `batch`, grouped by `split`, to their partitions' buffers.
     pub fn append(&mut self, batch: &RecordBatch, split: &SplitIndices) -> Result<(), SplitError> {
+        check_schema(batch, &self.schema)?;
         let mut runs: Vec<(usize, &[u32])> = Vec::with_capacity(split.num_runs());
         for (p, rows) in split.runs() {
             if p as usize >= self.slot_of.len() {
@@ -343,11 +379,11 @@ impl PartitionBuffers {
         let mut batch_bytes = 0;
         for (c, column) in batch.columns().iter().enumerate() {
             let data = column.to_data();
-            batch_bytes += data_bytes(&data);
+            batch_bytes += column_bytes(&data);
             if batch.num_rows() <= WARM_ROWS {
                 warm(&data);
             }
-            let value_bytes = data.buffers().get(1).map_or(0, |b| b.len()) / batch_rows;
+            let value_bytes = variable_bytes(&data) / batch_rows;
             for &(slot, _) in &runs {
                 let expected = self.rows_at_drain[slot];
                 if self.rows[slot] == 0 && expected > 0 {
@@ -372,22 +408,23 @@ impl PartitionBuffers {
     }
 
     /// Which partitions to drain after appending a batch that touched `touched`: each
-    /// that reached `block_size` (drained keeping its capacity, since it fills blocks),
-    /// then, while more than `memory_limit` bytes would stay buffered, the largest
-    /// others until half of it is left (drained releasing their memory).
+    /// that reached `block_size` (refilled at the same capacity, since it fills
+    /// blocks), then, while more than `memory_limit` bytes would stay buffered, the
+    /// largest others until half of it is left (their memory released until they
+    /// refill).
     pub fn ready_to_drain(
         &self,
         touched: impl Iterator<Item = u32>,
         block_size: usize,
         memory_limit: usize,
-        out: &mut Vec<(u32, bool)>,
+        out: &mut Vec<(u32, Refill)>,
     ) {
         out.clear();
         let mut remaining = self.total_bytes;
         for p in touched {
             let bytes = self.bytes(p);
             if bytes >= block_size {
-                out.push((p, true));
+                out.push((p, Refill::Capacity));
                 remaining -= bytes;
             }
         }
@@ -406,28 +443,25 @@ impl PartitionBuffers {
             if remaining <= memory_limit / 2 {
                 break;
             }
-            out.push((p, false));
+            out.push((p, Refill::Size));
             remaining -= bytes;
         }
     }
 
-    /// Takes the rows buffered for `partition` out as one record batch (`None` if empty).
-    /// With `keep_capacity` the partition's next buffers are allocated at the same
-    /// capacity (partitions that fill blocks); without, the slot starts empty, so
-    /// memory stays near what is buffered.
+    /// Takes the rows buffered for `partition` out as one record batch (`None` if empty);
+    /// `refill` says what the slot starts over with.
     pub fn drain(
         &mut self,
         partition: u32,
-        keep_capacity: bool,
+        refill: Refill,
     ) -> Result<Option<RecordBatch>, SplitError> {
         let Some(slot) = self.slot(partition) else {
             return Ok(None);
         };
         let rows = std::mem::take(&mut self.rows[slot]);
         self.total_bytes -= std::mem::take(&mut self.bytes[slot]);
-        if !keep_capacity {
-            self.rows_at_drain[slot] = rows;
-        }
+        let keep_capacity = refill == Refill::Capacity;
+        self.rows_at_drain[slot] = if refill == Refill::Size { rows } else { 0 };
         if rows == 0 {
             if !keep_capacity && self.allocated[slot] > 0 {
                 // Capacity kept from an earlier block: give it back.
@@ -454,22 +488,62 @@ impl PartitionBuffers {
 /// gathers; a column of a much larger batch would not fit in L2 anyway.
 const WARM_ROWS: usize = 16_384;
 
-/// Reads one byte of every cache line of a column's buffers, in order. The gathers
-/// read rows in partition order, which the hardware prefetcher cannot follow; one
-/// sequential pass first brings a cold column into cache at streaming speed (and costs
-/// little when it is already there).
+/// Reads one byte of every cache line of a column's values (and offsets), in order.
+/// The gathers read rows in partition order, which the hardware prefetcher cannot
+/// follow; one sequential pass first brings a cold column into cache at streaming speed
+/// (and costs little when it is already there). Only the column's own range is read,
+/// not the rest of a buffer it is a slice of.
 fn warm(data: &ArrayData) {
     const LINE: usize = 64;
-    for buffer in data.buffers() {
-        let bytes = buffer.as_slice();
+    let touch = |bytes: &[u8]| {
         let touched = bytes.iter().step_by(LINE).fold(0u8, |acc, &b| acc ^ b);
         std::hint::black_box(touched);
+    };
+    let (offset, len) = (data.offset(), data.len());
+    if let Some(w) = fixed_width(data.data_type()) {
+        touch(&data.buffers()[0].as_slice()[offset * w..(offset + len) * w]);
+    } else if let Some((offsets, values)) = byte_ranges(data) {
+        touch(&data.buffers()[0].as_slice()[offsets]);
+        touch(&data.buffers()[1].as_slice()[values]);
     }
 }
 
-/// Bytes of a column's buffers plus its validity bits.
-fn data_bytes(data: &ArrayData) -> usize {
-    data.buffers().iter().map(|b| b.len()).sum::<usize>() + data.len().div_ceil(8)
+type ByteRange = std::ops::Range<usize>;
+
+/// For a string or binary column: the byte ranges of its offsets and of its values.
+fn byte_ranges(data: &ArrayData) -> Option<(ByteRange, ByteRange)> {
+    fn ranges<O: ArrowNativeType>(data: &ArrayData) -> (ByteRange, ByteRange) {
+        let (offset, len) = (data.offset(), data.len());
+        let offsets = &data.buffers()[0].typed_data::<O>()[offset..=offset + len];
+        let size = std::mem::size_of::<O>();
+        (
+            offset * size..(offset + len + 1) * size,
+            offsets[0].as_usize()..offsets[len].as_usize(),
+        )
+    }
+    match data.data_type() {
+        DataType::Utf8 | DataType::Binary => Some(ranges::<i32>(data)),
+        DataType::LargeUtf8 | DataType::LargeBinary => Some(ranges::<i64>(data)),
+        _ => None,
+    }
+}
+
+/// The variable-length bytes of a string or binary column (0 for other types).
+fn variable_bytes(data: &ArrayData) -> usize {
+    byte_ranges(data).map_or(0, |(_, values)| values.len())
+}
+
+/// Uncompressed bytes of a column: its own values, offsets and validity bits (for a
+/// slice, not the whole buffers it points into; other types count their buffers).
+pub(crate) fn column_bytes(data: &ArrayData) -> usize {
+    let validity = data.len().div_ceil(8);
+    if let Some(w) = fixed_width(data.data_type()) {
+        return data.len() * w + validity;
+    }
+    match byte_ranges(data) {
+        Some((offsets, values)) => offsets.len() + values.len() + validity,
+        None => data.buffers().iter().map(|b| b.len()).sum::<usize>() + validity,
+    }
 }
 
 /// A validity bitmap that exists only once a null has arrived.

@@ -21,6 +21,8 @@ pub enum SplitError {
     UnsupportedKeyType { index: usize, data_type: DataType },
     #[error("hash and range partitioning need at least one key column")]
     NoKeyColumns,
+    #[error("batch does not match the schema: {0}")]
+    SchemaMismatch(String),
     #[error("invalid range bounds: {0}")]
     RangeBounds(String),
     #[error("batch has {rows} rows, more than a split supports ({max})")]

@@ -16,7 +16,7 @@ mod sorted;
 mod split;
 mod writer;
 
-pub use buffers::PartitionBuffers;
+pub use buffers::{PartitionBuffers, Refill};
 pub use error::SplitError;
 pub use murmur3::{hash_bytes, hash_int, hash_long, pmod, Pmod, SPARK_SEED};
 pub use partitioner::{PartitionSpec, Partitioner};

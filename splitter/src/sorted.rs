@@ -4,16 +4,21 @@
 //! per-partition buffers costs a buffer visit (and soon a reallocation) per value.
 //! Here batches are kept as they arrive, with their partition ids, until the memory
 //! limit; a flush then sorts all their rows by partition at once (a counting sort, then
-//! one `interleave` per column into buffers of exactly the right size) and emits each
-//! partition's rows as zero-copy slices of that one sorted batch.
+//! one gather per column into buffers allocated once, at their final size) and emits
+//! each partition's rows as slices of that one sorted batch. Dictionary columns are
+//! gathered by arrow's `interleave`, and each slice keeps the flush's whole dictionary
+//! (as the per-partition buffers keep each batch's).
 
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
 use arrow_array::{make_array, Array, ArrayRef, RecordBatch};
 use arrow_buffer::{i256, ArrowNativeType, BooleanBufferBuilder, Buffer, NullBuffer};
 use arrow_data::ArrayData;
 use arrow_schema::{DataType, SchemaRef};
 use arrow_select::interleave::interleave;
 
-use crate::buffers::{build_bytes, copy_value, fixed_width, native};
+use crate::buffers::{build_bytes, check_schema, column_bytes, copy_value, fixed_width, native};
 use crate::error::SplitError;
 use crate::partitioner::Partitioner;
 
@@ -51,13 +56,20 @@ impl SortedRuns {
         }
     }
 
-    /// Uncompressed bytes held (the pending batches).
+    /// Bytes held: the pending batches, and their partition ids.
     pub(crate) fn bytes(&self) -> usize {
-        self.bytes
+        self.bytes + (self.pids.capacity() + self.scratch.capacity()) * 4
     }
 
     /// Partitions `batch` and keeps it for the next flush.
     pub(crate) fn push(&mut self, batch: RecordBatch) -> Result<(), SplitError> {
+        check_schema(&batch, &self.schema)?;
+        if batch.num_rows() > u32::MAX as usize {
+            return Err(SplitError::TooManyRows {
+                rows: batch.num_rows(),
+                max: u32::MAX as usize,
+            });
+        }
         self.partitioner.partition(&batch, &mut self.scratch)?;
         self.pids.extend_from_slice(&self.scratch);
         self.bytes += batch_bytes(&batch);
@@ -80,14 +92,17 @@ impl SortedRuns {
         let block_rows = (block_size / row_bytes).max(1);
         let runs = self.sort_rows();
         let sorted = self.gather()?;
+        // Everything but the sorted batch is released before the blocks go out.
         self.batches.clear();
-        self.pids.clear();
         self.bytes = 0;
+        self.pids = Vec::new();
+        self.scratch = Vec::new();
+        self.order = Vec::new();
         for (p, start, end) in runs {
             let mut at = start;
             while at < end {
                 let len = block_rows.min(end - at);
-                emit(p, sorted.slice(at, len))?;
+                emit(p, compact_views(sorted.slice(at, len))?)?;
                 at += len;
             }
         }
@@ -135,6 +150,8 @@ impl SortedRuns {
     /// buffer for the whole flush.
     fn gather(&self) -> Result<RecordBatch, SplitError> {
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
+        // The `(usize, usize)` form arrow's interleave takes, built once if needed.
+        let mut wide_order: Option<Vec<(usize, usize)>> = None;
         for (c, field) in self.schema.fields().iter().enumerate() {
             let sources: Vec<ArrayData> =
                 self.batches.iter().map(|b| b.column(c).to_data()).collect();
@@ -144,12 +161,13 @@ impl SortedRuns {
                     // Nested, view, dictionary and boolean columns: arrow's interleave.
                     let arrays: Vec<&dyn Array> =
                         self.batches.iter().map(|b| b.column(c).as_ref()).collect();
-                    let order: Vec<(usize, usize)> = self
-                        .order
-                        .iter()
-                        .map(|&(b, r)| (b as usize, r as usize))
-                        .collect();
-                    interleave(&arrays, &order)?
+                    let order = wide_order.get_or_insert_with(|| {
+                        self.order
+                            .iter()
+                            .map(|&(b, r)| (b as usize, r as usize))
+                            .collect()
+                    });
+                    interleave(&arrays, order)?
                 }
             };
             columns.push(column);
@@ -262,14 +280,30 @@ fn gather_nulls(sources: &[ArrayData], order: &[(u32, u32)]) -> Option<NullBuffe
     Some(NullBuffer::new(bits.finish()))
 }
 
-/// Bytes of a batch's buffers (lengths) plus its validity bits.
+/// Uncompressed bytes of a batch's columns (see [`column_bytes`]).
 pub(crate) fn batch_bytes(batch: &RecordBatch) -> usize {
     batch
         .columns()
         .iter()
-        .map(|c| {
-            let data = c.to_data();
-            data.buffers().iter().map(|b| b.len()).sum::<usize>() + data.len().div_ceil(8)
-        })
+        .map(|c| column_bytes(&c.to_data()))
         .sum()
+}
+
+/// A view column keeps every data buffer of its sources, so a slice of it would carry
+/// the whole flush's strings into its block: compact those to the slice's own.
+fn compact_views(block: RecordBatch) -> Result<RecordBatch, SplitError> {
+    let is_view = |c: &ArrayRef| matches!(c.data_type(), DataType::Utf8View | DataType::BinaryView);
+    if !block.columns().iter().any(is_view) {
+        return Ok(block);
+    }
+    let columns: Vec<ArrayRef> = block
+        .columns()
+        .iter()
+        .map(|c| match c.data_type() {
+            DataType::Utf8View => Arc::new(c.as_string_view().gc()) as ArrayRef,
+            DataType::BinaryView => Arc::new(c.as_binary_view().gc()) as ArrayRef,
+            _ => c.clone(),
+        })
+        .collect();
+    Ok(RecordBatch::try_new(block.schema(), columns)?)
 }

@@ -10,10 +10,10 @@
 
 use arrow_array::RecordBatch;
 
-use crate::buffers::PartitionBuffers;
+use crate::buffers::{PartitionBuffers, Refill};
 use crate::error::SplitError;
 use crate::partitioner::Partitioner;
-use crate::sorted::SortedRuns;
+use crate::sorted::{batch_bytes, SortedRuns};
 use crate::split::Splitter;
 
 /// Partition counts from which batches are accumulated and sorted together.
@@ -36,7 +36,7 @@ pub struct WriterLimits {
 pub struct PartitionWriter {
     strategy: Strategy,
     limits: WriterLimits,
-    ready: Vec<(u32, bool)>,
+    ready: Vec<(u32, Refill)>,
 }
 
 #[derive(Debug)]
@@ -89,16 +89,22 @@ impl PartitionWriter {
                     memory_limit,
                 } = self.limits;
                 buffers.ready_to_drain(touched, block_size, memory_limit, &mut self.ready);
-                for &(p, keep) in &self.ready {
-                    if let Some(block) = buffers.drain(p, keep)? {
+                for &(p, refill) in &self.ready {
+                    if let Some(block) = buffers.drain(p, refill)? {
                         emit(p, block)?;
                     }
                 }
                 Ok(())
             }
             Strategy::Sorted(sorted) => {
+                let limit = self.limits.memory_limit.min(MAX_SORTED_BYTES);
+                // Flushing first when the batch would cross the cap keeps every flush
+                // under it (or to a single batch, whose own offsets fit).
+                if sorted.bytes() + batch_bytes(&batch) > MAX_SORTED_BYTES {
+                    sorted.flush(self.limits.block_size, &mut emit)?;
+                }
                 sorted.push(batch)?;
-                if sorted.bytes() >= self.limits.memory_limit.min(MAX_SORTED_BYTES) {
+                if sorted.bytes() >= limit {
                     sorted.flush(self.limits.block_size, &mut emit)?;
                 }
                 Ok(())
@@ -115,7 +121,8 @@ impl PartitionWriter {
     }
 
     /// Writes out buffered rows, largest partitions first, until at most `target`
-    /// bytes stay allocated (memory pressure from outside this writer).
+    /// bytes stay allocated (memory pressure from outside this writer). Sorted runs
+    /// write out everything.
     pub fn shrink_to<E: From<SplitError>>(
         &mut self,
         target: usize,
@@ -130,7 +137,7 @@ impl PartitionWriter {
                     if buffers.allocated_bytes() <= target {
                         break;
                     }
-                    if let Some(block) = buffers.drain(p, false)? {
+                    if let Some(block) = buffers.drain(p, Refill::Empty)? {
                         emit(p, block)?;
                     }
                 }
@@ -148,7 +155,7 @@ impl PartitionWriter {
         match &mut self.strategy {
             Strategy::Buffered { buffers, .. } => {
                 for p in buffers.non_empty() {
-                    if let Some(block) = buffers.drain(p, false)? {
+                    if let Some(block) = buffers.drain(p, Refill::Empty)? {
                         emit(p, block)?;
                     }
                 }
@@ -175,7 +182,8 @@ mod tests {
         let n = SORTED_FROM_PARTITIONS;
         let partitioner =
             Partitioner::new(PartitionSpec::Hash { columns: vec![0] }, n, &schema).unwrap();
-        // 8 bytes a row: blocks of at most 4 rows, and no flush before shrink_to.
+        // 9 bytes a row (value and validity bit, rounded up): blocks of at most 3 rows,
+        // and no flush before shrink_to.
         let limits = WriterLimits {
             block_size: 32,
             memory_limit: 1 << 30,
@@ -192,15 +200,21 @@ mod tests {
         writer
             .write(batch.slice(30_000, 20_000), &mut collect)
             .unwrap();
-        // Values plus a validity bit per row.
-        assert_eq!(writer.allocated_bytes(), 50_000 * 8 + 50_000 / 8);
+        // Values plus a validity bit per row, plus the partition ids kept for the sort.
+        let ids = 50_000 * 4;
+        assert!(
+            (50_000 * 8 + 50_000 / 8 + ids..=50_000 * 8 + 50_000 / 8 + 2 * ids)
+                .contains(&writer.allocated_bytes()),
+            "{}",
+            writer.allocated_bytes()
+        );
         writer.shrink_to(0, &mut collect).unwrap();
         assert_eq!(writer.allocated_bytes(), 0);
         writer
             .finish(|_, _| -> Result<(), SplitError> { panic!("all was written out") })
             .unwrap();
 
-        assert!(blocks.iter().all(|(_, b)| (1..=4).contains(&b.num_rows())));
+        assert!(blocks.iter().all(|(_, b)| (1..=3).contains(&b.num_rows())));
         // Every partition's keys come out once, in input order.
         let mut last = vec![-1i64; n as usize];
         let mut rows = 0;
@@ -218,6 +232,43 @@ mod tests {
             }
         }
         assert_eq!(rows, 50_000);
+    }
+
+    #[test]
+    fn a_batch_of_another_schema_is_refused_by_both_strategies() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("s", DataType::Utf8, false),
+        ]));
+        let other = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("s", DataType::Binary, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            other,
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2])),
+                Arc::new(arrow_array::BinaryArray::from(vec![&b"\xff"[..], b"a"])),
+            ],
+        )
+        .unwrap();
+        for n in [10, SORTED_FROM_PARTITIONS] {
+            let partitioner =
+                Partitioner::new(PartitionSpec::Hash { columns: vec![0] }, n, &schema).unwrap();
+            let limits = WriterLimits {
+                block_size: 1 << 20,
+                memory_limit: 1 << 20,
+            };
+            let mut writer = PartitionWriter::new(partitioner, schema.clone(), limits);
+            let err = writer
+                .write(batch.clone(), |_, _| -> Result<(), SplitError> { Ok(()) })
+                .unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "batch does not match the schema: column 1 has type Binary, the push's schema has Utf8",
+                "P = {n}"
+            );
+        }
     }
 
     #[test]

@@ -90,11 +90,18 @@ def main():
     sc = spark.sparkContext
     rng = random.Random(20261121)
     cases = []
-    for kind, keys in [("long", long_keys(rng)), ("string", string_keys(rng))]:
+    # Few keys, so every one is sampled and becomes a bound: the bounds then separate
+    # U+E000..U+FFFF from the characters above U+FFFF, where Java's UTF-16 order and
+    # UTF-8 byte order disagree.
+    utf16 = ["a", "z", "\u00e9", "\u65e5", "\ue000", "\ufb01", "\uffff", "\U00010000",
+             "\U0001F600", "a\U0001F600", "a\ufb01"]
+    for kind, keys, counts in [("long", long_keys(rng), NUM_PARTITIONS),
+                               ("string", string_keys(rng), NUM_PARTITIONS),
+                               ("string", utf16, [4, 12])]:
         cases.append({
             "kind": kind,
             "keys": [str(k) for k in keys] if kind == "long" else keys,
-            "partitionings": [vector(sc, kind, keys, n) for n in NUM_PARTITIONS],
+            "partitionings": [vector(sc, kind, keys, n) for n in counts],
         })
     doc = {
         "spark_version": spark.version,

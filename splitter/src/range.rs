@@ -6,7 +6,11 @@
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Float64Type};
-use arrow_array::{Array, ArrayRef, ArrowPrimitiveType, PrimitiveArray, RecordBatch};
+use arrow_array::{
+    Array, ArrayRef, ArrowPrimitiveType, GenericBinaryArray, GenericStringArray, OffsetSizeTrait,
+    PrimitiveArray, RecordBatch,
+};
+use arrow_buffer::Buffer;
 use arrow_row::{RowConverter, Rows, SortField};
 use arrow_schema::{DataType, Schema, SortOptions};
 use std::sync::Arc;
@@ -96,7 +100,7 @@ impl RangePartitioner {
                 nulls_first: key.nulls_first,
             };
             fields.push(SortField::new_with_options(
-                field.data_type().clone(),
+                compared_type(field.data_type(), reversed),
                 options,
             ));
         }
@@ -105,7 +109,11 @@ impl RangePartitioner {
         }
         let converter = RowConverter::new(fields)?;
         let columns: Vec<usize> = keys.iter().map(|k| k.column).collect();
-        let bound_columns: Vec<ArrayRef> = bounds.columns().iter().map(spark_order).collect();
+        let bound_columns: Vec<ArrayRef> = bounds
+            .columns()
+            .iter()
+            .map(|c| spark_order(c, reversed))
+            .collect();
         let bounds = converter.convert_columns(&bound_columns)?;
         if let Some(i) = (1..bounds.num_rows()).find(|&i| bounds.row(i - 1) >= bounds.row(i)) {
             return Err(bad(format!(
@@ -134,7 +142,7 @@ impl RangePartitioner {
                 index,
                 columns: batch.num_columns(),
             })?;
-            keys.push(spark_order(column));
+            keys.push(spark_order(column, self.reversed));
         }
         self.rows.clear();
         self.converter.append(&mut self.rows, &keys)?;
@@ -163,13 +171,17 @@ impl RangePartitioner {
 
 /// An RDD partitioner orders one ascending key with its Scala `Ordering`. Floats are
 /// refused: Spark compares them with IEEE `>` up to 128 bounds and with
-/// `Double.compare` beyond (-0.0 and NaN land differently), which no single order matches.
+/// `Double.compare` beyond (-0.0 and NaN land differently), which no single order
+/// matches. Dictionary keys are refused too (RDD keys are plain values).
 fn check_rdd_keys(keys: &[RangeKey], schema: &Schema) -> Result<(), SplitError> {
     let bad = |why: &str| Err(SplitError::RangeBounds(why.into()));
     match keys {
         [key] if !key.descending => match schema.fields().get(key.column).map(|f| f.data_type()) {
             Some(DataType::Float16 | DataType::Float32 | DataType::Float64) => {
                 bad("a reversed (RDD) range partitioning takes no float key")
+            }
+            Some(DataType::Dictionary(_, _)) => {
+                bad("a reversed (RDD) range partitioning takes no dictionary key")
             }
             _ => Ok(()),
         },
@@ -180,8 +192,16 @@ fn check_rdd_keys(keys: &[RangeKey], schema: &Schema) -> Result<(), SplitError> 
 /// Spark SQL orders floating point values with -0.0 equal to 0.0 and every NaN equal and
 /// above all numbers; arrow's row format uses the IEEE total order, so map each value to
 /// the representative Spark treats it as (`v + 0.0` turns -0.0 into 0.0).
-fn spark_order(array: &ArrayRef) -> ArrayRef {
+///
+/// An RDD's string keys compare as Java strings, by UTF-16 code units, while the row
+/// format compares UTF-8 bytes: the two differ only in where U+E000..U+FFFF (UTF-8 lead
+/// bytes 0xEE, 0xEF) fall against the characters above U+FFFF (surrogates in UTF-16,
+/// lead bytes 0xF0..0xF4). Moving those two lead bytes above 0xF4 (compared as binary)
+/// gives exactly the UTF-16 order.
+fn spark_order(array: &ArrayRef, rdd: bool) -> ArrayRef {
     match array.data_type() {
+        DataType::Utf8 if rdd => Arc::new(utf16_order(array.as_string::<i32>())),
+        DataType::LargeUtf8 if rdd => Arc::new(utf16_order(array.as_string::<i64>())),
         DataType::Float32 => {
             map_values::<Float32Type>(array, |v| if v.is_nan() { f32::NAN } else { v + 0.0 })
         }
@@ -190,6 +210,29 @@ fn spark_order(array: &ArrayRef) -> ArrayRef {
         }
         _ => array.clone(),
     }
+}
+
+/// What a key column is compared as (strings of an RDD as remapped bytes).
+fn compared_type(data_type: &DataType, rdd: bool) -> DataType {
+    match data_type {
+        DataType::Utf8 if rdd => DataType::Binary,
+        DataType::LargeUtf8 if rdd => DataType::LargeBinary,
+        other => other.clone(),
+    }
+}
+
+fn utf16_order<O: OffsetSizeTrait>(strings: &GenericStringArray<O>) -> GenericBinaryArray<O> {
+    let remap = |b: &u8| match *b {
+        0xEE => 0xF5,
+        0xEF => 0xF6,
+        b => b,
+    };
+    let values: Vec<u8> = strings.values().iter().map(remap).collect();
+    GenericBinaryArray::new(
+        strings.offsets().clone(),
+        Buffer::from_vec(values),
+        strings.nulls().cloned(),
+    )
 }
 
 fn map_values<T: ArrowPrimitiveType>(

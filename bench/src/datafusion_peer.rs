@@ -19,6 +19,8 @@ use datafusion_physical_plan::metrics::Time;
 use datafusion_physical_plan::repartition::BatchPartitioner;
 use sluice_format::{encode_batch, encode_schema};
 
+use crate::split::Outcome;
+
 /// The same batches, in DataFusion's arrow.
 pub fn convert(batches: &[RecordBatch]) -> Vec<DfBatch> {
     let Some(first) = batches.first() else {
@@ -34,10 +36,13 @@ pub fn convert(batches: &[RecordBatch]) -> Vec<DfBatch> {
         .expect("arrow reads back its own IPC")
 }
 
-/// Seconds to split `batches` into `n` partitions with DataFusion's `BatchPartitioner`.
-pub fn split(batches: &[DfBatch], n: u32, block_size: usize, row_bytes: usize) -> f64 {
+/// Splits `batches` into `n` partitions with DataFusion's `BatchPartitioner`.
+pub fn split(batches: &[DfBatch], n: u32, block_size: usize, row_bytes: usize) -> Outcome {
     let Some(first) = batches.first() else {
-        return 0.0;
+        return Outcome {
+            secs: 0.0,
+            blocks: 0,
+        };
     };
     let schema = first.schema();
     let key: Arc<dyn PhysicalExpr> = Arc::new(Column::new(schema.field(0).name(), 0));
@@ -45,6 +50,7 @@ pub fn split(batches: &[DfBatch], n: u32, block_size: usize, row_bytes: usize) -
         BatchPartitioner::new_hash_partitioner(vec![key], n as usize, Time::new())
             .expect("a hash partitioner");
     let mut pending: Vec<(Vec<DfBatch>, usize)> = vec![(Vec::new(), 0); n as usize];
+    let mut blocks = 0u64;
     let start = Instant::now();
     for batch in batches {
         partitioner
@@ -54,6 +60,7 @@ pub fn split(batches: &[DfBatch], n: u32, block_size: usize, row_bytes: usize) -
                 parts.push(part);
                 if *bytes >= block_size {
                     black_box(concat_batches(&schema, parts.iter())?);
+                    blocks += 1;
                     parts.clear();
                     *bytes = 0;
                 }
@@ -64,7 +71,10 @@ pub fn split(batches: &[DfBatch], n: u32, block_size: usize, row_bytes: usize) -
     for (parts, _) in &pending {
         if !parts.is_empty() {
             black_box(concat_batches(&schema, parts.iter()).expect("concat"));
+            blocks += 1;
         }
     }
-    start.elapsed().as_secs_f64()
+    drop(pending);
+    let secs = start.elapsed().as_secs_f64();
+    Outcome { secs, blocks }
 }

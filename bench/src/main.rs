@@ -101,8 +101,8 @@ pub(crate) struct Args {
     block_size: usize,
     /// split: per-push buffer limit in MiB, above which the largest partitions are
     /// drained early (default: the server's `storage.push_buffer_limit`).
-    #[arg(long)]
-    split_memory_mib: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1 << 20))]
+    split_memory_mib: Option<u32>,
     /// Runs per case, in every mode (the median is reported).
     #[arg(long, default_value_t = 3)]
     runs: usize,
@@ -201,7 +201,7 @@ fn run_mode(args: &Args) -> Result<(bool, Vec<report::Record>), BenchError> {
                         let config = sluice_server::ServerConfig::default();
                         config.storage.push_buffer_limit.as_u64() as usize
                     },
-                    |mib| mib << 20,
+                    |mib| (mib as usize) << 20,
                 ),
                 runs: args.runs,
                 no_peers: args.no_peers,

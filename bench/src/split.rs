@@ -1,9 +1,12 @@
 //! `--mode split`: the server's split path on one thread, against a plain copy of the
-//! same bytes (the limit) and a take-per-partition split (the peer).
+//! same bytes (the limit) and the peers: a take-per-partition split, and (feature
+//! `peers`) DataFusion's `BatchPartitioner`.
 //!
-//! Both splits work the way the server does: rows accumulate per partition and a
-//! partition is drained into a block (a record batch) when it reaches the block size;
-//! what is left is drained at the end.
+//! Sluice runs exactly the server's writer: per-partition buffers drained at the block
+//! size and under the push's memory limit, or sorted runs from 1024 partitions. The
+//! peers accumulate their pieces per partition and concatenate them into a block at the
+//! block size, holding everything else until the end. Each side reports the blocks it
+//! produced.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -37,30 +40,41 @@ fn partitioner(n: u32) -> Partitioner {
     .expect("l_orderkey is hashable")
 }
 
+/// One timed split: its seconds and the blocks it produced.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome {
+    pub secs: f64,
+    pub blocks: u64,
+}
+
 /// Sluice's split exactly as the server runs it (block size, per-push memory limit,
 /// sorted runs at large P); blocks are produced and dropped.
-fn sluice_split(batches: &[RecordBatch], n: u32, limits: WriterLimits) -> f64 {
+fn sluice_split(batches: &[RecordBatch], n: u32, limits: WriterLimits) -> Outcome {
     let mut writer = PartitionWriter::new(partitioner(n), lineitem_schema(), limits);
-    let emit = |_: u32, block: RecordBatch| -> Result<(), SplitError> {
+    let mut blocks = 0u64;
+    let mut emit = |_: u32, block: RecordBatch| -> Result<(), SplitError> {
         black_box(block);
+        blocks += 1;
         Ok(())
     };
     let start = Instant::now();
     for batch in batches {
-        writer.write(batch.clone(), emit).expect("split");
+        writer.write(batch.clone(), &mut emit).expect("split");
     }
-    writer.finish(emit).expect("split");
-    start.elapsed().as_secs_f64()
+    writer.finish(&mut emit).expect("split");
+    let secs = start.elapsed().as_secs_f64();
+    Outcome { secs, blocks }
 }
 
 /// The straightforward split: bucket row indices per partition, `take` each bucket,
 /// keep the pieces, `concat` them into a block at the block size.
-fn take_split(batches: &[RecordBatch], n: u32, block_size: usize, row_bytes: usize) -> f64 {
+fn take_split(batches: &[RecordBatch], n: u32, block_size: usize, row_bytes: usize) -> Outcome {
     let schema = lineitem_schema();
     let mut partitioner = partitioner(n);
     let mut buckets: Vec<Vec<u32>> = vec![Vec::new(); n as usize];
     let mut pending: Vec<(Vec<RecordBatch>, usize)> = vec![(Vec::new(), 0); n as usize];
     let (mut pids, mut touched) = (Vec::new(), Vec::new());
+    let mut blocks = 0u64;
     let start = Instant::now();
     for batch in batches {
         partitioner.partition(batch, &mut pids).expect("partition");
@@ -81,6 +95,7 @@ fn take_split(batches: &[RecordBatch], n: u32, block_size: usize, row_bytes: usi
             *bytes += count * row_bytes;
             if *bytes >= block_size {
                 black_box(concat_batches(&schema, parts.iter()).expect("concat"));
+                blocks += 1;
                 parts.clear();
                 *bytes = 0;
             }
@@ -89,9 +104,13 @@ fn take_split(batches: &[RecordBatch], n: u32, block_size: usize, row_bytes: usi
     for (parts, _) in &pending {
         if !parts.is_empty() {
             black_box(concat_batches(&schema, parts.iter()).expect("concat"));
+            blocks += 1;
         }
     }
-    start.elapsed().as_secs_f64()
+    // Freeing what it held is part of the work, as it is for Sluice's blocks.
+    drop(pending);
+    let secs = start.elapsed().as_secs_f64();
+    Outcome { secs, blocks }
 }
 
 /// The limit: copying every buffer of every batch once.
@@ -177,11 +196,20 @@ pub fn run(args: &SplitArgs) -> Vec<Record> {
             }
         }
         let case = format!("P={n}");
-        let ours = median(&ours);
+        // Blocks show what each side produced: Sluice obeys the push's memory limit,
+        // the peers hold everything until 1 MiB blocks.
+        let blocks = |name: &'static str, runs: &[Outcome]| {
+            let count = runs.first().map_or(0, |o| o.blocks);
+            Record::new("split", case.clone(), name, count as f64, "blocks")
+        };
+        records.push(blocks("blocks", &ours));
+        let secs = |runs: &[Outcome]| median(&runs.iter().map(|o| o.secs).collect::<Vec<_>>());
+        let ours = secs(&ours);
         let mut record =
             Record::new("split", case.clone(), "throughput", gbps(ours), "GB/s").with_limit(limit);
         if !args.no_peers {
-            let take = median(&take);
+            records.push(blocks("take_per_partition_blocks", &take));
+            let take = secs(&take);
             records.push(Record::new(
                 "split",
                 case.clone(),
@@ -194,7 +222,8 @@ pub fn run(args: &SplitArgs) -> Vec<Record> {
             // With DataFusion measured too, the peer is the faster of the two.
             #[cfg(feature = "peers")]
             let peer = {
-                let df = median(&df);
+                records.push(blocks("datafusion_batch_partitioner_blocks", &df));
+                let df = secs(&df);
                 records.push(Record::new(
                     "split",
                     case.clone(),
@@ -235,8 +264,16 @@ pub fn print(records: &[Record]) {
         );
     }
     println!(
-        "{:<10} {:>12} {:>10} {:>10} {:>10} {:>8} {:>10}",
-        "P", "sluice GB/s", "M rows/s", "take GB/s", "DF GB/s", "x peer", "of memcpy"
+        "{:<10} {:>12} {:>10} {:>10} {:>10} {:>8} {:>10} {:>9} {:>11}",
+        "P",
+        "sluice GB/s",
+        "M rows/s",
+        "take GB/s",
+        "DF GB/s",
+        "x peer",
+        "of memcpy",
+        "blocks",
+        "peer blocks"
     );
     let value = |metric: &str, case: &str, decimals: usize| {
         records
@@ -246,14 +283,16 @@ pub fn print(records: &[Record]) {
     };
     for r in records.iter().filter(|r| r.metric == "throughput") {
         println!(
-            "{:<10} {:>12.3} {:>10} {:>10} {:>10} {:>8.2} {:>9.0}%",
+            "{:<10} {:>12.3} {:>10} {:>10} {:>10} {:>8.2} {:>9.0}% {:>9} {:>11}",
             r.case,
             r.value,
             value("rows", &r.case, 1),
             value("take_per_partition", &r.case, 3),
             value("datafusion_batch_partitioner", &r.case, 3),
             r.ratio_to_peer.unwrap_or(0.0),
-            100.0 * r.ratio_to_limit.unwrap_or(0.0)
+            100.0 * r.ratio_to_limit.unwrap_or(0.0),
+            value("blocks", &r.case, 0),
+            value("take_per_partition_blocks", &r.case, 0),
         );
     }
 }

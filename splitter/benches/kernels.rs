@@ -25,7 +25,10 @@ fn rng(seed: &mut u64) -> u64 {
 
 /// A key column plus one column of the kind under test.
 fn batch(kind: &str) -> RecordBatch {
-    let mut seed = 7;
+    batch_from(kind, 7)
+}
+
+fn batch_from(kind: &str, mut seed: u64) -> RecordBatch {
     let mut key = Int64Builder::new();
     for _ in 0..ROWS {
         key.append_value(rng(&mut seed) as i64);
@@ -122,12 +125,13 @@ fn append(c: &mut Criterion) {
     group.finish();
 }
 
-/// The large-P writer (sorted runs): each iteration adds a batch, and every eighth one
-/// flushes (sort, gather, slice into blocks), as under the push limit.
+/// The large-P writer (sorted runs): each iteration adds one of 8 different batches, and
+/// every eighth one flushes (sort, gather, slice into blocks), as under the push limit.
 fn sorted_runs(c: &mut Criterion) {
     let mut group = c.benchmark_group("sorted_runs");
     for kind in ["int64", "int64_nulls", "decimal128", "utf8"] {
-        let b = batch(kind);
+        let batches: Vec<RecordBatch> = (0..8).map(|i| batch_from(kind, 7 + i)).collect();
+        let b = &batches[0];
         let bytes: usize = b
             .columns()
             .iter()
@@ -147,10 +151,12 @@ fn sorted_runs(c: &mut Criterion) {
             memory_limit: 8 * bytes,
         };
         let mut writer = PartitionWriter::new(p, b.schema(), limits);
+        let mut next = batches.iter().cycle();
         group.bench_function(BenchmarkId::new(kind, n), |bench| {
             bench.iter(|| {
+                let batch = next.next().expect("cycles").clone();
                 writer
-                    .write(b.clone(), |_, block| -> Result<(), SplitError> {
+                    .write(batch, |_, block| -> Result<(), SplitError> {
                         black_box(block);
                         Ok(())
                     })

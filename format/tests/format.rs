@@ -61,9 +61,9 @@ fn batches_round_trip_through_blocks_with_every_codec() {
 
 /// The splitter emits blocks at large P as slices of one sorted batch: every slice,
 /// at any offset and length (validity bits not byte-aligned, offsets not starting at
-/// zero, nested children), must encode to exactly its own rows.
+/// zero, nested children), must decode to exactly its own rows.
 #[test]
-fn sliced_batches_encode_only_their_rows() {
+fn sliced_batches_decode_to_exactly_their_rows() {
     let batch = sample_batch();
     let schema_bytes = encode_schema(&batch.schema());
     let decoder = BatchDecoder::new(&schema_bytes).unwrap();

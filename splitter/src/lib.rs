@@ -4,7 +4,8 @@
 //! [`Splitter`] groups the rows by partition (a stable counting sort); and
 //! [`PartitionBuffers`] gathers them, column by column, into per-partition buffers that
 //! are drained into blocks.
-// One audited `unsafe` (building gathered string arrays without re-validation).
+// One audited `unsafe fn` (`build_bytes`: gathered string arrays without UTF-8
+// re-validation), called from the two gathers; batches of another schema are refused first.
 #![deny(unsafe_code)]
 
 mod buffers;

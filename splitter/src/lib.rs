@@ -3,7 +3,8 @@
 //! A [`Partitioner`] assigns each row of a record batch a partition id in `[0, P)`; a
 //! [`Splitter`] groups the rows by partition (a stable counting sort); and
 //! [`PartitionBuffers`] gathers them, column by column, into per-partition buffers that
-//! are drained into blocks.
+//! are drained into blocks. From [`SORTED_FROM_PARTITIONS`] partitions the
+//! [`PartitionWriter`] instead keeps whole batches and sorts them together (sorted runs).
 // One audited `unsafe fn` (`build_bytes`: gathered string arrays without UTF-8
 // re-validation), called from the two gathers; batches of another schema are refused first.
 #![deny(unsafe_code)]

@@ -19,7 +19,7 @@ use datafusion_physical_plan::metrics::Time;
 use datafusion_physical_plan::repartition::BatchPartitioner;
 use sluice_format::{encode_batch, encode_schema};
 
-use crate::split::Outcome;
+use crate::split::{finish_pending, Outcome};
 
 /// The same batches, in DataFusion's arrow.
 pub fn convert(batches: &[RecordBatch]) -> Vec<DfBatch> {
@@ -68,13 +68,7 @@ pub fn split(batches: &[DfBatch], n: u32, block_size: usize, row_bytes: usize) -
             })
             .expect("partition");
     }
-    for (parts, _) in &pending {
-        if !parts.is_empty() {
-            black_box(concat_batches(&schema, parts.iter()).expect("concat"));
-            blocks += 1;
-        }
-    }
-    drop(pending);
-    let secs = start.elapsed().as_secs_f64();
-    Outcome { secs, blocks }
+    finish_pending(pending, blocks, start, |parts| {
+        black_box(concat_batches(&schema, parts.iter()).expect("concat"));
+    })
 }

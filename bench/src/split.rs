@@ -101,13 +101,25 @@ fn take_split(batches: &[RecordBatch], n: u32, block_size: usize, row_bytes: usi
             }
         }
     }
+    finish_pending(pending, blocks, start, |parts| {
+        black_box(concat_batches(&schema, parts.iter()).expect("concat"));
+    })
+}
+
+/// A peer's end: what each partition still holds becomes a last block, everything is
+/// freed (part of the work, as it is for Sluice's blocks), then the clock stops.
+pub fn finish_pending<B>(
+    pending: Vec<(Vec<B>, usize)>,
+    mut blocks: u64,
+    start: Instant,
+    concat: impl Fn(&[B]),
+) -> Outcome {
     for (parts, _) in &pending {
         if !parts.is_empty() {
-            black_box(concat_batches(&schema, parts.iter()).expect("concat"));
+            concat(parts);
             blocks += 1;
         }
     }
-    // Freeing what it held is part of the work, as it is for Sluice's blocks.
     drop(pending);
     let secs = start.elapsed().as_secs_f64();
     Outcome { secs, blocks }

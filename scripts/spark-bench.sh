@@ -8,11 +8,7 @@ source scripts/spark-env.sh
 
 status=0
 timeout 3600 "$venv/bin/python" bench/spark/spark_bench.py \
-  --jar "$jar" \
-  --servers "127.0.0.1:$port_a,127.0.0.1:$port_b" \
-  --token-file "$work/a/data/cluster-token" \
-  --trust-file "$work/a/data/tls/cert.pem" \
-  --work-dir "$work/spark" \
+  "${cluster_args[@]}" \
   --spark-version "$version" \
   "$@" || status=$?
 if [ "$status" -ne 0 ]; then server_logs; fi

@@ -1,7 +1,8 @@
 # Sourced by spark-test.sh and spark-bench.sh: a cached venv with pyspark, the plugin
 # jar built against it, and two sluice-server processes on loopback sharing one cluster
-# token and certificate. Sets: venv, jar, work, port_a, port_b, server, and a cleanup
-# trap that stops the servers and removes $work.
+# token and certificate. Sets: venv, jar, work, port_a, port_b, server, cluster_args (the
+# plugin jar, both servers, token, trust and a work dir, as the Python drivers take them),
+# and a cleanup trap that stops the servers and removes $work.
 #
 #   SLUICE_SPARK_VERSION=3.5.9 (default) or 4.1.4, 4.3.0: the pyspark release used.
 
@@ -61,6 +62,14 @@ start_server b "$port_b" "cluster_token_file = \"$work/a/data/cluster-token\"
 cert = \"$work/a/data/tls/cert.pem\"
 key = \"$work/a/data/tls/key.pem\""
 sleep 1
+
+cluster_args=(
+  --jar "$jar"
+  --servers "127.0.0.1:$port_a,127.0.0.1:$port_b"
+  --token-file "$work/a/data/cluster-token"
+  --trust-file "$work/a/data/tls/cert.pem"
+  --work-dir "$work/spark"
+)
 
 server_logs() {
   for s in a b; do echo "--- server $s log (tail)"; tail -n 30 "$work/$s/server.log"; done

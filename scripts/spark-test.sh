@@ -14,11 +14,7 @@ jobs=()
 if [ -n "${SLUICE_SPARK_JOBS:-}" ]; then jobs=(--jobs "$SLUICE_SPARK_JOBS"); fi
 status=0
 timeout 1500 "$venv/bin/python" jni/tests/spark_jobs.py \
-  --jar "$jar" \
-  --servers "127.0.0.1:$port_a,127.0.0.1:$port_b" \
-  --token-file "$work/a/data/cluster-token" \
-  --trust-file "$work/a/data/tls/cert.pem" \
-  --work-dir "$work/spark" \
+  "${cluster_args[@]}" \
   --kill-pid-file "$work/b/pid" \
   "${jobs[@]}" || status=$?
 if [ "$status" -ne 0 ]; then server_logs; fi

@@ -145,25 +145,15 @@ async fn malformed_requests(server: &TestServer) {
     // A wrong app secret, an unknown app, and an id with path components.
     let mut stolen = creds.clone();
     stolen.secret = Bytes::from_static(b"guessed");
+    let start_single =
+        |creds, shuffle_id| encode_frame(&push_start(creds, shuffle_id, Partitioning::Single));
     assert_eq!(
-        code(
-            exchange(
-                &conn,
-                &encode_frame(&push_start(&stolen, 5, Partitioning::Single))
-            )
-            .await
-        ),
+        code(exchange(&conn, &start_single(&stolen, 5)).await),
         ErrorCode::Unauthorized
     );
     let stranger = app("never-registered");
     assert_eq!(
-        code(
-            exchange(
-                &conn,
-                &encode_frame(&push_start(&stranger, 6, Partitioning::Single))
-            )
-            .await
-        ),
+        code(exchange(&conn, &start_single(&stranger, 6)).await),
         ErrorCode::UnknownApp
     );
     let evil = raw_frame(register[4], &[b"../../etc", b"s"]);

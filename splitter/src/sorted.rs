@@ -21,6 +21,7 @@ use arrow_select::interleave::interleave;
 use crate::buffers::{build_bytes, check_schema, column_bytes, copy_value, fixed_width, native};
 use crate::error::SplitError;
 use crate::partitioner::Partitioner;
+use crate::split::counting_sort;
 
 /// Batches waiting to be sorted by partition, and the scratch space of the sort.
 #[derive(Debug)]
@@ -99,7 +100,7 @@ impl SortedRuns {
         self.scratch = Vec::new();
         self.order = Vec::new();
         for (p, start, end) in runs {
-            let mut at = start;
+            let (mut at, end) = (start as usize, end as usize);
             while at < end {
                 let len = block_rows.min(end - at);
                 emit(p, compact_views(sorted.slice(at, len))?)?;
@@ -112,37 +113,21 @@ impl SortedRuns {
     /// Counting sort of the pending rows by partition: fills `order` with
     /// `(batch, row)` pairs grouped by partition and returns each touched partition's
     /// `(partition, start, end)` in `order`, ascending.
-    fn sort_rows(&mut self) -> Vec<(u32, usize, usize)> {
-        self.touched.clear();
-        for &p in &self.pids {
-            let c = &mut self.counts[p as usize];
-            if *c == 0 {
-                self.touched.push(p);
-            }
-            *c += 1;
-        }
-        self.touched.sort_unstable();
-        let mut runs = Vec::with_capacity(self.touched.len());
-        let mut next = 0usize;
-        for &p in &self.touched {
-            let n = self.counts[p as usize] as usize;
-            runs.push((p, next, next + n));
-            self.counts[p as usize] = next as u32;
-            next += n;
-        }
-        self.order.clear();
-        self.order.resize(self.pids.len(), (0, 0));
-        let mut pids = self.pids.iter();
-        for (b, batch) in self.batches.iter().enumerate() {
-            for (r, &p) in pids.by_ref().take(batch.num_rows()).enumerate() {
-                let slot = &mut self.counts[p as usize];
-                self.order[*slot as usize] = (b as u32, r as u32);
-                *slot += 1;
-            }
-        }
-        for &p in &self.touched {
-            self.counts[p as usize] = 0;
-        }
+    fn sort_rows(&mut self) -> Vec<(u32, u32, u32)> {
+        let items = self
+            .batches
+            .iter()
+            .enumerate()
+            .flat_map(|(b, batch)| (0..batch.num_rows() as u32).map(move |r| (b as u32, r)));
+        let mut runs = Vec::new();
+        counting_sort(
+            &self.pids,
+            items,
+            &mut self.counts,
+            &mut self.touched,
+            &mut self.order,
+            &mut runs,
+        );
         runs
     }
 

@@ -85,6 +85,23 @@ impl Splitter {
 /// Counting sort of row indices by `pids`. `counts` must be all zero on entry and is
 /// left all zero.
 fn group_rows(pids: &[u32], counts: &mut [u32], touched: &mut Vec<u32>, out: &mut SplitIndices) {
+    let rows = 0..pids.len() as u32;
+    counting_sort(pids, rows, counts, touched, &mut out.indices, &mut out.runs);
+}
+
+/// Stable counting sort of `items` (one per entry of `pids`) by partition id, in
+/// O(items + partitions touched): `out` gets the items grouped by partition, in input
+/// order within each, and `runs` each touched partition's `(partition, start, end)` in
+/// `out`, ascending. `counts` (one per partition) must be all zero on entry and is left
+/// all zero; `touched` is scratch.
+pub(crate) fn counting_sort<T: Copy + Default>(
+    pids: &[u32],
+    items: impl Iterator<Item = T>,
+    counts: &mut [u32],
+    touched: &mut Vec<u32>,
+    out: &mut Vec<T>,
+    runs: &mut Vec<(u32, u32, u32)>,
+) {
     touched.clear();
     for &p in pids {
         let c = &mut counts[p as usize];
@@ -94,19 +111,19 @@ fn group_rows(pids: &[u32], counts: &mut [u32], touched: &mut Vec<u32>, out: &mu
         *c += 1;
     }
     touched.sort_unstable();
-    out.runs.clear();
+    runs.clear();
     let mut start = 0u32;
     for &p in touched.iter() {
         let n = counts[p as usize];
-        out.runs.push((p, start, start + n));
+        runs.push((p, start, start + n));
         counts[p as usize] = start; // now the next free slot of p
         start += n;
     }
-    out.indices.clear();
-    out.indices.resize(pids.len(), 0);
-    for (row, &p) in pids.iter().enumerate() {
+    out.clear();
+    out.resize(pids.len(), T::default());
+    for (item, &p) in items.zip(pids) {
         let slot = &mut counts[p as usize];
-        out.indices[*slot as usize] = row as u32;
+        out[*slot as usize] = item;
         *slot += 1;
     }
     for &p in touched.iter() {

@@ -15,6 +15,7 @@ use arrow_data::ArrayData;
 use arrow_schema::{DataType, Schema, SchemaRef};
 
 use crate::error::SplitError;
+use crate::prefetch;
 use crate::split::SplitIndices;
 
 const NO_SLOT: u32 = u32::MAX;
@@ -614,7 +615,10 @@ pub(crate) fn native<T: ArrowNativeType>(data: &ArrayData) -> &[T] {
 }
 
 fn gather_native<T: ArrowNativeType>(dst: &mut [Vec<T>], src: &[T], runs: &SlotRuns<'_>) {
-    for &(slot, rows) in runs {
+    for (i, &(slot, rows)) in runs.iter().enumerate() {
+        if let Some(&(next, rows)) = runs.get(i + prefetch::AHEAD) {
+            prefetch::tail(&dst[next], rows.len() * std::mem::size_of::<T>());
+        }
         dst[slot].extend(rows.iter().map(|&r| src[r as usize]));
     }
 }
@@ -685,7 +689,11 @@ fn gather_bytes<O: ArrowNativeType>(
         |r: u32| src_offsets[r as usize + 1].as_usize() - src_offsets[r as usize].as_usize();
     let batch_values = src_offsets[data.len()].as_usize() - src_offsets[0].as_usize();
     let average = batch_values / data.len().max(1) + 1;
-    for &(slot, rows) in runs {
+    for (i, &(slot, rows)) in runs.iter().enumerate() {
+        if let Some(&(next, rows)) = runs.get(i + prefetch::AHEAD) {
+            prefetch::tail(&offsets[next], rows.len() * std::mem::size_of::<O>());
+            prefetch::tail(&dst[next], rows.len() * average);
+        }
         let (o, d) = (&mut offsets[slot], &mut dst[slot]);
         // The whole batch fitting is the common case; otherwise count this run exactly.
         if d.len() + batch_values > max_offset

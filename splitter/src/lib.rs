@@ -5,14 +5,16 @@
 //! [`PartitionBuffers`] gathers them, column by column, into per-partition buffers that
 //! are drained into blocks. From [`SORTED_FROM_PARTITIONS`] partitions the
 //! [`PartitionWriter`] instead keeps whole batches and sorts them together (sorted runs).
-// One audited `unsafe fn` (`build_bytes`: gathered string arrays without UTF-8
-// re-validation), called from the two gathers; batches of another schema are refused first.
+// Two audited uses of `unsafe`: `build_bytes` (gathered string arrays without UTF-8
+// re-validation, called from the two gathers; batches of another schema are refused
+// first) and the write prefetch hint in `prefetch`, which touches no memory.
 #![deny(unsafe_code)]
 
 mod buffers;
 mod error;
 mod murmur3;
 mod partitioner;
+mod prefetch;
 mod range;
 mod sorted;
 mod split;

@@ -679,7 +679,22 @@ fn gather_bytes<O: ArrowNativeType>(
 ) -> Result<(), SplitError> {
     let src_offsets =
         &data.buffers()[0].typed_data::<O>()[data.offset()..=data.offset() + data.len()];
-    let src = data.buffers()[1].as_slice();
+    let column = (src_offsets, data.buffers()[1].as_slice());
+    match Chunk::fitting(longest(src_offsets)) {
+        Chunk::B16 => gather_runs::<O, 16>(offsets, dst, column, runs),
+        Chunk::B32 => gather_runs::<O, 32>(offsets, dst, column, runs),
+        Chunk::B64 => gather_runs::<O, 64>(offsets, dst, column, runs),
+        Chunk::Mixed => gather_runs::<O, 0>(offsets, dst, column, runs),
+    }
+}
+
+/// `gather_bytes` with every value copied by [`copy_value::<N>`].
+fn gather_runs<O: ArrowNativeType, const N: usize>(
+    offsets: &mut [Vec<O>],
+    dst: &mut [Vec<u8>],
+    (src_offsets, src): (&[O], &[u8]),
+    runs: &SlotRuns<'_>,
+) -> Result<(), SplitError> {
     let max_offset = if std::mem::size_of::<O>() == 4 {
         i32::MAX as usize
     } else {
@@ -687,8 +702,9 @@ fn gather_bytes<O: ArrowNativeType>(
     };
     let value_len =
         |r: u32| src_offsets[r as usize + 1].as_usize() - src_offsets[r as usize].as_usize();
-    let batch_values = src_offsets[data.len()].as_usize() - src_offsets[0].as_usize();
-    let average = batch_values / data.len().max(1) + 1;
+    let rows = src_offsets.len() - 1;
+    let batch_values = src_offsets[rows].as_usize() - src_offsets[0].as_usize();
+    let average = batch_values / rows.max(1) + 1;
     for (i, &(slot, rows)) in runs.iter().enumerate() {
         if let Some(&(next, rows)) = runs.get(i + prefetch::AHEAD) {
             prefetch::tail(&offsets[next], rows.len() * std::mem::size_of::<O>());
@@ -705,7 +721,7 @@ fn gather_bytes<O: ArrowNativeType>(
         o.reserve(rows.len());
         for &r in rows {
             let start = src_offsets[r as usize].as_usize();
-            copy_value(d, src, start, value_len(r));
+            copy_value::<N>(d, src, start, value_len(r));
             // Cannot overflow `O`: checked against max_offset for the whole run above.
             o.push(O::usize_as(d.len()));
         }
@@ -713,10 +729,44 @@ fn gather_bytes<O: ArrowNativeType>(
     Ok(())
 }
 
-/// Appends `src[start..start + len]` to `d`. Short values are copied as one fixed-size
-/// chunk (inlined vector moves instead of a `memcpy` call), then the excess is cut.
+/// The longest value a string or binary column's offsets delimit.
+pub(crate) fn longest<O: ArrowNativeType>(offsets: &[O]) -> usize {
+    offsets
+        .iter()
+        .zip(&offsets[1..])
+        .map(|(a, b)| b.as_usize().wrapping_sub(a.as_usize()))
+        .max()
+        .unwrap_or(0)
+}
+
+/// How the values of a string column are copied, chosen once per column from its
+/// longest value: by one fixed-size chunk each (no branch on the length, which is
+/// mispredicted on free text and stalled every copy behind it), or by length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Chunk {
+    B16,
+    B32,
+    B64,
+    /// Some value is longer than 64 bytes: 32 or 64-byte chunks, else an exact copy.
+    Mixed,
+}
+
+impl Chunk {
+    pub(crate) fn fitting(longest: usize) -> Self {
+        match longest {
+            0..=16 => Self::B16,
+            17..=32 => Self::B32,
+            33..=64 => Self::B64,
+            _ => Self::Mixed,
+        }
+    }
+}
+
+/// Appends `src[start..start + len]` to `d`. With `N` > 0, a value of at most `N` bytes
+/// is copied as one `N`-byte chunk (inlined vector moves instead of a `memcpy` call)
+/// and the excess cut; with `N` = 0, short values take 32 or 64-byte chunks.
 #[inline(always)]
-pub(crate) fn copy_value(d: &mut Vec<u8>, src: &[u8], start: usize, len: usize) {
+pub(crate) fn copy_value<const N: usize>(d: &mut Vec<u8>, src: &[u8], start: usize, len: usize) {
     fn chunk<const N: usize>(d: &mut Vec<u8>, src: &[u8], start: usize, len: usize) -> bool {
         match src.get(start..start + N) {
             Some(chunk) if len <= N => {
@@ -728,7 +778,11 @@ pub(crate) fn copy_value(d: &mut Vec<u8>, src: &[u8], start: usize, len: usize) 
             _ => false,
         }
     }
-    if !(chunk::<32>(d, src, start, len) || chunk::<64>(d, src, start, len)) {
+    let copied = match N {
+        0 => chunk::<32>(d, src, start, len) || chunk::<64>(d, src, start, len),
+        _ => chunk::<N>(d, src, start, len),
+    };
+    if !copied {
         d.extend_from_slice(&src[start..start + len]);
     }
 }
@@ -817,4 +871,43 @@ pub(crate) unsafe fn build_bytes(
     data.validate()?;
     debug_assert!(data.validate_full().is_ok());
     Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_follow_the_longest_value() {
+        assert_eq!(longest::<i32>(&[0, 3, 3, 20, 21]), 17);
+        assert_eq!(longest::<i64>(&[5]), 0);
+        let fitting: Vec<Chunk> = [0, 16, 17, 32, 33, 64, 65].map(Chunk::fitting).into();
+        use Chunk::*;
+        assert_eq!(fitting, [B16, B16, B32, B32, B64, B64, Mixed]);
+    }
+
+    /// Every chunk size copies exactly the value, also when fewer than a chunk's bytes
+    /// follow it in the source, and after bytes already in the destination.
+    #[test]
+    fn copy_value_copies_exactly_the_value_whatever_the_chunk() {
+        let src: Vec<u8> = (0..200u8).collect();
+        fn copy<const N: usize>(src: &[u8], start: usize, len: usize) -> Vec<u8> {
+            let mut d = vec![7u8; 3];
+            copy_value::<N>(&mut d, src, start, len);
+            d
+        }
+        for (start, len) in [(0, 0), (0, 16), (190, 10), (199, 1), (200, 0), (10, 64)] {
+            let mut want = vec![7u8; 3];
+            want.extend_from_slice(&src[start..start + len]);
+            if len <= 16 {
+                assert_eq!(copy::<16>(&src, start, len), want, "16 {start} {len}");
+            }
+            if len <= 32 {
+                assert_eq!(copy::<32>(&src, start, len), want, "32 {start} {len}");
+            }
+            assert_eq!(copy::<64>(&src, start, len), want, "64 {start} {len}");
+            assert_eq!(copy::<0>(&src, start, len), want, "mixed {start} {len}");
+        }
+        assert_eq!(copy::<0>(&src, 5, 150)[3..], src[5..155]);
+    }
 }

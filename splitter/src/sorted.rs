@@ -18,7 +18,9 @@ use arrow_data::ArrayData;
 use arrow_schema::{DataType, SchemaRef};
 use arrow_select::interleave::interleave;
 
-use crate::buffers::{build_bytes, check_schema, column_bytes, copy_value, fixed_width, native};
+use crate::buffers::{
+    build_bytes, check_schema, column_bytes, copy_value, fixed_width, longest, native, Chunk,
+};
 use crate::error::SplitError;
 use crate::partitioner::Partitioner;
 use crate::split::counting_sort;
@@ -236,12 +238,27 @@ fn gather_bytes<O: ArrowNativeType>(
         offsets.push(O::usize_as(total));
     }
     let mut values: Vec<u8> = Vec::with_capacity(total + 64);
+    let longest = columns.iter().map(|(o, _)| longest(o)).max().unwrap_or(0);
+    match Chunk::fitting(longest) {
+        Chunk::B16 => copy_values::<O, 16>(&mut values, &columns, order),
+        Chunk::B32 => copy_values::<O, 32>(&mut values, &columns, order),
+        Chunk::B64 => copy_values::<O, 64>(&mut values, &columns, order),
+        Chunk::Mixed => copy_values::<O, 0>(&mut values, &columns, order),
+    }
+    Ok(vec![Buffer::from_vec(offsets), Buffer::from_vec(values)])
+}
+
+/// The values of `order`, in order, each copied by [`copy_value::<N>`].
+fn copy_values<O: ArrowNativeType, const N: usize>(
+    values: &mut Vec<u8>,
+    columns: &[(&[O], &[u8])],
+    order: &[(u32, u32)],
+) {
     for &(b, r) in order {
         let (o, v) = columns[b as usize];
         let start = o[r as usize].as_usize();
-        copy_value(&mut values, v, start, o[r as usize + 1].as_usize() - start);
+        copy_value::<N>(values, v, start, o[r as usize + 1].as_usize() - start);
     }
-    Ok(vec![Buffer::from_vec(offsets), Buffer::from_vec(values)])
 }
 
 /// The validity of the gathered rows, 64 bits at a time; `None` without nulls.

@@ -63,8 +63,15 @@ fn data_type(kind: usize) -> DataType {
     }
 }
 
-fn string(r: &mut Rng) -> String {
-    let n = r.below(9) as usize; // includes empty strings
+/// The longest string of one array, in characters (of up to 3 bytes): the splitter
+/// copies a column's values in chunks chosen by its longest value (16, 32, 64 bytes, or
+/// by length beyond that), so arrays span all four.
+fn max_chars(r: &mut Rng) -> u64 {
+    [6, 11, 22, 60][r.below(4) as usize]
+}
+
+fn string(r: &mut Rng, max_chars: u64) -> String {
+    let n = r.below(max_chars) as usize; // includes empty strings
     (0..n)
         .map(|_| ['a', 'é', 'z', '日', ' '][r.below(5) as usize])
         .collect()
@@ -118,10 +125,15 @@ fn array(kind: usize, rows: usize, r: &mut Rng, null_rate: u64) -> ArrayRef {
                 .unwrap(),
             |r| i256::from_i128(r.next() as i128 * 1_000_003)
         ),
-        12 => fill!(StringBuilder::new(), |r| string(r)),
-        13 => fill!(LargeStringBuilder::new(), |r| string(r)),
-        14 => fill!(BinaryBuilder::new(), |r| string(r).into_bytes()),
-        15 => fill!(LargeBinaryBuilder::new(), |r| string(r).into_bytes()),
+        12..=15 => {
+            let m = max_chars(r);
+            match kind {
+                12 => fill!(StringBuilder::new(), |r| string(r, m)),
+                13 => fill!(LargeStringBuilder::new(), |r| string(r, m)),
+                14 => fill!(BinaryBuilder::new(), |r| string(r, m).into_bytes()),
+                _ => fill!(LargeBinaryBuilder::new(), |r| string(r, m).into_bytes()),
+            }
+        }
         16 => {
             let mut b = FixedSizeBinaryBuilder::new(3);
             for _ in 0..rows {
@@ -169,7 +181,7 @@ fn array(kind: usize, rows: usize, r: &mut Rng, null_rate: u64) -> ArrayRef {
             }
             Arc::new(b.finish())
         }
-        20 => fill!(StringViewBuilder::new(), |r| string(r)
+        20 => fill!(StringViewBuilder::new(), |r| string(r, 9)
             .repeat(1 + r.below(3) as usize * 4)),
         _ => Arc::new(NullArray::new(rows)),
     }

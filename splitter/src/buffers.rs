@@ -226,8 +226,23 @@ pub(crate) fn check_schema(batch: &RecordBatch, schema: &Schema) -> Result<(), S
     Ok(())
 }
 
-/// A batch's runs with partitions resolved to slots.
-type SlotRuns<'a> = [(usize, &'a [u32])];
+/// One source batch's rows for one partition slot. The runs of an append are ordered
+/// by partition, then source, so a slot's rows arrive in input order.
+#[derive(Debug, Clone, Copy)]
+struct Run<'a> {
+    slot: usize,
+    source: usize,
+    rows: &'a [u32],
+    /// On a slot's first run, the rows of all its runs (what the slot's buffers grow
+    /// by, prefetched ahead); 0 on the others.
+    slot_rows: usize,
+}
+
+/// The run `ahead` runs after run `i`, if it is a slot's first: its buffers' tails
+/// are prefetched while run `i` is gathered.
+fn upcoming<'a>(runs: &[Run<'a>], i: usize, ahead: usize) -> Option<Run<'a>> {
+    runs.get(i + ahead).filter(|run| run.slot_rows > 0).copied()
+}
 
 /// Accumulates split rows per partition.
 #[derive(Debug)]
@@ -364,48 +379,103 @@ impl PartitionBuffers {
 
     /// Appends the rows of `batch`, grouped by `split`, to their partitions' buffers.
     pub fn append(&mut self, batch: &RecordBatch, split: &SplitIndices) -> Result<(), SplitError> {
-        check_schema(batch, &self.schema)?;
-        let mut runs: Vec<(usize, &[u32])> = Vec::with_capacity(split.num_runs());
-        for (p, rows) in split.runs() {
-            if p as usize >= self.slot_of.len() {
-                return Err(SplitError::PartitionIdOutOfRange {
-                    row: rows.first().copied().unwrap_or(0) as usize,
-                    id: p as i64,
-                    partitions: self.slot_of.len() as u32,
-                });
-            }
-            runs.push((self.slot_or_add(p), rows));
+        self.append_batches(&[(batch, split)])
+    }
+
+    /// Appends the rows of several batches, each grouped by its split, in order. Each
+    /// partition's buffers are visited once for all of them: their tails are brought
+    /// into cache once, and a partition's rows of consecutive batches share lines.
+    pub fn append_batches(
+        &mut self,
+        batches: &[(&RecordBatch, &SplitIndices)],
+    ) -> Result<(), SplitError> {
+        for (batch, _) in batches {
+            check_schema(batch, &self.schema)?;
         }
-        let batch_rows = batch.num_rows().max(1);
-        let mut batch_bytes = 0;
-        for (c, column) in batch.columns().iter().enumerate() {
-            let data = column.to_data();
-            batch_bytes += column_bytes(&data);
-            if batch.num_rows() <= WARM_ROWS {
-                warm(&data);
-            }
-            let value_bytes = variable_bytes(&data) / batch_rows;
-            for &(slot, _) in &runs {
-                let expected = self.rows_at_drain[slot];
-                if self.rows[slot] == 0 && expected > 0 {
-                    // A quarter more: partitions vary, and one doubling copies it all.
-                    let expected = expected + expected / 4;
-                    self.stores[c].reserve_slot(slot, expected, expected * value_bytes);
+        let runs = self.runs(batches)?;
+        let ahead = prefetch::AHEAD * batches.len();
+        let rows: usize = batches.iter().map(|(b, _)| b.num_rows()).sum();
+        let mut bytes = 0;
+        for c in 0..self.stores.len() {
+            let columns: Vec<&ArrayRef> = batches.iter().map(|(b, _)| b.column(c)).collect();
+            let datas: Vec<ArrayData> = columns.iter().map(|a| a.to_data()).collect();
+            let mut values = 0;
+            for data in &datas {
+                bytes += column_bytes(data);
+                values += variable_bytes(data);
+                if data.len() <= WARM_ROWS {
+                    warm(data);
                 }
             }
-            gather_nulls(&mut self.nulls[c], &data, &runs);
-            gather_values(&mut self.stores[c], column, &data, &runs)?;
+            let value_bytes = values / rows.max(1);
+            for run in runs.iter().filter(|run| run.slot_rows > 0) {
+                let expected = self.rows_at_drain[run.slot];
+                if self.rows[run.slot] == 0 && expected > 0 {
+                    // A quarter more: partitions vary, and one doubling copies it all.
+                    let expected = expected + expected / 4;
+                    self.stores[c].reserve_slot(run.slot, expected, expected * value_bytes);
+                }
+            }
+            gather_nulls(&mut self.nulls[c], &datas, &runs);
+            let store = &mut self.stores[c];
+            gather_values(store, &columns, &datas, &runs, ahead)?;
         }
         // Average uncompressed bytes of a row, for block sizing.
-        let row_bytes = batch_bytes.div_ceil(batch_rows);
-        for &(slot, rows) in &runs {
-            self.rows[slot] += rows.len();
-            let added = rows.len() * row_bytes;
-            self.bytes[slot] += added;
+        let row_bytes = bytes.div_ceil(rows.max(1));
+        for run in &runs {
+            self.rows[run.slot] += run.rows.len();
+            let added = run.rows.len() * row_bytes;
+            self.bytes[run.slot] += added;
             self.total_bytes += added;
-            self.remeasure(slot);
+        }
+        for run in runs.iter().filter(|run| run.slot_rows > 0) {
+            self.remeasure(run.slot);
         }
         Ok(())
+    }
+
+    /// The runs of all `batches`, by partition then batch, with slots allocated.
+    fn runs<'a>(
+        &mut self,
+        batches: &[(&RecordBatch, &'a SplitIndices)],
+    ) -> Result<Vec<Run<'a>>, SplitError> {
+        let mut runs: Vec<(u32, Run<'a>)> = Vec::new();
+        for (source, (_, split)) in batches.iter().enumerate() {
+            for (p, rows) in split.runs() {
+                if p as usize >= self.slot_of.len() {
+                    return Err(SplitError::PartitionIdOutOfRange {
+                        row: rows.first().copied().unwrap_or(0) as usize,
+                        id: p as i64,
+                        partitions: self.slot_of.len() as u32,
+                    });
+                }
+                let slot = self.slot_or_add(p);
+                let slot_rows = rows.len();
+                runs.push((
+                    p,
+                    Run {
+                        slot,
+                        source,
+                        rows,
+                        slot_rows,
+                    },
+                ));
+            }
+        }
+        if batches.len() > 1 {
+            runs.sort_unstable_by_key(|(p, run)| (*p, run.source));
+            // A slot's first run carries the rows of all its runs.
+            let mut first = 0;
+            for i in 1..runs.len() {
+                if runs[i].0 == runs[first].0 {
+                    runs[first].1.slot_rows += runs[i].1.rows.len();
+                    runs[i].1.slot_rows = 0;
+                } else {
+                    first = i;
+                }
+            }
+        }
+        Ok(runs.into_iter().map(|(_, run)| run).collect())
     }
 
     /// Which partitions to drain after appending a batch that touched `touched`: each
@@ -587,24 +657,23 @@ impl Validity {
     }
 }
 
-fn gather_nulls(validity: &mut [Validity], data: &ArrayData, runs: &SlotRuns<'_>) {
-    match data.nulls().filter(|n| n.null_count() > 0) {
-        None => {
-            for &(slot, rows) in runs {
-                validity[slot].append_valid(rows.len());
+fn gather_nulls(validity: &mut [Validity], datas: &[ArrayData], runs: &[Run<'_>]) {
+    let nulls: Vec<Option<&NullBuffer>> = datas
+        .iter()
+        .map(|d| d.nulls().filter(|n| n.null_count() > 0))
+        .collect();
+    for run in runs {
+        let Some(nulls) = nulls[run.source] else {
+            validity[run.slot].append_valid(run.rows.len());
+            continue;
+        };
+        // 64 validity bits are assembled in a register, then appended packed.
+        for chunk in run.rows.chunks(64) {
+            let mut word = 0u64;
+            for (i, &r) in chunk.iter().enumerate() {
+                word |= (nulls.is_valid(r as usize) as u64) << i;
             }
-        }
-        Some(nulls) => {
-            for &(slot, rows) in runs {
-                // 64 validity bits are assembled in a register, then appended packed.
-                for chunk in rows.chunks(64) {
-                    let mut word = 0u64;
-                    for (i, &r) in chunk.iter().enumerate() {
-                        word |= (nulls.is_valid(r as usize) as u64) << i;
-                    }
-                    validity[slot].append_word(word, chunk.len());
-                }
-            }
+            validity[run.slot].append_word(word, chunk.len());
         }
     }
 }
@@ -614,112 +683,143 @@ pub(crate) fn native<T: ArrowNativeType>(data: &ArrayData) -> &[T] {
     &data.buffers()[0].typed_data::<T>()[data.offset()..data.offset() + data.len()]
 }
 
-fn gather_native<T: ArrowNativeType>(dst: &mut [Vec<T>], src: &[T], runs: &SlotRuns<'_>) {
-    for (i, &(slot, rows)) in runs.iter().enumerate() {
-        if let Some(&(next, rows)) = runs.get(i + prefetch::AHEAD) {
-            prefetch::tail(&dst[next], rows.len() * std::mem::size_of::<T>());
+fn gather_native<T: ArrowNativeType>(
+    dst: &mut [Vec<T>],
+    datas: &[ArrayData],
+    runs: &[Run<'_>],
+    ahead: usize,
+) {
+    let sources: Vec<&[T]> = datas.iter().map(native).collect();
+    for (i, run) in runs.iter().enumerate() {
+        if let Some(next) = upcoming(runs, i, ahead) {
+            prefetch::tail(&dst[next.slot], next.slot_rows * std::mem::size_of::<T>());
         }
-        dst[slot].extend(rows.iter().map(|&r| src[r as usize]));
+        let (d, src) = (&mut dst[run.slot], sources[run.source]);
+        // Room for all of the slot's runs at once.
+        d.reserve(run.slot_rows);
+        d.extend(run.rows.iter().map(|&r| src[r as usize]));
     }
 }
 
 fn gather_values(
     store: &mut Store,
-    column: &ArrayRef,
-    data: &ArrayData,
-    runs: &SlotRuns<'_>,
+    columns: &[&ArrayRef],
+    datas: &[ArrayData],
+    runs: &[Run<'_>],
+    ahead: usize,
 ) -> Result<(), SplitError> {
     match store {
         Store::Null => {}
-        Store::W1(dst) => gather_native(dst, native::<u8>(data), runs),
-        Store::W2(dst) => gather_native(dst, native::<u16>(data), runs),
-        Store::W4(dst) => gather_native(dst, native::<u32>(data), runs),
-        Store::W8(dst) => gather_native(dst, native::<u64>(data), runs),
-        Store::W16(dst) => gather_native(dst, native::<i128>(data), runs),
-        Store::W32(dst) => gather_native(dst, native::<i256>(data), runs),
+        Store::W1(dst) => gather_native::<u8>(dst, datas, runs, ahead),
+        Store::W2(dst) => gather_native::<u16>(dst, datas, runs, ahead),
+        Store::W4(dst) => gather_native::<u32>(dst, datas, runs, ahead),
+        Store::W8(dst) => gather_native::<u64>(dst, datas, runs, ahead),
+        Store::W16(dst) => gather_native::<i128>(dst, datas, runs, ahead),
+        Store::W32(dst) => gather_native::<i256>(dst, datas, runs, ahead),
         Store::FixedBytes { width, data: dst } => {
             let w = *width;
-            let src =
-                &data.buffers()[0].as_slice()[data.offset() * w..(data.offset() + data.len()) * w];
-            for &(slot, rows) in runs {
-                let d = &mut dst[slot];
-                for &r in rows {
+            let sources: Vec<&[u8]> = datas
+                .iter()
+                .map(|d| &d.buffers()[0].as_slice()[d.offset() * w..(d.offset() + d.len()) * w])
+                .collect();
+            for run in runs {
+                let (d, src) = (&mut dst[run.slot], sources[run.source]);
+                for &r in run.rows {
                     let at = r as usize * w;
                     d.extend_from_slice(&src[at..at + w]);
                 }
             }
         }
         Store::Bool(dst) => {
-            let values = arrow_array::BooleanArray::from(data.clone());
-            let bits = values.values();
-            for &(slot, rows) in runs {
-                let d = &mut dst[slot];
-                for &r in rows {
+            let sources: Vec<arrow_array::BooleanArray> = datas
+                .iter()
+                .map(|d| arrow_array::BooleanArray::from(d.clone()))
+                .collect();
+            for run in runs {
+                let (d, bits) = (&mut dst[run.slot], sources[run.source].values());
+                for &r in run.rows {
                     d.append(bits.value(r as usize));
                 }
             }
         }
-        Store::Bytes32 { offsets, data: dst } => gather_bytes(offsets, dst, data, runs)?,
-        Store::Bytes64 { offsets, data: dst } => gather_bytes(offsets, dst, data, runs)?,
+        Store::Bytes32 { offsets, data: dst } => gather_bytes(offsets, dst, datas, runs, ahead)?,
+        Store::Bytes64 { offsets, data: dst } => gather_bytes(offsets, dst, datas, runs, ahead)?,
         Store::Other(dst) => {
-            for &(slot, rows) in runs {
-                let indices = UInt32Array::from(rows.to_vec());
-                dst[slot].push(arrow_select::take::take(column.as_ref(), &indices, None)?);
+            for run in runs {
+                let indices = UInt32Array::from(run.rows.to_vec());
+                let column = columns[run.source].as_ref();
+                dst[run.slot].push(arrow_select::take::take(column, &indices, None)?);
             }
         }
     }
     Ok(())
 }
 
+/// A string or binary column's offsets (from its own offset) and values buffer.
+type ByteSource<'a, O> = (&'a [O], &'a [u8]);
+
 fn gather_bytes<O: ArrowNativeType>(
     offsets: &mut [Vec<O>],
     dst: &mut [Vec<u8>],
-    data: &ArrayData,
-    runs: &SlotRuns<'_>,
+    datas: &[ArrayData],
+    runs: &[Run<'_>],
+    ahead: usize,
 ) -> Result<(), SplitError> {
-    let src_offsets =
-        &data.buffers()[0].typed_data::<O>()[data.offset()..=data.offset() + data.len()];
-    let column = (src_offsets, data.buffers()[1].as_slice());
-    match Chunk::fitting(longest(src_offsets)) {
-        Chunk::B16 => gather_runs::<O, 16>(offsets, dst, column, runs),
-        Chunk::B32 => gather_runs::<O, 32>(offsets, dst, column, runs),
-        Chunk::B64 => gather_runs::<O, 64>(offsets, dst, column, runs),
-        Chunk::Mixed => gather_runs::<O, 0>(offsets, dst, column, runs),
-    }
+    let sources: Vec<ByteSource<'_, O>> = datas
+        .iter()
+        .map(|d| {
+            let offsets = &d.buffers()[0].typed_data::<O>()[d.offset()..=d.offset() + d.len()];
+            (offsets, d.buffers()[1].as_slice())
+        })
+        .collect();
+    let longest = sources.iter().map(|(o, _)| longest(o)).max().unwrap_or(0);
+    let gather = match Chunk::fitting(longest) {
+        Chunk::B16 => gather_runs::<O, 16>,
+        Chunk::B32 => gather_runs::<O, 32>,
+        Chunk::B64 => gather_runs::<O, 64>,
+        Chunk::Mixed => gather_runs::<O, 0>,
+    };
+    gather(offsets, dst, &sources, runs, ahead)
 }
 
 /// `gather_bytes` with every value copied by [`copy_value::<N>`].
 fn gather_runs<O: ArrowNativeType, const N: usize>(
     offsets: &mut [Vec<O>],
     dst: &mut [Vec<u8>],
-    (src_offsets, src): (&[O], &[u8]),
-    runs: &SlotRuns<'_>,
+    sources: &[ByteSource<'_, O>],
+    runs: &[Run<'_>],
+    ahead: usize,
 ) -> Result<(), SplitError> {
     let max_offset = if std::mem::size_of::<O>() == 4 {
         i32::MAX as usize
     } else {
         i64::MAX as usize
     };
-    let value_len =
-        |r: u32| src_offsets[r as usize + 1].as_usize() - src_offsets[r as usize].as_usize();
-    let rows = src_offsets.len() - 1;
-    let batch_values = src_offsets[rows].as_usize() - src_offsets[0].as_usize();
-    let average = batch_values / rows.max(1) + 1;
-    for (i, &(slot, rows)) in runs.iter().enumerate() {
-        if let Some(&(next, rows)) = runs.get(i + prefetch::AHEAD) {
-            prefetch::tail(&offsets[next], rows.len() * std::mem::size_of::<O>());
-            prefetch::tail(&dst[next], rows.len() * average);
+    let values = |o: &[O]| o[o.len() - 1].as_usize() - o[0].as_usize();
+    let all_values: usize = sources.iter().map(|(o, _)| values(o)).sum();
+    let all_rows: usize = sources.iter().map(|(o, _)| o.len() - 1).sum();
+    let average = all_values / all_rows.max(1) + 1;
+    for (i, run) in runs.iter().enumerate() {
+        if let Some(next) = upcoming(runs, i, ahead) {
+            let rows = next.slot_rows;
+            prefetch::tail(&offsets[next.slot], rows * std::mem::size_of::<O>());
+            prefetch::tail(&dst[next.slot], rows * average);
         }
-        let (o, d) = (&mut offsets[slot], &mut dst[slot]);
-        // The whole batch fitting is the common case; otherwise count this run exactly.
-        if d.len() + batch_values > max_offset
-            && d.len() + rows.iter().map(|&r| value_len(r)).sum::<usize>() > max_offset
+        let (src_offsets, src) = sources[run.source];
+        let value_len =
+            |r: u32| src_offsets[r as usize + 1].as_usize() - src_offsets[r as usize].as_usize();
+        let (o, d) = (&mut offsets[run.slot], &mut dst[run.slot]);
+        // Everything fitting is the common case; otherwise count this run exactly.
+        if d.len() + all_values > max_offset
+            && d.len() + run.rows.iter().map(|&r| value_len(r)).sum::<usize>() > max_offset
         {
             return Err(SplitError::BufferOverflow);
         }
-        d.reserve(rows.len() * average);
-        o.reserve(rows.len());
-        for &r in rows {
+        // Room for all of the slot's runs at once (`slot_rows` is 0 on later runs).
+        let rows = run.slot_rows.max(run.rows.len());
+        d.reserve(rows * average);
+        o.reserve(rows);
+        for &r in run.rows {
             let start = src_offsets[r as usize].as_usize();
             copy_value::<N>(d, src, start, value_len(r));
             // Cannot overflow `O`: checked against max_offset for the whole run above.

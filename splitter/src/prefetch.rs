@@ -18,7 +18,7 @@ const LINE: usize = 64;
 /// Hints the CPU to bring the `bytes` after `v`'s last element into cache for writing.
 /// Nothing is read or written: the addresses may lie past the allocation.
 #[inline(always)]
-pub(crate) fn tail<T>(v: &Vec<T>, bytes: usize) {
+pub(crate) fn tail<T>(v: &[T], bytes: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0};

@@ -64,6 +64,18 @@ impl Splitter {
 
     /// Computes partition ids for `batch` and groups its rows by partition.
     pub fn split(&mut self, batch: &RecordBatch) -> Result<&SplitIndices, SplitError> {
+        let mut split = std::mem::take(&mut self.split);
+        let result = self.split_into(batch, &mut split);
+        self.split = split;
+        result.map(|()| &self.split)
+    }
+
+    /// [`Self::split`] into `out`, for a caller that keeps several splits.
+    pub fn split_into(
+        &mut self,
+        batch: &RecordBatch,
+        out: &mut SplitIndices,
+    ) -> Result<(), SplitError> {
         let rows = batch.num_rows();
         if rows > u32::MAX as usize {
             return Err(SplitError::TooManyRows {
@@ -72,13 +84,8 @@ impl Splitter {
             });
         }
         self.partitioner.partition(batch, &mut self.pids)?;
-        group_rows(
-            &self.pids,
-            &mut self.counts,
-            &mut self.touched,
-            &mut self.split,
-        );
-        Ok(&self.split)
+        group_rows(&self.pids, &mut self.counts, &mut self.touched, out);
+        Ok(())
     }
 }
 

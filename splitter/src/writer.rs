@@ -2,22 +2,29 @@
 //! partition) out.
 //!
 //! Up to [`SORTED_FROM_PARTITIONS`] partitions, rows accumulate in
-//! [`PartitionBuffers`]: a partition becomes a block when it reaches the block size, and
-//! above the memory limit the largest partitions are drained early. With more
+//! [`PartitionBuffers`], appended two 8K-row batches at a time: a partition becomes a
+//! block when it reaches the block size, and above the memory limit the largest
+//! partitions are drained early. With more
 //! partitions a batch gives each partition only a row or two, so per-partition work
 //! would dominate: there, batches are kept whole and split together when the memory
 //! limit is reached ([`SortedRuns`], a radix partition over accumulated batches).
 
 use arrow_array::RecordBatch;
 
-use crate::buffers::{PartitionBuffers, Refill};
+use crate::buffers::{check_schema, PartitionBuffers, Refill};
 use crate::error::SplitError;
 use crate::partitioner::Partitioner;
 use crate::sorted::{batch_bytes, SortedRuns};
-use crate::split::Splitter;
+use crate::split::{SplitIndices, Splitter};
 
 /// Partition counts from which batches are accumulated and sorted together.
 pub const SORTED_FROM_PARTITIONS: u32 = 1024;
+/// Below [`SORTED_FROM_PARTITIONS`], batches are split as they come but appended to
+/// the buffers together once they hold this many rows (two of Spark's 8K-row
+/// batches): each partition's buffers are then visited and prefetched once for both.
+/// +5% at P = 200, measured in one process alternating with immediate appends (32K
+/// rows gained no more, 64K lost 12%); no change at P = 16.
+const APPEND_ROWS: usize = 16_384;
 /// Most bytes sorted in one flush, whatever the memory limit: the sorted batch's string
 /// columns must stay within 32-bit offsets (2 GiB).
 const MAX_SORTED_BYTES: usize = 1 << 30;
@@ -36,16 +43,29 @@ pub struct WriterLimits {
 pub struct PartitionWriter {
     strategy: Strategy,
     limits: WriterLimits,
-    ready: Vec<(u32, Refill)>,
 }
 
+// One per push, never moved in a hot path: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Strategy {
-    Buffered {
-        splitter: Splitter,
-        buffers: PartitionBuffers,
-    },
+    Buffered(Buffered),
     Sorted(SortedRuns),
+}
+
+/// Per-partition buffers, and the split batches waiting to be appended to them.
+#[derive(Debug)]
+struct Buffered {
+    splitter: Splitter,
+    buffers: PartitionBuffers,
+    /// Split batches not yet appended, with their rows and bytes.
+    held: Vec<(RecordBatch, SplitIndices)>,
+    held_rows: usize,
+    held_bytes: usize,
+    /// Splits of appended batches, for reuse.
+    spare: Vec<SplitIndices>,
+    touched: Vec<u32>,
+    ready: Vec<(u32, Refill)>,
 }
 
 impl PartitionWriter {
@@ -58,16 +78,18 @@ impl PartitionWriter {
         let strategy = if n >= SORTED_FROM_PARTITIONS {
             Strategy::Sorted(SortedRuns::new(partitioner, schema))
         } else {
-            Strategy::Buffered {
+            Strategy::Buffered(Buffered {
                 splitter: Splitter::new(partitioner),
                 buffers: PartitionBuffers::new(schema, n),
-            }
+                held: Vec::new(),
+                held_rows: 0,
+                held_bytes: 0,
+                spare: Vec::new(),
+                touched: Vec::new(),
+                ready: Vec::new(),
+            })
         };
-        Self {
-            strategy,
-            limits,
-            ready: Vec::new(),
-        }
+        Self { strategy, limits }
     }
 
     /// Adds a batch; `emit(partition, block)` receives every block that became ready.
@@ -80,19 +102,10 @@ impl PartitionWriter {
             return Ok(());
         }
         match &mut self.strategy {
-            Strategy::Buffered { splitter, buffers } => {
-                let split = splitter.split(&batch)?;
-                buffers.append(&batch, split)?;
-                let touched = split.runs().map(|(p, _)| p);
-                let WriterLimits {
-                    block_size,
-                    memory_limit,
-                } = self.limits;
-                buffers.ready_to_drain(touched, block_size, memory_limit, &mut self.ready);
-                for &(p, refill) in &self.ready {
-                    if let Some(block) = buffers.drain(p, refill)? {
-                        emit(p, block)?;
-                    }
+            Strategy::Buffered(buffered) => {
+                buffered.hold(batch)?;
+                if buffered.held_rows >= APPEND_ROWS {
+                    buffered.append_held(self.limits, &mut emit)?;
                 }
                 Ok(())
             }
@@ -115,7 +128,7 @@ impl PartitionWriter {
     /// Bytes this writer holds: buffer capacities, or the accumulated batches.
     pub fn allocated_bytes(&self) -> usize {
         match &self.strategy {
-            Strategy::Buffered { buffers, .. } => buffers.allocated_bytes(),
+            Strategy::Buffered(b) => b.buffers.allocated_bytes() + b.held_bytes,
             Strategy::Sorted(sorted) => sorted.bytes(),
         }
     }
@@ -132,7 +145,9 @@ impl PartitionWriter {
             return Ok(());
         }
         match &mut self.strategy {
-            Strategy::Buffered { buffers, .. } => {
+            Strategy::Buffered(buffered) => {
+                buffered.append_held(self.limits, &mut emit)?;
+                let buffers = &mut buffered.buffers;
                 for p in buffers.largest_first() {
                     if buffers.allocated_bytes() <= target {
                         break;
@@ -153,7 +168,9 @@ impl PartitionWriter {
         mut emit: impl FnMut(u32, RecordBatch) -> Result<(), E>,
     ) -> Result<(), E> {
         match &mut self.strategy {
-            Strategy::Buffered { buffers, .. } => {
+            Strategy::Buffered(buffered) => {
+                buffered.append_held(self.limits, &mut emit)?;
+                let buffers = &mut buffered.buffers;
                 for p in buffers.non_empty() {
                     if let Some(block) = buffers.drain(p, Refill::Empty)? {
                         emit(p, block)?;
@@ -166,6 +183,58 @@ impl PartitionWriter {
     }
 }
 
+impl Buffered {
+    /// Splits `batch` and keeps it until enough rows are held.
+    fn hold(&mut self, batch: RecordBatch) -> Result<(), SplitError> {
+        // Refused now, not when the held batches are appended.
+        check_schema(&batch, self.buffers.schema())?;
+        let mut split = self.spare.pop().unwrap_or_default();
+        self.splitter.split_into(&batch, &mut split)?;
+        self.held_rows += batch.num_rows();
+        self.held_bytes += batch_bytes(&batch);
+        self.held.push((batch, split));
+        Ok(())
+    }
+
+    /// Appends the held batches to the buffers, then drains each partition that
+    /// reached the block size and, above the memory limit, the largest others.
+    fn append_held<E: From<SplitError>>(
+        &mut self,
+        limits: WriterLimits,
+        mut emit: impl FnMut(u32, RecordBatch) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        let parts: Vec<(&RecordBatch, &SplitIndices)> =
+            self.held.iter().map(|(b, s)| (b, s)).collect();
+        let appended = self.buffers.append_batches(&parts);
+        self.touched.clear();
+        for (_, split) in &self.held {
+            self.touched.extend(split.runs().map(|(p, _)| p));
+        }
+        self.touched.sort_unstable();
+        self.touched.dedup();
+        self.spare
+            .extend(self.held.drain(..).map(|(_, split)| split));
+        (self.held_rows, self.held_bytes) = (0, 0);
+        appended?;
+        let WriterLimits {
+            block_size,
+            memory_limit,
+        } = limits;
+        let touched = self.touched.iter().copied();
+        self.buffers
+            .ready_to_drain(touched, block_size, memory_limit, &mut self.ready);
+        for &(p, refill) in &self.ready {
+            if let Some(block) = self.buffers.drain(p, refill)? {
+                emit(p, block)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -175,6 +244,63 @@ mod tests {
 
     use super::*;
     use crate::PartitionSpec;
+
+    /// Below `APPEND_ROWS` a batch waits for the next: it is counted meanwhile, and
+    /// `shrink_to` and `finish` write it out like buffered rows.
+    #[test]
+    fn small_batches_wait_for_the_next_and_are_counted_while_they_wait() {
+        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
+        let partitioner =
+            Partitioner::new(PartitionSpec::Hash { columns: vec![0] }, 8, &schema).unwrap();
+        let limits = WriterLimits {
+            block_size: 1 << 30,
+            memory_limit: 1 << 30,
+        };
+        let mut writer = PartitionWriter::new(partitioner, schema.clone(), limits);
+        let batch = |from: i64, rows: i64| {
+            let keys = Int64Array::from_iter_values(from..from + rows);
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(keys)]).unwrap()
+        };
+        let mut blocks: Vec<(u32, RecordBatch)> = Vec::new();
+        let mut emit = |p: u32, b: RecordBatch| -> Result<(), SplitError> {
+            blocks.push((p, b));
+            Ok(())
+        };
+        let first = batch(0, 100);
+        let held = batch_bytes(&first);
+        assert!(held >= 100 * 8);
+        let mut emitted_early = false;
+        writer
+            .write(first, |_, _| {
+                emitted_early = true;
+                Ok::<_, SplitError>(())
+            })
+            .unwrap();
+        assert!(!emitted_early);
+        assert_eq!(writer.allocated_bytes(), held);
+        writer.shrink_to(0, &mut emit).unwrap();
+        assert_eq!(writer.allocated_bytes(), 0);
+        writer.write(batch(100, 100), &mut emit).unwrap();
+        writer
+            .write(batch(200, APPEND_ROWS as i64), &mut emit)
+            .unwrap();
+        writer.finish(&mut emit).unwrap();
+        let mut keys: Vec<i64> = Vec::new();
+        for p in 0..8 {
+            let of_p: Vec<i64> = blocks
+                .iter()
+                .filter(|(q, _)| *q == p)
+                .flat_map(|(_, b)| {
+                    let keys = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+                    keys.values().to_vec()
+                })
+                .collect();
+            assert!(of_p.is_sorted(), "partition {p} out of order");
+            keys.extend(of_p);
+        }
+        keys.sort_unstable();
+        assert_eq!(keys, (0..200 + APPEND_ROWS as i64).collect::<Vec<_>>());
+    }
 
     #[test]
     fn at_large_p_batches_wait_whole_and_leave_in_blocks_of_the_block_size() {

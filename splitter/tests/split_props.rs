@@ -9,7 +9,9 @@ use arrow_array::*;
 use arrow_buffer::i256;
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use proptest::prelude::*;
-use sluice_splitter::{PartitionBuffers, PartitionSpec, Partitioner, Refill, Splitter};
+use sluice_splitter::{
+    PartitionBuffers, PartitionSpec, Partitioner, Refill, SplitIndices, Splitter,
+};
 
 /// Every way a drained slot can start over, by partition.
 const REFILLS: [Refill; 3] = [Refill::Capacity, Refill::Size, Refill::Empty];
@@ -260,6 +262,7 @@ fn check(
     batch_rows: Vec<usize>,
     null_rate: u64,
     drain_every: u64,
+    group: usize,
 ) {
     let (schema, batches) = inputs(seed, &kinds, n, &batch_rows, null_rate);
 
@@ -268,9 +271,14 @@ fn check(
     let mut splitter = Splitter::new(partitioner);
     let mut buffers = PartitionBuffers::new(schema.clone(), n);
     let mut drained: Vec<Vec<RecordBatch>> = vec![Vec::new(); n as usize];
-    for (i, b) in batches.iter().enumerate() {
-        let split = splitter.split(b).unwrap();
-        buffers.append(b, split).unwrap();
+    // `group` batches at a time go through one `append_batches`.
+    for (i, group) in batches.chunks(group).enumerate() {
+        let mut splits = vec![SplitIndices::default(); group.len()];
+        for (b, split) in group.iter().zip(&mut splits) {
+            splitter.split_into(b, split).unwrap();
+        }
+        let parts: Vec<_> = group.iter().zip(&splits).collect();
+        buffers.append_batches(&parts).unwrap();
         if drain_every > 0 && (i as u64).is_multiple_of(drain_every) {
             // Drain some partitions midway: their later rows go to the next block.
             for p in (0..n).filter(|p| (*p as u64 + i as u64).is_multiple_of(3)) {
@@ -305,15 +313,33 @@ proptest! {
         batch_rows in proptest::collection::vec(prop_oneof![Just(0usize), 1usize..300], 1..5),
         null_rate in prop_oneof![Just(0u64), Just(10u64), Just(100u64)],
         drain_every in 0u64..3,
+        group in 1usize..4,
     ) {
-        check(seed, kinds, n, batch_rows, null_rate, drain_every);
+        check(seed, kinds, n, batch_rows, null_rate, drain_every, group);
     }
 }
 
 #[test]
 fn every_type_at_once() {
     for n in [1, 7, 64] {
-        check(42, (0..TYPES).collect(), n, vec![500, 0, 37, 1000], 10, 1);
+        check(
+            42,
+            (0..TYPES).collect(),
+            n,
+            vec![500, 0, 37, 1000],
+            10,
+            1,
+            1,
+        );
+        check(
+            42,
+            (0..TYPES).collect(),
+            n,
+            vec![500, 0, 37, 1000],
+            10,
+            1,
+            3,
+        );
     }
 }
 

@@ -250,7 +250,7 @@ pub struct PartitionBuffers {
     schema: SchemaRef,
     stores: Vec<Store>,
     /// Validity per column and slot.
-    nulls: Vec<Vec<Validity>>,
+    nulls: Vec<ColumnValidity>,
     slot_of: Vec<u32>,
     partition_of_slot: Vec<u32>,
     rows: Vec<usize>,
@@ -273,7 +273,11 @@ impl PartitionBuffers {
             .map(|f| Store::for_type(f.data_type()))
             .collect();
         Self {
-            nulls: schema.fields().iter().map(|_| Vec::new()).collect(),
+            nulls: schema
+                .fields()
+                .iter()
+                .map(|_| ColumnValidity::default())
+                .collect(),
             schema,
             stores,
             slot_of: vec![NO_SLOT; num_partitions as usize],
@@ -318,7 +322,7 @@ impl PartitionBuffers {
             .stores
             .iter()
             .zip(&self.nulls)
-            .map(|(store, nulls)| store.slot_capacity(slot) + nulls[slot].capacity())
+            .map(|(store, nulls)| store.slot_capacity(slot) + nulls.slots[slot].capacity())
             .sum();
         self.total_allocated = self.total_allocated + now - self.allocated[slot];
         self.allocated[slot] = now;
@@ -372,7 +376,7 @@ impl PartitionBuffers {
             store.add_slot();
         }
         for nulls in &mut self.nulls {
-            nulls.push(Validity::default());
+            nulls.slots.push(Validity::default());
         }
         s
     }
@@ -416,7 +420,7 @@ impl PartitionBuffers {
                     self.stores[c].reserve_slot(run.slot, expected, expected * value_bytes);
                 }
             }
-            gather_nulls(&mut self.nulls[c], &datas, &runs);
+            self.nulls[c].gather(&datas, &runs, &self.rows);
             let store = &mut self.stores[c];
             gather_values(store, &columns, &datas, &runs, ahead)?;
         }
@@ -545,7 +549,7 @@ impl PartitionBuffers {
         }
         let mut columns = Vec::with_capacity(self.stores.len());
         for (c, field) in self.schema.fields().iter().enumerate() {
-            let nulls = self.nulls[c][slot].finish();
+            let nulls = self.nulls[c].finish(slot);
             let store = &mut self.stores[c];
             let array = drain_store(store, slot, field.data_type(), rows, nulls, keep_capacity)?;
             columns.push(array);
@@ -617,64 +621,84 @@ pub(crate) fn column_bytes(data: &ArrayData) -> usize {
     }
 }
 
-/// A validity bitmap that exists only once a null has arrived.
+/// A column's validity bitmaps, per slot.
+#[derive(Debug, Default)]
+struct ColumnValidity {
+    slots: Vec<Validity>,
+    /// Slots that have a bitmap: with none, and no nulls in a batch, the column's
+    /// validity needs no work at all.
+    with_bits: usize,
+}
+
+/// A slot's validity bitmap, which exists only once a null has arrived: until then
+/// every row appended to the slot is valid.
 #[derive(Debug, Default)]
 struct Validity {
-    /// Rows appended while no bitmap exists (all valid).
-    valid_prefix: usize,
     bits: Option<BooleanBufferBuilder>,
 }
 
 impl Validity {
-    fn append_valid(&mut self, n: usize) {
-        match &mut self.bits {
-            Some(b) => b.append_n(n, true),
-            None => self.valid_prefix += n,
-        }
-    }
-
-    /// Appends the low `n` bits of `word` (1 = valid).
-    fn append_word(&mut self, word: u64, n: usize) {
-        if word == u64::MAX >> (64 - n) {
-            return self.append_valid(n);
-        }
-        let prefix = self.valid_prefix;
-        let bits = self.bits.get_or_insert_with(|| {
-            let mut b = BooleanBufferBuilder::new(prefix + n);
-            b.append_n(prefix, true);
-            b
-        });
-        bits.append_packed_range(0..n, &word.to_le_bytes());
-    }
-
     fn capacity(&self) -> usize {
         self.bits.as_ref().map_or(0, |b| b.capacity() / 8)
     }
-
-    fn finish(&mut self) -> Option<NullBuffer> {
-        self.valid_prefix = 0;
-        self.bits.take().map(|mut b| NullBuffer::new(b.finish()))
-    }
 }
 
-fn gather_nulls(validity: &mut [Validity], datas: &[ArrayData], runs: &[Run<'_>]) {
-    let nulls: Vec<Option<&NullBuffer>> = datas
-        .iter()
-        .map(|d| d.nulls().filter(|n| n.null_count() > 0))
-        .collect();
-    for run in runs {
-        let Some(nulls) = nulls[run.source] else {
-            validity[run.slot].append_valid(run.rows.len());
-            continue;
-        };
-        // 64 validity bits are assembled in a register, then appended packed.
-        for chunk in run.rows.chunks(64) {
-            let mut word = 0u64;
-            for (i, &r) in chunk.iter().enumerate() {
-                word |= (nulls.is_valid(r as usize) as u64) << i;
-            }
-            validity[run.slot].append_word(word, chunk.len());
+impl ColumnValidity {
+    /// Appends the validity of `runs`' rows. `buffered` holds each slot's rows before
+    /// this append (the valid prefix of a bitmap created now).
+    fn gather(&mut self, datas: &[ArrayData], runs: &[Run<'_>], buffered: &[usize]) {
+        let nulls: Vec<Option<&NullBuffer>> = datas
+            .iter()
+            .map(|d| d.nulls().filter(|n| n.null_count() > 0))
+            .collect();
+        if self.with_bits == 0 && nulls.iter().all(Option::is_none) {
+            return;
         }
+        // Rows of the slot's earlier runs in this append.
+        let mut earlier = 0;
+        for run in runs {
+            if run.slot_rows > 0 {
+                earlier = 0;
+            }
+            let validity = &mut self.slots[run.slot];
+            match nulls[run.source] {
+                None => {
+                    if let Some(bits) = &mut validity.bits {
+                        bits.append_n(run.rows.len(), true);
+                    }
+                }
+                Some(nulls) => {
+                    // 64 validity bits are assembled in a register, then appended packed.
+                    for (k, chunk) in run.rows.chunks(64).enumerate() {
+                        let mut word = 0u64;
+                        for (i, &r) in chunk.iter().enumerate() {
+                            word |= (nulls.is_valid(r as usize) as u64) << i;
+                        }
+                        let all_valid = word == u64::MAX >> (64 - chunk.len());
+                        let bits = match &mut validity.bits {
+                            Some(bits) => bits,
+                            None if all_valid => continue,
+                            None => {
+                                let prefix = buffered[run.slot] + earlier + k * 64;
+                                let mut bits = BooleanBufferBuilder::new(prefix + chunk.len());
+                                bits.append_n(prefix, true);
+                                self.with_bits += 1;
+                                validity.bits.insert(bits)
+                            }
+                        };
+                        bits.append_packed_range(0..chunk.len(), &word.to_le_bytes());
+                    }
+                }
+            }
+            earlier += run.rows.len();
+        }
+    }
+
+    /// Takes `slot`'s bitmap out (`None`: every row valid).
+    fn finish(&mut self, slot: usize) -> Option<NullBuffer> {
+        let mut bits = self.slots[slot].bits.take()?;
+        self.with_bits -= 1;
+        Some(NullBuffer::new(bits.finish()))
     }
 }
 

@@ -400,17 +400,35 @@ impl PartitionBuffers {
         let ahead = prefetch::AHEAD * batches.len();
         let rows: usize = batches.iter().map(|(b, _)| b.num_rows()).sum();
         let mut bytes = 0;
+        let column = |c: usize| -> Vec<ArrayData> {
+            batches.iter().map(|(b, _)| b.column(c).to_data()).collect()
+        };
+        let mut datas = if self.stores.is_empty() {
+            Vec::new()
+        } else {
+            column(0)
+        };
+        // Whether column `c` was prefetched during the gather of the one before.
+        let mut prefetched = false;
         for c in 0..self.stores.len() {
             let columns: Vec<&ArrayRef> = batches.iter().map(|(b, _)| b.column(c)).collect();
-            let datas: Vec<ArrayData> = columns.iter().map(|a| a.to_data()).collect();
             let mut values = 0;
             for data in &datas {
                 bytes += column_bytes(data);
                 values += variable_bytes(data);
-                if data.len() <= WARM_ROWS {
+                if !prefetched && data.len() <= WARM_ROWS {
                     warm(data);
                 }
             }
+            let next_datas = (c + 1 < self.stores.len()).then(|| column(c + 1));
+            let mut next = match &next_datas {
+                Some(next) if next.iter().all(|d| d.len() <= WARM_ROWS) => {
+                    let parts = next.iter().flat_map(own_bytes).collect();
+                    prefetch::NextColumn::new(parts, runs.len())
+                }
+                _ => prefetch::NextColumn::none(),
+            };
+            prefetched = next.is_active();
             let value_bytes = values / rows.max(1);
             for run in runs.iter().filter(|run| run.slot_rows > 0) {
                 let expected = self.rows_at_drain[run.slot];
@@ -422,7 +440,10 @@ impl PartitionBuffers {
             }
             self.nulls[c].gather(&datas, &runs, &self.rows);
             let store = &mut self.stores[c];
-            gather_values(store, &columns, &datas, &runs, ahead)?;
+            gather_values(store, &columns, &datas, &runs, ahead, &mut next)?;
+            next.finish();
+            drop(next);
+            datas = next_datas.unwrap_or_default();
         }
         // Average uncompressed bytes of a row, for block sizing.
         let row_bytes = bytes.div_ceil(rows.max(1));
@@ -566,20 +587,32 @@ const WARM_ROWS: usize = 16_384;
 /// Reads one byte of every cache line of a column's values (and offsets), in order.
 /// The gathers read rows in partition order, which the hardware prefetcher cannot
 /// follow; one sequential pass first brings a cold column into cache at streaming speed
-/// (and costs little when it is already there). Only the column's own range is read,
-/// not the rest of a buffer it is a slice of.
+/// (and costs little when it is already there). Columns after the first are usually
+/// prefetched during the gather before them instead ([`prefetch::NextColumn`]).
 fn warm(data: &ArrayData) {
     const LINE: usize = 64;
-    let touch = |bytes: &[u8]| {
+    for bytes in own_bytes(data) {
         let touched = bytes.iter().step_by(LINE).fold(0u8, |acc, &b| acc ^ b);
         std::hint::black_box(touched);
-    };
+    }
+}
+
+/// A fixed-width or string column's own bytes: values (and offsets), not the rest of
+/// the buffers it may be a slice of. Empty for other types.
+fn own_bytes(data: &ArrayData) -> [&[u8]; 2] {
     let (offset, len) = (data.offset(), data.len());
     if let Some(w) = fixed_width(data.data_type()) {
-        touch(&data.buffers()[0].as_slice()[offset * w..(offset + len) * w]);
+        [
+            &data.buffers()[0].as_slice()[offset * w..(offset + len) * w],
+            &[],
+        ]
     } else if let Some((offsets, values)) = byte_ranges(data) {
-        touch(&data.buffers()[0].as_slice()[offsets]);
-        touch(&data.buffers()[1].as_slice()[values]);
+        [
+            &data.buffers()[0].as_slice()[offsets],
+            &data.buffers()[1].as_slice()[values],
+        ]
+    } else {
+        [&[], &[]]
     }
 }
 
@@ -712,12 +745,14 @@ fn gather_native<T: ArrowNativeType>(
     datas: &[ArrayData],
     runs: &[Run<'_>],
     ahead: usize,
+    next_column: &mut prefetch::NextColumn<'_>,
 ) {
     let sources: Vec<&[T]> = datas.iter().map(native).collect();
     for (i, run) in runs.iter().enumerate() {
         if let Some(next) = upcoming(runs, i, ahead) {
             prefetch::tail(&dst[next.slot], next.slot_rows * std::mem::size_of::<T>());
         }
+        next_column.step();
         let (d, src) = (&mut dst[run.slot], sources[run.source]);
         // Room for all of the slot's runs at once.
         d.reserve(run.slot_rows);
@@ -731,15 +766,16 @@ fn gather_values(
     datas: &[ArrayData],
     runs: &[Run<'_>],
     ahead: usize,
+    next: &mut prefetch::NextColumn<'_>,
 ) -> Result<(), SplitError> {
     match store {
         Store::Null => {}
-        Store::W1(dst) => gather_native::<u8>(dst, datas, runs, ahead),
-        Store::W2(dst) => gather_native::<u16>(dst, datas, runs, ahead),
-        Store::W4(dst) => gather_native::<u32>(dst, datas, runs, ahead),
-        Store::W8(dst) => gather_native::<u64>(dst, datas, runs, ahead),
-        Store::W16(dst) => gather_native::<i128>(dst, datas, runs, ahead),
-        Store::W32(dst) => gather_native::<i256>(dst, datas, runs, ahead),
+        Store::W1(dst) => gather_native::<u8>(dst, datas, runs, ahead, next),
+        Store::W2(dst) => gather_native::<u16>(dst, datas, runs, ahead, next),
+        Store::W4(dst) => gather_native::<u32>(dst, datas, runs, ahead, next),
+        Store::W8(dst) => gather_native::<u64>(dst, datas, runs, ahead, next),
+        Store::W16(dst) => gather_native::<i128>(dst, datas, runs, ahead, next),
+        Store::W32(dst) => gather_native::<i256>(dst, datas, runs, ahead, next),
         Store::FixedBytes { width, data: dst } => {
             let w = *width;
             let sources: Vec<&[u8]> = datas
@@ -766,8 +802,12 @@ fn gather_values(
                 }
             }
         }
-        Store::Bytes32 { offsets, data: dst } => gather_bytes(offsets, dst, datas, runs, ahead)?,
-        Store::Bytes64 { offsets, data: dst } => gather_bytes(offsets, dst, datas, runs, ahead)?,
+        Store::Bytes32 { offsets, data: dst } => {
+            gather_bytes(offsets, dst, datas, runs, ahead, next)?
+        }
+        Store::Bytes64 { offsets, data: dst } => {
+            gather_bytes(offsets, dst, datas, runs, ahead, next)?
+        }
         Store::Other(dst) => {
             for run in runs {
                 let indices = UInt32Array::from(run.rows.to_vec());
@@ -788,6 +828,7 @@ fn gather_bytes<O: ArrowNativeType>(
     datas: &[ArrayData],
     runs: &[Run<'_>],
     ahead: usize,
+    next: &mut prefetch::NextColumn<'_>,
 ) -> Result<(), SplitError> {
     let sources: Vec<ByteSource<'_, O>> = datas
         .iter()
@@ -803,7 +844,7 @@ fn gather_bytes<O: ArrowNativeType>(
         Chunk::B64 => gather_runs::<O, 64>,
         Chunk::Mixed => gather_runs::<O, 0>,
     };
-    gather(offsets, dst, &sources, runs, ahead)
+    gather(offsets, dst, &sources, runs, ahead, next)
 }
 
 /// `gather_bytes` with every value copied by [`copy_value::<N>`].
@@ -813,6 +854,7 @@ fn gather_runs<O: ArrowNativeType, const N: usize>(
     sources: &[ByteSource<'_, O>],
     runs: &[Run<'_>],
     ahead: usize,
+    next_column: &mut prefetch::NextColumn<'_>,
 ) -> Result<(), SplitError> {
     let max_offset = if std::mem::size_of::<O>() == 4 {
         i32::MAX as usize
@@ -824,6 +866,7 @@ fn gather_runs<O: ArrowNativeType, const N: usize>(
     let all_rows: usize = sources.iter().map(|(o, _)| o.len() - 1).sum();
     let average = all_values / all_rows.max(1) + 1;
     for (i, run) in runs.iter().enumerate() {
+        next_column.step();
         if let Some(next) = upcoming(runs, i, ahead) {
             let rows = next.slot_rows;
             prefetch::tail(&offsets[next.slot], rows * std::mem::size_of::<O>());

@@ -10,7 +10,9 @@
 //! buffer, while a drain under memory pressure leaves the slot empty ([`Refill`]).
 
 use arrow_array::{make_array, Array, ArrayRef, RecordBatch, UInt32Array};
-use arrow_buffer::{i256, ArrowNativeType, BooleanBufferBuilder, Buffer, NullBuffer};
+use arrow_buffer::{
+    i256, ArrowNativeType, BooleanBuffer, BooleanBufferBuilder, Buffer, NullBuffer,
+};
 use arrow_data::ArrayData;
 use arrow_schema::{DataType, Schema, SchemaRef};
 
@@ -251,6 +253,8 @@ pub struct PartitionBuffers {
     stores: Vec<Store>,
     /// Validity per column and slot.
     nulls: Vec<ColumnValidity>,
+    /// Scratch of the validity gathers: each source's validity, a byte per row.
+    valid_bytes: Vec<Vec<u8>>,
     slot_of: Vec<u32>,
     partition_of_slot: Vec<u32>,
     rows: Vec<usize>,
@@ -278,6 +282,7 @@ impl PartitionBuffers {
                 .iter()
                 .map(|_| ColumnValidity::default())
                 .collect(),
+            valid_bytes: Vec::new(),
             schema,
             stores,
             slot_of: vec![NO_SLOT; num_partitions as usize],
@@ -438,7 +443,7 @@ impl PartitionBuffers {
                     self.stores[c].reserve_slot(run.slot, expected, expected * value_bytes);
                 }
             }
-            self.nulls[c].gather(&datas, &runs, &self.rows);
+            self.nulls[c].gather(&datas, &runs, &self.rows, &mut self.valid_bytes);
             let store = &mut self.stores[c];
             gather_values(store, &columns, &datas, &runs, ahead, &mut next)?;
             next.finish();
@@ -678,8 +683,14 @@ impl Validity {
 
 impl ColumnValidity {
     /// Appends the validity of `runs`' rows. `buffered` holds each slot's rows before
-    /// this append (the valid prefix of a bitmap created now).
-    fn gather(&mut self, datas: &[ArrayData], runs: &[Run<'_>], buffered: &[usize]) {
+    /// this append (the valid prefix of a bitmap created now); `valid_bytes` is scratch.
+    fn gather(
+        &mut self,
+        datas: &[ArrayData],
+        runs: &[Run<'_>],
+        buffered: &[usize],
+        valid_bytes: &mut Vec<Vec<u8>>,
+    ) {
         let nulls: Vec<Option<&NullBuffer>> = datas
             .iter()
             .map(|d| d.nulls().filter(|n| n.null_count() > 0))
@@ -687,6 +698,16 @@ impl ColumnValidity {
         if self.with_bits == 0 && nulls.iter().all(Option::is_none) {
             return;
         }
+        // A byte per row makes a row's bit one load in the loop below (+2% at P = 200).
+        valid_bytes.resize_with(datas.len(), Vec::new);
+        let valid: Vec<&[u8]> = nulls
+            .iter()
+            .zip(valid_bytes.iter_mut())
+            .map(|(nulls, bytes)| match nulls {
+                Some(nulls) => unpack_bits(nulls.inner(), bytes),
+                None => &[][..],
+            })
+            .collect();
         // Rows of the slot's earlier runs in this append.
         let mut earlier = 0;
         for run in runs {
@@ -694,18 +715,18 @@ impl ColumnValidity {
                 earlier = 0;
             }
             let validity = &mut self.slots[run.slot];
-            match nulls[run.source] {
+            match nulls[run.source].map(|_| valid[run.source]) {
                 None => {
                     if let Some(bits) = &mut validity.bits {
                         bits.append_n(run.rows.len(), true);
                     }
                 }
-                Some(nulls) => {
+                Some(valid) => {
                     // 64 validity bits are assembled in a register, then appended packed.
                     for (k, chunk) in run.rows.chunks(64).enumerate() {
                         let mut word = 0u64;
                         for (i, &r) in chunk.iter().enumerate() {
-                            word |= (nulls.is_valid(r as usize) as u64) << i;
+                            word |= u64::from(valid[r as usize]) << i;
                         }
                         let all_valid = word == u64::MAX >> (64 - chunk.len());
                         let bits = match &mut validity.bits {
@@ -733,6 +754,30 @@ impl ColumnValidity {
         self.with_bits -= 1;
         Some(NullBuffer::new(bits.finish()))
     }
+}
+
+/// `bits` written into `out` as a byte (0 or 1) per bit; returns the bytes of `bits`'
+/// own rows (from its offset).
+fn unpack_bits<'a>(bits: &BooleanBuffer, out: &'a mut Vec<u8>) -> &'a [u8] {
+    /// Each byte's 8 bits, spread to 8 bytes of 0 or 1.
+    static SPREAD: [u64; 256] = {
+        let mut table = [0u64; 256];
+        let mut byte = 0;
+        while byte < 256 {
+            let mut bit = 0;
+            while bit < 8 {
+                table[byte] |= (((byte >> bit) & 1) as u64) << (8 * bit);
+                bit += 1;
+            }
+            byte += 1;
+        }
+        table
+    };
+    let (offset, len) = (bits.offset(), bits.len());
+    let bytes = &bits.values()[offset / 8..(offset + len).div_ceil(8)];
+    out.clear();
+    out.extend(bytes.iter().flat_map(|&b| SPREAD[b as usize].to_le_bytes()));
+    &out[offset % 8..offset % 8 + len]
 }
 
 /// The values of a fixed-width column, starting at its offset.
@@ -1064,6 +1109,17 @@ mod tests {
         let fitting: Vec<Chunk> = [0, 16, 17, 32, 33, 64, 65].map(Chunk::fitting).into();
         use Chunk::*;
         assert_eq!(fitting, [B16, B16, B32, B32, B64, B64, Mixed]);
+    }
+
+    #[test]
+    fn unpack_bits_gives_a_byte_per_bit_from_the_offset() {
+        let bools: Vec<bool> = (0..40).map(|i| i % 3 == 0 || i % 7 == 0).collect();
+        let mut out = Vec::new();
+        for (offset, len) in [(0, 40), (3, 10), (8, 17), (13, 0)] {
+            let bits = BooleanBuffer::from(bools.clone()).slice(offset, len);
+            let want: Vec<u8> = bools[offset..offset + len].iter().map(|&b| b as u8).collect();
+            assert_eq!(unpack_bits(&bits, &mut out), want, "{offset} {len}");
+        }
     }
 
     /// Every chunk size copies exactly the value, also when fewer than a chunk's bytes

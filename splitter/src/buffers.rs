@@ -1117,7 +1117,10 @@ mod tests {
         let mut out = Vec::new();
         for (offset, len) in [(0, 40), (3, 10), (8, 17), (13, 0)] {
             let bits = BooleanBuffer::from(bools.clone()).slice(offset, len);
-            let want: Vec<u8> = bools[offset..offset + len].iter().map(|&b| b as u8).collect();
+            let want: Vec<u8> = bools[offset..offset + len]
+                .iter()
+                .map(|&b| b as u8)
+                .collect();
             assert_eq!(unpack_bits(&bits, &mut out), want, "{offset} {len}");
         }
     }

@@ -135,8 +135,7 @@ impl Partitioner {
                 for &index in columns {
                     hash_column(column_at(batch, index)?, index, &mut self.hashes)?;
                 }
-                let pmod = Pmod::new(n);
-                out.extend(self.hashes.iter().map(|&h| pmod.apply(h)));
+                pmod_all(&self.hashes, Pmod::new(n), out);
             }
             PartitionSpec::Range { .. } => {
                 let range = self.range.as_mut().expect("built with the spec");
@@ -313,11 +312,68 @@ fn update(array: &dyn Array, hashes: &mut [i32], f: impl Fn(usize, i32) -> i32) 
     }
 }
 
-/// Folds fixed-width values into the hashes. Written as straight zips (no indexing, no
-/// branches) so the compiler vectorizes the Murmur3 rounds; a null keeps the old hash
-/// through a select rather than a branch.
+/// Whether the CPU has AVX2, for the hash loops compiled a second time with it: eight
+/// Murmur3 lanes with native 32-bit multiplies instead of the x86-64 baseline's four,
+/// emulated (the hash of a long at 385 M rows/s before, `sluice-bench --mode split`).
+#[cfg(target_arch = "x86_64")]
+fn avx2() -> bool {
+    std::arch::is_x86_feature_detected!("avx2")
+}
+
+/// `pmod` of every hash, appended to `out`.
+fn pmod_all(hashes: &[i32], pmod: Pmod, out: &mut Vec<u32>) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        // SAFETY: the CPU has AVX2, checked just above.
+        #[allow(unsafe_code)]
+        return unsafe { pmod_all_avx2(hashes, pmod, out) };
+    }
+    pmod_all_baseline(hashes, pmod, out);
+}
+
+#[inline(always)]
+fn pmod_all_baseline(hashes: &[i32], pmod: Pmod, out: &mut Vec<u32>) {
+    out.extend(hashes.iter().map(|&h| pmod.apply(h)));
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn pmod_all_avx2(hashes: &[i32], pmod: Pmod, out: &mut Vec<u32>) {
+    pmod_all_baseline(hashes, pmod, out);
+}
+
+/// Folds fixed-width values into the hashes, with AVX2 when the CPU has it.
 #[inline]
 fn update_native<T: Copy>(
+    values: &[T],
+    nulls: Option<&arrow_buffer::NullBuffer>,
+    hashes: &mut [i32],
+    f: impl Fn(T, i32) -> i32,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        // SAFETY: the CPU has AVX2, checked just above.
+        #[allow(unsafe_code)]
+        return unsafe { update_native_avx2(values, nulls, hashes, f) };
+    }
+    update_native_baseline(values, nulls, hashes, f);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn update_native_avx2<T: Copy>(
+    values: &[T],
+    nulls: Option<&arrow_buffer::NullBuffer>,
+    hashes: &mut [i32],
+    f: impl Fn(T, i32) -> i32,
+) {
+    update_native_baseline(values, nulls, hashes, f);
+}
+
+/// Written as straight zips (no indexing, no branches) so the compiler vectorizes the
+/// Murmur3 rounds; a null keeps the old hash through a select rather than a branch.
+#[inline(always)]
+fn update_native_baseline<T: Copy>(
     values: &[T],
     nulls: Option<&arrow_buffer::NullBuffer>,
     hashes: &mut [i32],
@@ -396,5 +452,37 @@ mod tests {
         assert_eq!(bytes(-128), vec![0x80]);
         assert_eq!(bytes(-129), vec![0xff, 0x7f]);
         assert_eq!(bytes(i128::MIN).len(), 16);
+    }
+
+    /// The AVX2 build of the hash and pmod loops (taken on CPUs that have it) agrees
+    /// with the baseline build, row for row, with and without nulls.
+    #[test]
+    fn hash_loops_agree_with_and_without_avx2() {
+        use super::*;
+        let mut seed = 0x1234_5678_9abc_def0u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let longs: Vec<i64> = (0..1000).map(|_| next() as i64).collect();
+        let valid: Vec<bool> = (0..1000).map(|_| next() % 5 != 0).collect();
+        let nulls = arrow_buffer::NullBuffer::from(valid);
+        for nulls in [None, Some(&nulls)] {
+            let mut dispatched = vec![SPARK_SEED; 1000];
+            let mut baseline = dispatched.clone();
+            update_native(&longs, nulls, &mut dispatched, hash_long);
+            update_native_baseline(&longs, nulls, &mut baseline, hash_long);
+            assert_eq!(dispatched, baseline);
+            for n in [1, 7, 200, 65_536] {
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                pmod_all(&dispatched, Pmod::new(n), &mut a);
+                pmod_all_baseline(&baseline, Pmod::new(n), &mut b);
+                assert_eq!(a, b);
+                let java = baseline.iter().map(|&h| h.rem_euclid(n as i32) as u32);
+                assert_eq!(b, java.collect::<Vec<_>>());
+            }
+        }
     }
 }

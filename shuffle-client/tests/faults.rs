@@ -86,7 +86,9 @@ async fn a_push_cut_off_mid_stream_is_never_served_and_its_retry_is_served_once(
     let creds = app("app-cut");
     server.client().await.register_app(&creds).await.unwrap();
     let n = 8;
-    let rows = vec![batch(4000, 1), batch(4000, 2), batch(4000, 3)];
+    // Large enough that the first two batches reach the buffers (the writer holds
+    // batches until 16K rows) and fill blocks before the cut.
+    let rows = vec![batch(9000, 1), batch(9000, 2), batch(9000, 3)];
 
     // Attempt 0 through the relay: one batch, then the cable is pulled.
     let path = relay(server.handle.local_addr()).await;
@@ -144,7 +146,7 @@ async fn a_push_cut_off_mid_stream_is_never_served_and_its_retry_is_served_once(
     // The retry (a new attempt, as Spark's would be) commits on a good path.
     let client = server.client().await;
     let ack = try_push(&client, request(1), &rows).await.unwrap();
-    assert_eq!(ack.partition_rows.iter().sum::<u64>(), 12_000);
+    assert_eq!(ack.partition_rows.iter().sum::<u64>(), 27_000);
     let all = fetch_grouped(&client, FetchRequest::partitions(creds.clone(), 0, 0..n))
         .await
         .unwrap();

@@ -2,9 +2,9 @@
 //! partition) out.
 //!
 //! Up to [`SORTED_FROM_PARTITIONS`] partitions, rows accumulate in
-//! [`PartitionBuffers`], appended two 8K-row batches at a time: a partition becomes a
-//! block when it reaches the block size, and above the memory limit the largest
-//! partitions are drained early. With more
+//! [`PartitionBuffers`], appended several batches at a time (two of Spark's 8K rows): a
+//! partition becomes a block when it reaches the block size, and above the memory
+//! limit the largest partitions are drained early. With more
 //! partitions a batch gives each partition only a row or two, so per-partition work
 //! would dominate: there, batches are kept whole and split together when the memory
 //! limit is reached ([`SortedRuns`], a radix partition over accumulated batches).
@@ -93,6 +93,10 @@ impl PartitionWriter {
     }
 
     /// Adds a batch; `emit(partition, block)` receives every block that became ready.
+    /// Below [`SORTED_FROM_PARTITIONS`] a batch may wait for the next before its rows
+    /// reach the buffers, so its blocks can come out of a later call (at the latest
+    /// [`Self::finish`]). After an error the writer's state is unspecified: drop it (the
+    /// server fails the push).
     pub fn write<E: From<SplitError>>(
         &mut self,
         batch: RecordBatch,
@@ -104,7 +108,9 @@ impl PartitionWriter {
         match &mut self.strategy {
             Strategy::Buffered(buffered) => {
                 buffered.hold(batch)?;
-                if buffered.held_rows >= APPEND_ROWS {
+                // Waiting batches count against the memory limit like buffered rows.
+                let buffered_bytes = buffered.buffers.total_bytes() + buffered.held_bytes;
+                if buffered.held_rows >= APPEND_ROWS || buffered_bytes > self.limits.memory_limit {
                     buffered.append_held(self.limits, &mut emit)?;
                 }
                 Ok(())
@@ -125,7 +131,8 @@ impl PartitionWriter {
         }
     }
 
-    /// Bytes this writer holds: buffer capacities, or the accumulated batches.
+    /// Bytes this writer holds: buffer capacities and the batches waiting to be appended
+    /// (with their row indices), or the accumulated batches.
     pub fn allocated_bytes(&self) -> usize {
         match &self.strategy {
             Strategy::Buffered(b) => b.buffers.allocated_bytes() + b.held_bytes,
@@ -191,7 +198,8 @@ impl Buffered {
         let mut split = self.spare.pop().unwrap_or_default();
         self.splitter.split_into(&batch, &mut split)?;
         self.held_rows += batch.num_rows();
-        self.held_bytes += batch_bytes(&batch);
+        // The batch, and its row indices.
+        self.held_bytes += batch_bytes(&batch) + split.num_rows() * 4;
         self.held.push((batch, split));
         Ok(())
     }
@@ -252,8 +260,9 @@ mod tests {
         let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
         let partitioner =
             Partitioner::new(PartitionSpec::Hash { columns: vec![0] }, 8, &schema).unwrap();
+        // Any appended row would make a block at once.
         let limits = WriterLimits {
-            block_size: 1 << 30,
+            block_size: 1,
             memory_limit: 1 << 30,
         };
         let mut writer = PartitionWriter::new(partitioner, schema.clone(), limits);
@@ -267,8 +276,8 @@ mod tests {
             Ok(())
         };
         let first = batch(0, 100);
-        let held = batch_bytes(&first);
-        assert!(held >= 100 * 8);
+        let held = batch_bytes(&first) + 100 * 4; // and its row indices
+        assert!(held >= 100 * 12);
         let mut emitted_early = false;
         writer
             .write(first, |_, _| {

@@ -149,6 +149,15 @@ impl Store {
         }
     }
 
+    /// Whether this column's gather goes run by run with a typed kernel (and so can
+    /// prefetch the next column along the way).
+    fn by_runs(&self) -> bool {
+        !matches!(
+            self,
+            Self::Null | Self::Bool(_) | Self::FixedBytes { .. } | Self::Other(_)
+        )
+    }
+
     /// Bytes allocated for `slot` (capacities, not lengths).
     fn slot_capacity(&self, slot: usize) -> usize {
         fn cap<T>(v: &[Vec<T>], slot: usize) -> usize {
@@ -236,7 +245,8 @@ struct Run<'a> {
     source: usize,
     rows: &'a [u32],
     /// On a slot's first run, the rows of all its runs (what the slot's buffers grow
-    /// by, prefetched ahead); 0 on the others.
+    /// by, prefetched ahead); 0 on its later runs. Runs are never empty, so this is
+    /// non-zero exactly on a slot's first run.
     slot_rows: usize,
 }
 
@@ -426,8 +436,11 @@ impl PartitionBuffers {
                 }
             }
             let next_datas = (c + 1 < self.stores.len()).then(|| column(c + 1));
+            // Only the gathers that go run by run step the prefetch along.
             let mut next = match &next_datas {
-                Some(next) if next.iter().all(|d| d.len() <= WARM_ROWS) => {
+                Some(next)
+                    if self.stores[c].by_runs() && next.iter().all(|d| d.len() <= WARM_ROWS) =>
+                {
                     let parts = next.iter().flat_map(own_bytes).collect();
                     prefetch::NextColumn::new(parts, runs.len())
                 }
@@ -508,7 +521,7 @@ impl PartitionBuffers {
         Ok(runs.into_iter().map(|(_, run)| run).collect())
     }
 
-    /// Which partitions to drain after appending a batch that touched `touched`: each
+    /// Which partitions to drain after an append that touched `touched`: each
     /// that reached `block_size` (refilled at the same capacity, since it fills
     /// blocks), then, while more than `memory_limit` bytes would stay buffered, the
     /// largest others until half of it is left (their memory released until they
@@ -585,8 +598,9 @@ impl PartitionBuffers {
     }
 }
 
-/// Batches up to this many rows are brought into cache column by column before the
-/// gathers; a column of a much larger batch would not fit in L2 anyway.
+/// Batches of up to this many rows are brought into cache column by column ahead of
+/// the gathers; a column of a much larger batch would not fit in L2 anyway (the writer
+/// appends batches together up to this many rows in all).
 const WARM_ROWS: usize = 16_384;
 
 /// Reads one byte of every cache line of a column's values (and offsets), in order.
@@ -1109,6 +1123,38 @@ mod tests {
         let fitting: Vec<Chunk> = [0, 16, 17, 32, 33, 64, 65].map(Chunk::fitting).into();
         use Chunk::*;
         assert_eq!(fitting, [B16, B16, B32, B32, B64, B64, Mixed]);
+    }
+
+    /// A bitmap created in a slot's second run of an append, past its first 64 rows,
+    /// starts with every row buffered before it valid.
+    #[test]
+    fn a_late_first_null_keeps_every_earlier_row_valid() {
+        use std::sync::Arc;
+
+        use arrow_array::Int64Array;
+        use arrow_schema::Field;
+
+        use crate::{PartitionSpec, Partitioner, SplitIndices, Splitter};
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, true)]));
+        let batch = |values: Vec<Option<i64>>| {
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(values))]).unwrap()
+        };
+        let mut splitter =
+            Splitter::new(Partitioner::new(PartitionSpec::Single, 1, &schema).unwrap());
+        let mut split = |b: &RecordBatch| {
+            let mut s = SplitIndices::default();
+            splitter.split_into(b, &mut s).unwrap();
+            s
+        };
+        let mut buffers = PartitionBuffers::new(schema.clone(), 1);
+        let (b0, b1) = (batch(vec![Some(1); 5]), batch(vec![Some(2); 10]));
+        let b2 = batch((0..80).map(|i| (i != 70).then_some(3)).collect());
+        let (s0, s1, s2) = (split(&b0), split(&b1), split(&b2));
+        buffers.append_batches(&[(&b0, &s0)]).unwrap();
+        buffers.append_batches(&[(&b1, &s1), (&b2, &s2)]).unwrap();
+        let block = buffers.drain(0, Refill::Empty).unwrap().unwrap();
+        let nulls: Vec<usize> = (0..95).filter(|&i| block.column(0).is_null(i)).collect();
+        assert_eq!(nulls, [5 + 10 + 70]);
     }
 
     #[test]

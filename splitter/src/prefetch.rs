@@ -1,12 +1,14 @@
-//! Write prefetch of partition buffers' tails, a few runs ahead of their gathers.
+//! Prefetch hints for the gathers: the partition buffers' tails they will write, and
+//! the next column they will read.
 //!
 //! At a few hundred partitions a batch appends ~40 rows to each of P x columns buffers,
 //! and each append starts on lines that are not in cache. The hardware prefetcher cannot
 //! follow thousands of short streams, so the gathers stalled on every line they wrote.
-//! Asking for the next runs' lines with write intent overlaps those misses with the
-//! current gather: +7% at P = 200 (`sluice-bench --mode split`, alternating runs).
+//! Asking for the next partitions' lines with write intent overlaps those misses with
+//! the current gather: +8% at P = 200 (`sluice-bench --mode split`, alternating runs).
 
-/// How many runs ahead of the gather a destination is prefetched.
+/// How many partitions ahead of the gather a destination is prefetched (times the
+/// batches appended together, which give a partition one run each).
 pub(crate) const AHEAD: usize = 4;
 
 /// At most this many bytes of a destination are prefetched: the first lines of a long

@@ -311,7 +311,7 @@ proptest! {
         kinds in proptest::collection::vec(0..TYPES, 1..6),
         n in prop_oneof![Just(1u32), 1u32..20, Just(200u32), Just(2000u32)],
         batch_rows in proptest::collection::vec(prop_oneof![Just(0usize), 1usize..300], 1..5),
-        null_rate in prop_oneof![Just(0u64), Just(10u64), Just(100u64)],
+        null_rate in prop_oneof![Just(0u64), Just(1u64), Just(10u64), Just(100u64)],
         drain_every in 0u64..3,
         group in 1usize..4,
     ) {

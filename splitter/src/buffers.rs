@@ -640,12 +640,11 @@ type ByteRange = std::ops::Range<usize>;
 /// For a string or binary column: the byte ranges of its offsets and of its values.
 fn byte_ranges(data: &ArrayData) -> Option<(ByteRange, ByteRange)> {
     fn ranges<O: ArrowNativeType>(data: &ArrayData) -> (ByteRange, ByteRange) {
-        let (offset, len) = (data.offset(), data.len());
-        let offsets = &data.buffers()[0].typed_data::<O>()[offset..=offset + len];
+        let (offsets, _) = byte_source::<O>(data);
         let size = std::mem::size_of::<O>();
         (
-            offset * size..(offset + len + 1) * size,
-            offsets[0].as_usize()..offsets[len].as_usize(),
+            data.offset() * size..(data.offset() + offsets.len()) * size,
+            offsets[0].as_usize()..offsets[offsets.len() - 1].as_usize(),
         )
     }
     match data.data_type() {
@@ -879,7 +878,22 @@ fn gather_values(
 }
 
 /// A string or binary column's offsets (from its own offset) and values buffer.
-type ByteSource<'a, O> = (&'a [O], &'a [u8]);
+pub(crate) type ByteSource<'a, O> = (&'a [O], &'a [u8]);
+
+pub(crate) fn byte_source<O: ArrowNativeType>(data: &ArrayData) -> ByteSource<'_, O> {
+    let (offset, len) = (data.offset(), data.len());
+    let offsets = &data.buffers()[0].typed_data::<O>()[offset..=offset + len];
+    (offsets, data.buffers()[1].as_slice())
+}
+
+/// The largest offset a string or binary array with offsets of type `O` can hold.
+pub(crate) fn max_offset<O: ArrowNativeType>() -> usize {
+    if std::mem::size_of::<O>() == 4 {
+        i32::MAX as usize
+    } else {
+        i64::MAX as usize
+    }
+}
 
 fn gather_bytes<O: ArrowNativeType>(
     offsets: &mut [Vec<O>],
@@ -889,21 +903,11 @@ fn gather_bytes<O: ArrowNativeType>(
     ahead: usize,
     next: &mut prefetch::NextColumn<'_>,
 ) -> Result<(), SplitError> {
-    let sources: Vec<ByteSource<'_, O>> = datas
-        .iter()
-        .map(|d| {
-            let offsets = &d.buffers()[0].typed_data::<O>()[d.offset()..=d.offset() + d.len()];
-            (offsets, d.buffers()[1].as_slice())
-        })
-        .collect();
-    let longest = sources.iter().map(|(o, _)| longest(o)).max().unwrap_or(0);
-    let gather = match Chunk::fitting(longest) {
-        Chunk::B16 => gather_runs::<O, 16>,
-        Chunk::B32 => gather_runs::<O, 32>,
-        Chunk::B64 => gather_runs::<O, 64>,
-        Chunk::Mixed => gather_runs::<O, 0>,
-    };
-    gather(offsets, dst, &sources, runs, ahead, next)
+    let sources: Vec<ByteSource<'_, O>> = datas.iter().map(byte_source).collect();
+    with_chunk!(
+        longest_of(&sources),
+        gather_runs::<O>(offsets, dst, &sources, runs, ahead, next)
+    )
 }
 
 /// `gather_bytes` with every value copied by [`copy_value::<N>`].
@@ -915,11 +919,7 @@ fn gather_runs<O: ArrowNativeType, const N: usize>(
     ahead: usize,
     next_column: &mut prefetch::NextColumn<'_>,
 ) -> Result<(), SplitError> {
-    let max_offset = if std::mem::size_of::<O>() == 4 {
-        i32::MAX as usize
-    } else {
-        i64::MAX as usize
-    };
+    let max_offset = max_offset::<O>();
     let values = |o: &[O]| o[o.len() - 1].as_usize() - o[0].as_usize();
     let all_values: usize = sources.iter().map(|(o, _)| values(o)).sum();
     let all_rows: usize = sources.iter().map(|(o, _)| o.len() - 1).sum();
@@ -973,6 +973,25 @@ pub(crate) fn longest<O: ArrowNativeType>(offsets: &[O]) -> usize {
         .max()
         .unwrap_or(0) as usize
 }
+
+/// The longest value of all `sources`.
+pub(crate) fn longest_of<O: ArrowNativeType>(sources: &[ByteSource<'_, O>]) -> usize {
+    sources.iter().map(|(o, _)| longest(o)).max().unwrap_or(0)
+}
+
+/// Calls `f::<O, N>(args)` with `N` the chunk size [`Chunk::fitting`] `longest` (0 for
+/// [`Chunk::Mixed`]), so each copy loop is built once per chunk size.
+macro_rules! with_chunk {
+    ($longest:expr, $f:ident::<$o:ty>($($arg:expr),* $(,)?)) => {
+        match $crate::buffers::Chunk::fitting($longest) {
+            $crate::buffers::Chunk::B16 => $f::<$o, 16>($($arg),*),
+            $crate::buffers::Chunk::B32 => $f::<$o, 32>($($arg),*),
+            $crate::buffers::Chunk::B64 => $f::<$o, 64>($($arg),*),
+            $crate::buffers::Chunk::Mixed => $f::<$o, 0>($($arg),*),
+        }
+    };
+}
+pub(crate) use with_chunk;
 
 /// How the values of a string column are copied, chosen once per column from its
 /// longest value: by one fixed-size chunk each (no branch on the length, which is

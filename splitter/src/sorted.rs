@@ -19,7 +19,8 @@ use arrow_schema::{DataType, SchemaRef};
 use arrow_select::interleave::interleave;
 
 use crate::buffers::{
-    build_bytes, check_schema, column_bytes, copy_value, fixed_width, longest, native, Chunk,
+    build_bytes, byte_source, check_schema, column_bytes, copy_value, fixed_width, longest_of,
+    max_offset, native, with_chunk, ByteSource,
 };
 use crate::error::SplitError;
 use crate::partitioner::Partitioner;
@@ -214,18 +215,8 @@ fn gather_bytes<O: ArrowNativeType>(
     sources: &[ArrayData],
     order: &[(u32, u32)],
 ) -> Result<Vec<Buffer>, SplitError> {
-    let columns: Vec<(&[O], &[u8])> = sources
-        .iter()
-        .map(|d| {
-            let offsets = &d.buffers()[0].typed_data::<O>()[d.offset()..=d.offset() + d.len()];
-            (offsets, d.buffers()[1].as_slice())
-        })
-        .collect();
-    let max = if std::mem::size_of::<O>() == 4 {
-        i32::MAX as usize
-    } else {
-        i64::MAX as usize
-    };
+    let columns: Vec<ByteSource<'_, O>> = sources.iter().map(byte_source).collect();
+    let max = max_offset::<O>();
     let mut offsets: Vec<O> = Vec::with_capacity(order.len() + 1);
     offsets.push(O::usize_as(0));
     let mut total = 0usize;
@@ -238,20 +229,17 @@ fn gather_bytes<O: ArrowNativeType>(
         offsets.push(O::usize_as(total));
     }
     let mut values: Vec<u8> = Vec::with_capacity(total + 64);
-    let longest = columns.iter().map(|(o, _)| longest(o)).max().unwrap_or(0);
-    match Chunk::fitting(longest) {
-        Chunk::B16 => copy_values::<O, 16>(&mut values, &columns, order),
-        Chunk::B32 => copy_values::<O, 32>(&mut values, &columns, order),
-        Chunk::B64 => copy_values::<O, 64>(&mut values, &columns, order),
-        Chunk::Mixed => copy_values::<O, 0>(&mut values, &columns, order),
-    }
+    with_chunk!(
+        longest_of(&columns),
+        copy_values::<O>(&mut values, &columns, order)
+    );
     Ok(vec![Buffer::from_vec(offsets), Buffer::from_vec(values)])
 }
 
 /// The values of `order`, in order, each copied by [`copy_value::<N>`].
 fn copy_values<O: ArrowNativeType, const N: usize>(
     values: &mut Vec<u8>,
-    columns: &[(&[O], &[u8])],
+    columns: &[ByteSource<'_, O>],
     order: &[(u32, u32)],
 ) {
     for &(b, r) in order {

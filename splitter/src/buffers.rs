@@ -337,7 +337,7 @@ impl PartitionBuffers {
             .stores
             .iter()
             .zip(&self.nulls)
-            .map(|(store, nulls)| store.slot_capacity(slot) + nulls.slots[slot].capacity())
+            .map(|(store, nulls)| store.slot_capacity(slot) + nulls.capacity(slot))
             .sum();
         self.total_allocated = self.total_allocated + now - self.allocated[slot];
         self.allocated[slot] = now;
@@ -391,7 +391,7 @@ impl PartitionBuffers {
             store.add_slot();
         }
         for nulls in &mut self.nulls {
-            nulls.slots.push(Validity::default());
+            nulls.slots.push(None);
         }
         s
     }
@@ -672,29 +672,21 @@ pub(crate) fn column_bytes(data: &ArrayData) -> usize {
     }
 }
 
-/// A column's validity bitmaps, per slot.
+/// A column's validity bitmaps, per slot. A slot's bitmap exists only once a null has
+/// arrived: until then every row appended to the slot is valid.
 #[derive(Debug, Default)]
 struct ColumnValidity {
-    slots: Vec<Validity>,
+    slots: Vec<Option<BooleanBufferBuilder>>,
     /// Slots that have a bitmap: with none, and no nulls in a batch, the column's
     /// validity needs no work at all.
     with_bits: usize,
 }
 
-/// A slot's validity bitmap, which exists only once a null has arrived: until then
-/// every row appended to the slot is valid.
-#[derive(Debug, Default)]
-struct Validity {
-    bits: Option<BooleanBufferBuilder>,
-}
-
-impl Validity {
-    fn capacity(&self) -> usize {
-        self.bits.as_ref().map_or(0, |b| b.capacity() / 8)
-    }
-}
-
 impl ColumnValidity {
+    fn capacity(&self, slot: usize) -> usize {
+        self.slots[slot].as_ref().map_or(0, |b| b.capacity() / 8)
+    }
+
     /// Appends the validity of `runs`' rows. `buffered` holds each slot's rows before
     /// this append (the valid prefix of a bitmap created now); `valid_bytes` is scratch.
     fn gather(
@@ -704,66 +696,58 @@ impl ColumnValidity {
         buffered: &[usize],
         valid_bytes: &mut Vec<Vec<u8>>,
     ) {
-        let nulls: Vec<Option<&NullBuffer>> = datas
-            .iter()
-            .map(|d| d.nulls().filter(|n| n.null_count() > 0))
-            .collect();
-        if self.with_bits == 0 && nulls.iter().all(Option::is_none) {
+        if self.with_bits == 0 && datas.iter().all(|d| d.null_count() == 0) {
             return;
         }
         // A byte per row makes a row's bit one load in the loop below (+2% at P = 200).
         valid_bytes.resize_with(datas.len(), Vec::new);
-        let valid: Vec<&[u8]> = nulls
+        let valid: Vec<Option<&[u8]>> = datas
             .iter()
             .zip(valid_bytes.iter_mut())
-            .map(|(nulls, bytes)| match nulls {
-                Some(nulls) => unpack_bits(nulls.inner(), bytes),
-                None => &[][..],
+            .map(|(d, bytes)| {
+                let nulls = d.nulls().filter(|n| n.null_count() > 0)?;
+                Some(unpack_bits(nulls.inner(), bytes))
             })
             .collect();
-        // Rows of the slot's earlier runs in this append.
-        let mut earlier = 0;
+        // Rows of the slot's runs in this append, up to the current one.
+        let mut appended = 0;
         for run in runs {
             if run.slot_rows > 0 {
-                earlier = 0;
+                appended = 0;
             }
-            let validity = &mut self.slots[run.slot];
-            match nulls[run.source].map(|_| valid[run.source]) {
-                None => {
-                    if let Some(bits) = &mut validity.bits {
-                        bits.append_n(run.rows.len(), true);
-                    }
+            let earlier = appended;
+            appended += run.rows.len();
+            let slot = &mut self.slots[run.slot];
+            let Some(valid) = valid[run.source] else {
+                if let Some(bits) = slot {
+                    bits.append_n(run.rows.len(), true);
                 }
-                Some(valid) => {
-                    // 64 validity bits are assembled in a register, then appended packed.
-                    for (k, chunk) in run.rows.chunks(64).enumerate() {
-                        let mut word = 0u64;
-                        for (i, &r) in chunk.iter().enumerate() {
-                            word |= u64::from(valid[r as usize]) << i;
-                        }
-                        let all_valid = word == u64::MAX >> (64 - chunk.len());
-                        let bits = match &mut validity.bits {
-                            Some(bits) => bits,
-                            None if all_valid => continue,
-                            None => {
-                                let prefix = buffered[run.slot] + earlier + k * 64;
-                                let mut bits = BooleanBufferBuilder::new(prefix + chunk.len());
-                                bits.append_n(prefix, true);
-                                self.with_bits += 1;
-                                validity.bits.insert(bits)
-                            }
-                        };
-                        bits.append_packed_range(0..chunk.len(), &word.to_le_bytes());
-                    }
+                continue;
+            };
+            // 64 validity bits are assembled in a register, then appended packed.
+            for (k, chunk) in run.rows.chunks(64).enumerate() {
+                let word = chunk.iter().enumerate().fold(0u64, |word, (i, &r)| {
+                    word | u64::from(valid[r as usize]) << i
+                });
+                if slot.is_none() && word == u64::MAX >> (64 - chunk.len()) {
+                    continue; // still no null in this slot
                 }
+                let bits = slot.get_or_insert_with(|| {
+                    // Every row before this chunk was valid.
+                    let prefix = buffered[run.slot] + earlier + k * 64;
+                    self.with_bits += 1;
+                    let mut bits = BooleanBufferBuilder::new(prefix + chunk.len());
+                    bits.append_n(prefix, true);
+                    bits
+                });
+                bits.append_packed_range(0..chunk.len(), &word.to_le_bytes());
             }
-            earlier += run.rows.len();
         }
     }
 
     /// Takes `slot`'s bitmap out (`None`: every row valid).
     fn finish(&mut self, slot: usize) -> Option<NullBuffer> {
-        let mut bits = self.slots[slot].bits.take()?;
+        let mut bits = self.slots[slot].take()?;
         self.with_bits -= 1;
         Some(NullBuffer::new(bits.finish()))
     }

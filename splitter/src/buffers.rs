@@ -521,27 +521,26 @@ impl PartitionBuffers {
         Ok(runs.into_iter().map(|(_, run)| run).collect())
     }
 
-    /// Which partitions to drain after an append that touched `touched`: each
-    /// that reached `block_size` (refilled at the same capacity, since it fills
-    /// blocks), then, while more than `memory_limit` bytes would stay buffered, the
-    /// largest others until half of it is left (their memory released until they
-    /// refill).
+    /// Which partitions to drain after an append: each that reached `block_size`
+    /// (refilled at the same capacity, since it fills blocks), ascending, then, while
+    /// more than `memory_limit` bytes would stay buffered, the largest others until
+    /// half of it is left (their memory released until they refill). One pass over the
+    /// slots: fewer than [`crate::SORTED_FROM_PARTITIONS`], against an append's 16K rows.
     pub fn ready_to_drain(
         &self,
-        touched: impl Iterator<Item = u32>,
         block_size: usize,
         memory_limit: usize,
         out: &mut Vec<(u32, Refill)>,
     ) {
         out.clear();
         let mut remaining = self.total_bytes;
-        for p in touched {
-            let bytes = self.bytes(p);
+        for (&p, &bytes) in self.partition_of_slot.iter().zip(&self.bytes) {
             if bytes >= block_size {
                 out.push((p, Refill::Capacity));
                 remaining -= bytes;
             }
         }
+        out.sort_unstable_by_key(|&(p, _)| p);
         if remaining <= memory_limit {
             return;
         }

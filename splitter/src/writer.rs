@@ -64,7 +64,6 @@ struct Buffered {
     held_bytes: usize,
     /// Splits of appended batches, for reuse.
     spare: Vec<SplitIndices>,
-    touched: Vec<u32>,
     ready: Vec<(u32, Refill)>,
 }
 
@@ -85,7 +84,6 @@ impl PartitionWriter {
                 held_rows: 0,
                 held_bytes: 0,
                 spare: Vec::new(),
-                touched: Vec::new(),
                 ready: Vec::new(),
             })
         };
@@ -217,12 +215,6 @@ impl Buffered {
         let parts: Vec<(&RecordBatch, &SplitIndices)> =
             self.held.iter().map(|(b, s)| (b, s)).collect();
         let appended = self.buffers.append_batches(&parts);
-        self.touched.clear();
-        for (_, split) in &self.held {
-            self.touched.extend(split.runs().map(|(p, _)| p));
-        }
-        self.touched.sort_unstable();
-        self.touched.dedup();
         self.spare
             .extend(self.held.drain(..).map(|(_, split)| split));
         (self.held_rows, self.held_bytes) = (0, 0);
@@ -231,9 +223,8 @@ impl Buffered {
             block_size,
             memory_limit,
         } = limits;
-        let touched = self.touched.iter().copied();
         self.buffers
-            .ready_to_drain(touched, block_size, memory_limit, &mut self.ready);
+            .ready_to_drain(block_size, memory_limit, &mut self.ready);
         for &(p, refill) in &self.ready {
             if let Some(block) = self.buffers.drain(p, refill)? {
                 emit(p, block)?;

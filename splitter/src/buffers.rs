@@ -447,20 +447,11 @@ impl PartitionBuffers {
                 _ => prefetch::NextColumn::none(),
             };
             prefetched = next.is_active();
-            let value_bytes = values / rows.max(1);
-            for run in runs.iter().filter(|run| run.slot_rows > 0) {
-                let expected = self.rows_at_drain[run.slot];
-                if self.rows[run.slot] == 0 && expected > 0 {
-                    // A quarter more: partitions vary, and one doubling copies it all.
-                    let expected = expected + expected / 4;
-                    self.stores[c].reserve_slot(run.slot, expected, expected * value_bytes);
-                }
-            }
+            self.reserve_refills(c, &runs, values / rows.max(1));
             self.nulls[c].gather(&datas, &runs, &self.rows, &mut self.valid_bytes);
             let store = &mut self.stores[c];
             gather_values(store, &columns, &datas, &runs, ahead, &mut next)?;
             next.finish();
-            drop(next);
             datas = next_datas.unwrap_or_default();
         }
         // Average uncompressed bytes of a row, for block sizing.
@@ -475,6 +466,19 @@ impl PartitionBuffers {
             self.remeasure(run.slot);
         }
         Ok(())
+    }
+
+    /// Reserves, in column `c`, the room each slot that starts over after a drain under
+    /// the memory limit held last time (values of `value_bytes` each, for strings).
+    fn reserve_refills(&mut self, c: usize, runs: &[Run<'_>], value_bytes: usize) {
+        for run in runs.iter().filter(|run| run.slot_rows > 0) {
+            let expected = self.rows_at_drain[run.slot];
+            if self.rows[run.slot] == 0 && expected > 0 {
+                // A quarter more: partitions vary, and one doubling copies it all.
+                let expected = expected + expected / 4;
+                self.stores[c].reserve_slot(run.slot, expected, expected * value_bytes);
+            }
+        }
     }
 
     /// The runs of all `batches`, by partition then batch, with slots allocated.

@@ -244,19 +244,29 @@ mod tests {
     use super::*;
     use crate::PartitionSpec;
 
+    /// A writer hashing column 0 into `n` partitions.
+    fn hash_writer(
+        schema: &arrow_schema::SchemaRef,
+        n: u32,
+        block_size: usize,
+        memory_limit: usize,
+    ) -> PartitionWriter {
+        let partitioner =
+            Partitioner::new(PartitionSpec::Hash { columns: vec![0] }, n, schema).unwrap();
+        let limits = WriterLimits {
+            block_size,
+            memory_limit,
+        };
+        PartitionWriter::new(partitioner, schema.clone(), limits)
+    }
+
     /// Below `APPEND_ROWS` a batch waits for the next: it is counted meanwhile, and
     /// `shrink_to` and `finish` write it out like buffered rows.
     #[test]
     fn small_batches_wait_for_the_next_and_are_counted_while_they_wait() {
         let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
-        let partitioner =
-            Partitioner::new(PartitionSpec::Hash { columns: vec![0] }, 8, &schema).unwrap();
         // Any appended row would make a block at once.
-        let limits = WriterLimits {
-            block_size: 1,
-            memory_limit: 1 << 30,
-        };
-        let mut writer = PartitionWriter::new(partitioner, schema.clone(), limits);
+        let mut writer = hash_writer(&schema, 8, 1, 1 << 30);
         let batch = |from: i64, rows: i64| {
             let keys = Int64Array::from_iter_values(from..from + rows);
             RecordBatch::try_new(schema.clone(), vec![Arc::new(keys)]).unwrap()
@@ -306,15 +316,9 @@ mod tests {
     fn at_large_p_batches_wait_whole_and_leave_in_blocks_of_the_block_size() {
         let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
         let n = SORTED_FROM_PARTITIONS;
-        let partitioner =
-            Partitioner::new(PartitionSpec::Hash { columns: vec![0] }, n, &schema).unwrap();
         // 9 bytes a row (value and validity bit, rounded up): blocks of at most 3 rows,
         // and no flush before shrink_to.
-        let limits = WriterLimits {
-            block_size: 32,
-            memory_limit: 1 << 30,
-        };
-        let mut writer = PartitionWriter::new(partitioner, schema.clone(), limits);
+        let mut writer = hash_writer(&schema, n, 32, 1 << 30);
         let keys: Vec<i64> = (0..50_000).collect();
         let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(keys))]).unwrap();
         let mut blocks: Vec<(u32, RecordBatch)> = Vec::new();
@@ -379,13 +383,7 @@ mod tests {
         )
         .unwrap();
         for n in [10, SORTED_FROM_PARTITIONS] {
-            let partitioner =
-                Partitioner::new(PartitionSpec::Hash { columns: vec![0] }, n, &schema).unwrap();
-            let limits = WriterLimits {
-                block_size: 1 << 20,
-                memory_limit: 1 << 20,
-            };
-            let mut writer = PartitionWriter::new(partitioner, schema.clone(), limits);
+            let mut writer = hash_writer(&schema, n, 1 << 20, 1 << 20);
             let err = writer
                 .write(batch.clone(), |_, _| -> Result<(), SplitError> { Ok(()) })
                 .unwrap_err();
@@ -404,13 +402,7 @@ mod tests {
             Field::new("s", DataType::Utf8, true),
         ]));
         let n = 50;
-        let partitioner =
-            Partitioner::new(PartitionSpec::Hash { columns: vec![0] }, n, &schema).unwrap();
-        let limits = WriterLimits {
-            block_size: 1 << 30,
-            memory_limit: 1 << 30,
-        };
-        let mut writer = PartitionWriter::new(partitioner, schema.clone(), limits);
+        let mut writer = hash_writer(&schema, n, 1 << 30, 1 << 30);
         let keys: Vec<i64> = (0..20_000).collect();
         let strings: Vec<Option<String>> = keys
             .iter()

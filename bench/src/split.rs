@@ -220,32 +220,25 @@ pub fn run(args: &SplitArgs) -> Vec<Record> {
         let mut record =
             Record::new("split", case.clone(), "throughput", gbps(ours), "GB/s").with_limit(limit);
         if !args.no_peers {
-            records.push(blocks("take_per_partition_blocks", &take));
-            let take = secs(&take);
-            records.push(Record::new(
-                "split",
-                case.clone(),
-                "take_per_partition",
-                gbps(take),
-                "GB/s",
-            ));
+            // A peer's blocks and throughput; its median seconds.
+            let mut peer = |name: &'static str, blocks_name: &'static str, runs: &[Outcome]| {
+                records.push(blocks(blocks_name, runs));
+                let secs = secs(runs);
+                let throughput = gbps(secs);
+                records.push(Record::new("split", case.clone(), name, throughput, "GB/s"));
+                secs
+            };
+            let take = peer("take_per_partition", "take_per_partition_blocks", &take);
             #[cfg(not(feature = "peers"))]
-            let peer = take;
+            let fastest = take;
             // With DataFusion measured too, the peer is the faster of the two.
             #[cfg(feature = "peers")]
-            let peer = {
-                records.push(blocks("datafusion_batch_partitioner_blocks", &df));
-                let df = secs(&df);
-                records.push(Record::new(
-                    "split",
-                    case.clone(),
-                    "datafusion_batch_partitioner",
-                    gbps(df),
-                    "GB/s",
-                ));
-                take.min(df)
-            };
-            record = record.with_peer(gbps(peer));
+            let fastest = take.min(peer(
+                "datafusion_batch_partitioner",
+                "datafusion_batch_partitioner_blocks",
+                &df,
+            ));
+            record = record.with_peer(gbps(fastest));
         }
         records.push(record);
         records.push(Record::new(

@@ -28,11 +28,17 @@ fn indices(v: &Value) -> Vec<u32> {
         .collect()
 }
 
-fn range_ids(batch: &RecordBatch, keys: Vec<RangeKey>, bounds: RecordBatch, n: u32) -> Vec<u32> {
+fn range_ids(
+    batch: &RecordBatch,
+    keys: Vec<RangeKey>,
+    bounds: RecordBatch,
+    n: u32,
+    reversed: bool,
+) -> Vec<u32> {
     let spec = PartitionSpec::Range {
         keys,
         bounds,
-        reversed: false,
+        reversed,
     };
     let mut p = Partitioner::new(spec, n, &batch.schema()).unwrap();
     let mut ids = Vec::new();
@@ -61,7 +67,7 @@ fn range_partition_ids_match_real_spark() {
             let bound_rows = UInt32Array::from(indices(&v["bounds"]));
             let bounds = take_record_batch(&batch, &bound_rows).unwrap();
             let n = v["num_partitions"].as_u64().unwrap() as u32;
-            let ids = range_ids(&batch, keys.clone(), bounds, n);
+            let ids = range_ids(&batch, keys.clone(), bounds, n, false);
             let expected = indices(&v["pids"]);
             for (r, (&got, &want)) in ids.iter().zip(&expected).enumerate() {
                 assert_eq!(
@@ -96,7 +102,7 @@ fn nan_sorts_last_and_negative_zero_equals_zero() {
         ])),
     );
     let bounds = one_column("d", Arc::new(Float64Array::from(vec![0.0, f64::INFINITY])));
-    let ids = range_ids(&batch, vec![RangeKey::ascending(0)], bounds, 3);
+    let ids = range_ids(&batch, vec![RangeKey::ascending(0)], bounds, 3, false);
     assert_eq!(ids, vec![0, 0, 2, 2, 1, 0]);
 }
 
@@ -155,14 +161,7 @@ fn reversed_range_ids_match_an_rdd_range_partitioner_with_descending_order() {
         for v in case["partitionings"].as_array().unwrap() {
             let n = v["num_partitions"].as_u64().unwrap() as u32;
             let bounds = one_column("k", rdd_column(kind, v["bounds"].as_array().unwrap()));
-            let spec = PartitionSpec::Range {
-                keys: vec![RangeKey::ascending(0)],
-                bounds,
-                reversed: true,
-            };
-            let mut partitioner = Partitioner::new(spec, n, &batch.schema()).unwrap();
-            let mut ids = Vec::new();
-            partitioner.partition(&batch, &mut ids).unwrap();
+            let ids = range_ids(&batch, vec![RangeKey::ascending(0)], bounds, n, true);
             let expected = indices(&v["pids"]);
             assert_eq!(ids.len(), expected.len());
             for (r, (&got, &want)) in ids.iter().zip(&expected).enumerate() {

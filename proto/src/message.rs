@@ -85,6 +85,9 @@ pub enum ErrorCode {
     /// server (fetches are still served).
     Draining,
     Internal,
+    /// The application or shuffle was deleted while the request was in progress: the
+    /// request ended, and nothing it sent is kept.
+    Deleted,
     /// A code this version does not know.
     Other(u16),
 }
@@ -108,6 +111,7 @@ impl ErrorCode {
             Self::QuotaExceeded => 14,
             Self::DiskFull => 15,
             Self::Draining => 16,
+            Self::Deleted => 17,
             Self::Other(c) => c,
         }
     }
@@ -130,6 +134,7 @@ impl ErrorCode {
             14 => Self::QuotaExceeded,
             15 => Self::DiskFull,
             16 => Self::Draining,
+            17 => Self::Deleted,
             c => Self::Other(c),
         }
     }
@@ -153,6 +158,7 @@ impl ErrorCode {
             Self::Unavailable => "unavailable",
             Self::Draining => "draining",
             Self::Internal => "internal",
+            Self::Deleted => "deleted",
             Self::Other(_) => "other",
         }
     }

@@ -249,12 +249,12 @@ async fn hostile_clients_get_typed_errors_and_do_not_disturb_a_good_one() {
 
     // Nothing rejected was written: the evil app holds no shuffle data, and apps that
     // were refused have no directory at all.
-    let apps = server.dir.path().join("data/apps");
+    let data = server.dir.path().join("data");
     for refused in ["never-registered", "etc"] {
-        assert!(!apps.join(refused).exists(), "{refused}");
+        assert!(!app_dir_exists(&data, refused), "{refused}");
     }
-    assert!(apps.join("evil-app").is_dir() && apps.join("good-app").is_dir());
-    let evil_files: Vec<_> = walk(&apps.join("evil-app"))
+    assert!(app_dir_exists(&data, "good-app"));
+    let evil_files: Vec<_> = walk(&app_dir(&data, "evil-app").unwrap())
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "data"))
         .filter(|p| std::fs::metadata(p).map_or(0, |m| m.len()) > 0)
@@ -303,6 +303,10 @@ async fn a_fetch_of_an_unknown_shuffle_reports_the_named_maps_missing() {
         "{err:?}"
     );
     // And nothing was created for it.
-    let asker = server.dir.path().join("data/apps/asker");
-    assert!(asker.is_dir() && !asker.join("shuffle-77").exists());
+    let asker = app_dir(&server.dir.path().join("data"), "asker").unwrap();
+    let entries: Vec<_> = std::fs::read_dir(&asker)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(entries, ["app.meta"]);
 }

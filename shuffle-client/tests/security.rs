@@ -137,7 +137,7 @@ async fn one_app_cannot_touch_another_apps_shuffles() {
         .unwrap();
     let err = fetch.next_block().await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::UnknownApp), "{err}");
-    assert!(!server.dir.path().join("data/apps/app-a").exists());
+    assert!(!app_dir_exists(&server.dir.path().join("data"), "app-a"));
 }
 
 #[tokio::test]

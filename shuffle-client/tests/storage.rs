@@ -201,8 +201,7 @@ async fn an_application_that_stops_heartbeating_is_removed_with_its_data() {
         client.register_app(a).await.unwrap();
         push_map(&client, a, 0, map(1), 4, &rows_of(1)).await;
     }
-    let quiet_dir = server.dir.path().join("data/apps/app-quiet");
-    assert!(quiet_dir.exists());
+    let quiet_dir = app_dir(&server.dir.path().join("data"), "app-quiet").unwrap();
     for _ in 0..8 {
         tokio::time::sleep(Duration::from_millis(250)).await;
         client.heartbeat(&alive).await.unwrap();

@@ -185,8 +185,8 @@ async fn dispatch(
             shuffle_id,
         } => {
             let app = ctx.registry.app(&app, &secret)?;
-            if let Some(shuffle) = app.remove_shuffle(shuffle_id) {
-                tokio::task::spawn_blocking(move || shuffle.store.delete())
+            if let Some(shuffle) = app.remove_shuffle(shuffle_id)? {
+                tokio::task::spawn_blocking(move || shuffle.delete_files())
                     .await
                     .map_err(|e| RequestError::Internal(e.to_string()))??;
             }

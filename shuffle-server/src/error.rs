@@ -30,6 +30,8 @@ pub enum RequestError {
     Stalled(std::time::Duration),
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("deleted: {0}")]
+    Deleted(String),
 }
 
 impl RequestError {
@@ -43,6 +45,7 @@ impl RequestError {
             Self::AlreadyCommitted { .. } => ErrorCode::AlreadyCommitted,
             Self::Storage(SpillError::QuotaExceeded { .. }) => ErrorCode::QuotaExceeded,
             Self::Storage(SpillError::DiskFull { .. }) => ErrorCode::DiskFull,
+            Self::Storage(SpillError::Deleted(_)) | Self::Deleted(_) => ErrorCode::Deleted,
             Self::Storage(_) => ErrorCode::Storage,
             Self::Busy(_) => ErrorCode::Unavailable,
             Self::Draining => ErrorCode::Draining,

@@ -46,7 +46,8 @@ pub(crate) async fn handle_fetch(
         )));
     }
     let app = ctx.registry.app(&app, &secret)?;
-    let Some(shuffle) = app.shuffle(shuffle_id) else {
+    let _busy = app.requests.enter();
+    let Some(shuffle) = app.shuffle(shuffle_id)? else {
         // Nothing was ever pushed to this shuffle here: every named map is missing.
         let missing_maps = match maps {
             MapFilter::MapIds(mut ids) => {
@@ -71,14 +72,35 @@ pub(crate) async fn handle_fetch(
             shuffle.shape.num_partitions
         )));
     }
-    let selection = shuffle.select(&maps);
+    // A delete of the shuffle or its app ends the fetch at once. The stream is reset
+    // with the error code, since the fetch may have stopped in the middle of a frame.
+    tokio::select! {
+        biased;
+        () = shuffle.closed() => {
+            let e = RequestError::Deleted("the shuffle was deleted during this fetch".into());
+            let _ = send.reset(quinn::VarInt::from(e.code().to_u16()));
+            Err(e)
+        }
+        sent = send_partitions(ctx, &shuffle, start_partition..end_partition, &maps, send) => sent,
+    }
+}
+
+/// Sends the schema, the selected blocks of `partitions` and the end frame.
+async fn send_partitions(
+    ctx: &Ctx,
+    shuffle: &Arc<Shuffle>,
+    partitions: std::ops::Range<u32>,
+    maps: &MapFilter,
+    send: &mut SendStream,
+) -> Result<(), RequestError> {
+    let selection = shuffle.select(maps);
     let schema = Some(shuffle.shape.schema_ipc.clone());
     write_or_stall(ctx, send, &Message::FetchSchema { schema }).await?;
     let mut totals = Totals::default();
-    for partition in start_partition..end_partition {
+    for partition in partitions {
         let entries = shuffle.store.blocks(partition, |e| selection.contains(e));
         for chunk in chunks(&entries) {
-            send_blocks(ctx, &shuffle, partition, chunk.to_vec(), send, &mut totals).await?;
+            send_blocks(ctx, shuffle, partition, chunk.to_vec(), send, &mut totals).await?;
         }
     }
     let end = Message::FetchEnd {

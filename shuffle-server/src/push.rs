@@ -20,7 +20,7 @@ use sluice_splitter::{
 use crate::error::RequestError;
 use crate::io::{read_message, write_message};
 use crate::metrics as m;
-use crate::registry::{Shuffle, ShuffleShape};
+use crate::registry::{App, Shuffle, ShuffleShape};
 use crate::server::Ctx;
 
 /// The CPU side of one push stream; runs on worker threads, one call at a time. Rows
@@ -248,8 +248,15 @@ fn partition_spec(
     })
 }
 
+/// A push that passed its checks: its writer, its shuffle and its app.
+struct Opened {
+    writer: PushWriter,
+    shuffle: Arc<Shuffle>,
+    app: Arc<App>,
+}
+
 /// Validates a push's opening and prepares its writer.
-fn open_push(ctx: &Ctx, h: PushHeader) -> Result<(PushWriter, Arc<Shuffle>), RequestError> {
+fn open_push(ctx: &Ctx, h: PushHeader) -> Result<Opened, RequestError> {
     let app = ctx.registry.app(&h.app, &h.secret)?;
     let decoder =
         BatchDecoder::new(&h.schema).map_err(|e| RequestError::InvalidData(e.to_string()))?;
@@ -286,7 +293,11 @@ fn open_push(ctx: &Ctx, h: PushHeader) -> Result<(PushWriter, Arc<Shuffle>), Req
         memory: ctx.memory.clone(),
         charged: 0,
     };
-    Ok((writer, shuffle))
+    Ok(Opened {
+        writer,
+        shuffle,
+        app,
+    })
 }
 
 /// At the memory limit: writes out everything this push buffers, then stops reading
@@ -328,15 +339,40 @@ pub(crate) async fn handle_push(
     };
     // A new shuffle creates its directory and metadata file: off the runtime.
     let c = ctx.clone();
-    let (writer, shuffle) = tokio::task::spawn_blocking(move || open_push(&c, header))
+    let opened = tokio::task::spawn_blocking(move || open_push(&c, header))
         .await
         .map_err(|e| RequestError::Internal(e.to_string()))??;
+    let _busy = opened.app.requests.enter();
+    let shuffle = opened.shuffle;
     let mut reclaim = Reclaim {
         shuffle: shuffle.clone(),
-        epoch: writer.sink.epoch,
-        writes: writer.sink.writes.clone(),
+        epoch: opened.writer.sink.epoch,
+        writes: opened.writer.sink.writes.clone(),
         armed: true,
     };
+    // A delete of the shuffle or its app ends the push at once; the store refuses what
+    // the push still has in flight.
+    tokio::select! {
+        biased;
+        () = shuffle.closed() => Err(RequestError::Deleted(
+            "the shuffle was deleted during this push".into(),
+        )),
+        done = push_loop(ctx, &mut session, opened.writer, &shuffle, recv) => {
+            let ack = done?;
+            reclaim.armed = false;
+            write_message(send, &ack).await
+        }
+    }
+}
+
+/// Takes batches until `PushEnd`, then commits; returns the acknowledgement to send.
+async fn push_loop(
+    ctx: &Ctx,
+    session: &mut PushSession,
+    writer: PushWriter,
+    shuffle: &Arc<Shuffle>,
+    recv: &mut RecvStream,
+) -> Result<Message, RequestError> {
     let mut writer = Some(writer);
     loop {
         if ctx.memory.exhausted() {
@@ -371,15 +407,12 @@ pub(crate) async fn handle_push(
                         Ok::<_, RequestError>(done)
                     })
                     .await??;
-                reclaim.armed = false;
-                let ack = Message::PushCommitted {
-                    partition_bytes: done.partition_bytes,
-                    partition_rows: done.partition_rows,
-                };
-                write_message(send, &ack).await?;
                 metrics::counter!(m::COMMITS).increment(1);
                 metrics::histogram!(m::COMMIT_SECONDS).record(started.elapsed());
-                return Ok(());
+                return Ok(Message::PushCommitted {
+                    partition_bytes: done.partition_bytes,
+                    partition_rows: done.partition_rows,
+                });
             }
             PushStep::Start(_) => {
                 return Err(RequestError::Internal("second PushStart accepted".into()));

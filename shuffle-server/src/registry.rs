@@ -4,14 +4,20 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sluice_proto::session::secrets_match;
 use sluice_proto::{AppId, MapAttempt, MapFilter, Partitioning, ShuffleDescriptor};
-use sluice_spill::{BlockEntry, CommitRecord, Durability, ShuffleStore, SpillError, StoreEnv};
+use sluice_spill::{
+    remove_dir, BlockEntry, CommitRecord, Durability, ShuffleStore, SpillError, StoreEnv,
+    TRASH_PREFIX,
+};
+use tokio_util::sync::CancellationToken;
 
+use crate::activity::Counter;
 use crate::error::RequestError;
 use crate::meta;
 
@@ -23,6 +29,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// All registered applications.
+///
+/// Every application and every shuffle gets a *generation*, unique on this server and
+/// part of its directory's name (`apps/<app>@<gen>/shuffle-<id>@<gen>`), so an app
+/// registered again after a delete, or a shuffle pushed again after one, never shares a
+/// file with its predecessor, whatever the predecessor's requests still hold.
 #[derive(Debug)]
 pub(crate) struct Registry {
     root: PathBuf,
@@ -31,6 +42,21 @@ pub(crate) struct Registry {
     app_quota: Option<u64>,
     max_apps: usize,
     apps: Mutex<HashMap<AppId, Arc<App>>>,
+    generations: Arc<Generations>,
+}
+
+/// The source of generations: above every one found on disk.
+#[derive(Debug, Default)]
+struct Generations(AtomicU64);
+
+impl Generations {
+    fn next(&self) -> u64 {
+        self.0.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn seen(&self, generation: u64) {
+        self.0.fetch_max(generation + 1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug)]
@@ -40,7 +66,19 @@ pub(crate) struct App {
     dir: PathBuf,
     env: StoreEnv,
     last_seen: Mutex<Instant>,
-    shuffles: Mutex<HashMap<u32, Arc<Shuffle>>>,
+    shuffles: Mutex<Shuffles>,
+    generations: Arc<Generations>,
+    /// Cancelled when the app is deleted: ends every request in flight on it.
+    closing: CancellationToken,
+    /// Pushes and fetches in progress: an app with any is not idle.
+    pub requests: Counter,
+}
+
+#[derive(Debug, Default)]
+struct Shuffles {
+    by_id: HashMap<u32, Arc<Shuffle>>,
+    /// Set when the app is deleted: no shuffle is created or found afterwards.
+    closed: bool,
 }
 
 /// The fixed description of a shuffle, set by its first push.
@@ -57,6 +95,8 @@ pub(crate) struct Shuffle {
     pub shape: ShuffleShape,
     pub store: ShuffleStore,
     commits: Mutex<Commits>,
+    /// Cancelled when the shuffle or its app is deleted.
+    closing: CancellationToken,
 }
 
 #[derive(Debug, Default)]
@@ -115,6 +155,7 @@ impl Registry {
             app_quota,
             max_apps,
             apps: Mutex::new(HashMap::new()),
+            generations: Arc::default(),
         }
     }
 
@@ -126,18 +167,21 @@ impl Registry {
         self.env.durability == Durability::Fsync
     }
 
-    fn new_app(&self, id: AppId, secret: Bytes) -> App {
+    fn new_app(&self, id: AppId, secret: Bytes, dir: PathBuf) -> App {
         let env = StoreEnv {
             quota: self.env.quota.child("application", self.app_quota),
             ..self.env.clone()
         };
         App {
-            dir: self.apps_dir().join(id.as_str()),
+            dir,
             id,
             secret,
             env,
             last_seen: Mutex::new(Instant::now()),
-            shuffles: Mutex::new(HashMap::new()),
+            shuffles: Mutex::default(),
+            generations: self.generations.clone(),
+            closing: CancellationToken::new(),
+            requests: Counter::default(),
         }
     }
 
@@ -156,7 +200,10 @@ impl Registry {
                 self.max_apps
             )));
         }
-        let app = self.new_app(id.clone(), secret);
+        let dir = self
+            .apps_dir()
+            .join(dir_name(id.as_str(), self.generations.next()));
+        let app = self.new_app(id.clone(), secret, dir);
         std::fs::create_dir_all(&app.dir).map_err(|e| SpillError::Io {
             op: "create directory",
             path: app.dir.clone(),
@@ -183,16 +230,26 @@ impl Registry {
         Ok(app)
     }
 
-    /// Forgets the application; returns it so the caller can delete its files.
+    /// Forgets the application and [closes](App::close) it; returns it so the caller
+    /// can delete its files.
     pub fn remove_app(&self, id: &AppId, secret: &[u8]) -> Result<Arc<App>, RequestError> {
         let app = self.app(id, secret)?;
-        lock(&self.apps).remove(id);
+        let mut apps = lock(&self.apps);
+        // Only this registration: not one made again since `app` was looked up.
+        if apps.get(id).is_some_and(|a| Arc::ptr_eq(a, &app)) {
+            apps.remove(id);
+        }
+        drop(apps);
+        app.close();
         Ok(app)
     }
 
-    /// Forgets the application whatever its secret (the admin endpoint's delete).
+    /// Forgets and closes the application whatever its secret (the admin endpoint's
+    /// delete).
     pub fn remove_app_unchecked(&self, id: &AppId) -> Option<Arc<App>> {
-        lock(&self.apps).remove(id)
+        let app = lock(&self.apps).remove(id)?;
+        app.close();
+        Some(app)
     }
 
     /// The registered applications, sorted by id.
@@ -207,15 +264,19 @@ impl Registry {
         &self.env.quota
     }
 
-    /// Forgets the applications not seen for `expiry`; returns them for deletion.
+    /// Forgets and closes the applications not seen for `expiry` (and with no push or
+    /// fetch in progress); returns them for deletion.
     pub fn take_expired(&self, expiry: Duration) -> Vec<Arc<App>> {
         let mut apps = lock(&self.apps);
         let expired: Vec<AppId> = apps
             .iter()
-            .filter(|(_, a)| lock(&a.last_seen).elapsed() >= expiry)
+            .filter(|(_, a)| a.requests.get() == 0 && lock(&a.last_seen).elapsed() >= expiry)
             .map(|(id, _)| id.clone())
             .collect();
-        expired.iter().filter_map(|id| apps.remove(id)).collect()
+        let expired: Vec<_> = expired.iter().filter_map(|id| apps.remove(id)).collect();
+        drop(apps);
+        expired.iter().for_each(|a| a.close());
+        expired
     }
 
     /// Rebuilds applications and shuffles from the data directory. A directory that
@@ -234,8 +295,36 @@ impl Registry {
                 })
             }
         };
+        // The newest generation of each app id; older ones (never left by this server:
+        // a delete renames first) are logged and left alone.
+        let mut newest: HashMap<String, (u64, PathBuf)> = HashMap::new();
         for entry in entries.flatten() {
             let path = entry.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if name.starts_with(TRASH_PREFIX) {
+                remove_trash(&path);
+                continue;
+            }
+            let (id, generation) = parse_dir_name(name);
+            self.generations.seen(generation);
+            let id = id.to_string();
+            match newest.get(&id) {
+                Some((g, _)) if *g > generation => {
+                    tracing::warn!(path = %path.display(), "older generation of an application; not recovered");
+                    report.skipped += 1;
+                }
+                other => {
+                    if let Some((_, older)) = other {
+                        tracing::warn!(path = %older.display(), "older generation of an application; not recovered");
+                        report.skipped += 1;
+                    }
+                    newest.insert(id, (generation, path));
+                }
+            }
+        }
+        for (_, path) in newest.into_values() {
             let app = match self.recover_app(&path, &mut report) {
                 Ok(app) => app,
                 Err(e) => {
@@ -252,25 +341,34 @@ impl Registry {
 
     fn recover_app(&self, dir: &Path, report: &mut RecoveryReport) -> Result<App, String> {
         let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let id = AppId::new(name).map_err(|e| e.to_string())?;
+        let id = AppId::new(parse_dir_name(name).0).map_err(|e| e.to_string())?;
         let secret = meta::read(&dir.join("app.meta"), APP_MAGIC).map_err(|e| e.to_string())?;
-        let app = self.new_app(id, Bytes::from(secret));
+        let app = self.new_app(id, Bytes::from(secret), dir.to_path_buf());
         for entry in std::fs::read_dir(dir).map_err(|e| e.to_string())?.flatten() {
             let path = entry.path();
-            let Some(shuffle_id) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_prefix("shuffle-"))
-                .and_then(|n| n.parse::<u32>().ok())
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if name.starts_with(TRASH_PREFIX) {
+                remove_trash(&path);
+                continue;
+            }
+            let Some((shuffle_id, generation)) = name
+                .strip_prefix("shuffle-")
+                .map(parse_dir_name)
+                .and_then(|(id, g)| Some((id.parse::<u32>().ok()?, g)))
             else {
                 continue;
             };
-            match recover_shuffle(&path, &app.env) {
+            self.generations.seen(generation);
+            match recover_shuffle(&path, &app.env, app.closing.child_token()) {
                 Ok((shuffle, incomplete)) => {
                     report.shuffles += 1;
                     report.committed_maps += lock(&shuffle.commits).by_map_id.len();
                     report.incomplete_maps += incomplete;
-                    lock(&app.shuffles).insert(shuffle_id, Arc::new(shuffle));
+                    lock(&app.shuffles)
+                        .by_id
+                        .insert(shuffle_id, Arc::new(shuffle));
                 }
                 Err(e) => {
                     tracing::error!(path = %path.display(), error = %e, "shuffle not recovered");
@@ -282,7 +380,36 @@ impl Registry {
     }
 }
 
-fn recover_shuffle(dir: &Path, env: &StoreEnv) -> Result<(Shuffle, usize), String> {
+/// `<name>@<generation>`: the directory of one generation of an app or a shuffle.
+fn dir_name(name: &str, generation: u64) -> String {
+    format!("{name}@{generation}")
+}
+
+/// The name and generation of a directory (generation 0 for one made before
+/// generations were kept). App ids never contain `@`.
+fn parse_dir_name(dir: &str) -> (&str, u64) {
+    match dir.rsplit_once('@') {
+        Some((name, g)) => match g.parse() {
+            Ok(g) => (name, g),
+            Err(_) => (dir, 0),
+        },
+        None => (dir, 0),
+    }
+}
+
+/// Removes what a delete interrupted by a crash left behind.
+fn remove_trash(path: &Path) {
+    tracing::info!(path = %path.display(), "removing the rest of an interrupted delete");
+    if let Err(e) = std::fs::remove_dir_all(path) {
+        tracing::warn!(path = %path.display(), error = %e, "removing an interrupted delete");
+    }
+}
+
+fn recover_shuffle(
+    dir: &Path,
+    env: &StoreEnv,
+    closing: CancellationToken,
+) -> Result<(Shuffle, usize), String> {
     let body = meta::read(&dir.join("shuffle.meta"), SHUFFLE_MAGIC).map_err(|e| e.to_string())?;
     let d = ShuffleDescriptor::decode(Bytes::from(body)).map_err(|e| e.to_string())?;
     let schema = sluice_format::decode_schema(&d.schema).map_err(|e| e.to_string())?;
@@ -304,6 +431,7 @@ fn recover_shuffle(dir: &Path, env: &StoreEnv) -> Result<(Shuffle, usize), Strin
         shape,
         store: rec.store,
         commits: Mutex::new(commits),
+        closing,
     };
     Ok((shuffle, rec.incomplete.len()))
 }
@@ -336,12 +464,13 @@ impl App {
     }
 
     pub fn shuffle_count(&self) -> usize {
-        lock(&self.shuffles).len()
+        lock(&self.shuffles).by_id.len()
     }
 
     /// The app's shuffles, sorted by id.
     pub fn shuffles(&self) -> Vec<(u32, Arc<Shuffle>)> {
         let mut all: Vec<_> = lock(&self.shuffles)
+            .by_id
             .iter()
             .map(|(id, s)| (*id, s.clone()))
             .collect();
@@ -349,8 +478,17 @@ impl App {
         all
     }
 
-    pub fn shuffle(&self, shuffle_id: u32) -> Option<Arc<Shuffle>> {
-        lock(&self.shuffles).get(&shuffle_id).cloned()
+    /// The shuffle, if it exists; an error once the app was deleted.
+    pub fn shuffle(&self, shuffle_id: u32) -> Result<Option<Arc<Shuffle>>, RequestError> {
+        let shuffles = lock(&self.shuffles);
+        if shuffles.closed {
+            return Err(self.deleted());
+        }
+        Ok(shuffles.by_id.get(&shuffle_id).cloned())
+    }
+
+    fn deleted(&self) -> RequestError {
+        RequestError::Deleted(format!("application {} was deleted", self.id))
     }
 
     /// The shuffle a push writes to: created by the first push, which fixes its shape;
@@ -361,7 +499,10 @@ impl App {
         shape: ShuffleShape,
     ) -> Result<Arc<Shuffle>, RequestError> {
         let mut shuffles = lock(&self.shuffles);
-        if let Some(existing) = shuffles.get(&shuffle_id) {
+        if shuffles.closed {
+            return Err(self.deleted());
+        }
+        if let Some(existing) = shuffles.by_id.get(&shuffle_id) {
             let have = &existing.shape;
             if have.num_partitions != shape.num_partitions
                 || have.partitioning != shape.partitioning
@@ -375,7 +516,8 @@ impl App {
             }
             return Ok(existing.clone());
         }
-        let dir = self.dir.join(format!("shuffle-{shuffle_id}"));
+        let name = dir_name(&format!("shuffle-{shuffle_id}"), self.generations.next());
+        let dir = self.dir.join(name);
         let store = ShuffleStore::create(dir.clone(), self.env.clone())?;
         let descriptor = ShuffleDescriptor {
             num_partitions: shape.num_partitions,
@@ -393,31 +535,68 @@ impl App {
             shape,
             store,
             commits: Mutex::new(Commits::default()),
+            closing: self.closing.child_token(),
         });
-        shuffles.insert(shuffle_id, shuffle.clone());
+        shuffles.by_id.insert(shuffle_id, shuffle.clone());
         Ok(shuffle)
     }
 
-    pub fn remove_shuffle(&self, shuffle_id: u32) -> Option<Arc<Shuffle>> {
-        lock(&self.shuffles).remove(&shuffle_id)
+    /// Forgets the shuffle and [closes](Shuffle::close) it; the caller deletes its
+    /// files ([`Shuffle::delete_files`]).
+    pub fn remove_shuffle(&self, shuffle_id: u32) -> Result<Option<Arc<Shuffle>>, RequestError> {
+        let mut shuffles = lock(&self.shuffles);
+        if shuffles.closed {
+            return Err(self.deleted());
+        }
+        let shuffle = shuffles.by_id.remove(&shuffle_id);
+        drop(shuffles);
+        if let Some(s) = &shuffle {
+            s.close();
+        }
+        Ok(shuffle)
     }
 
-    /// Deletes every shuffle's files and the application's directory.
-    pub fn delete_files(&self) -> Result<(), RequestError> {
-        let shuffles: Vec<_> = lock(&self.shuffles).drain().map(|(_, s)| s).collect();
+    /// Ends everything in flight on the app: no shuffle is found or created through it
+    /// afterwards, every push and fetch on it is told (their [`closed`](Self::closed)
+    /// completes) and every store refuses further writes, commits and reads. Its files
+    /// stay until [`delete_files`](Self::delete_files).
+    pub fn close(&self) {
+        let shuffles: Vec<_> = {
+            let mut shuffles = lock(&self.shuffles);
+            shuffles.closed = true;
+            shuffles.by_id.drain().map(|(_, s)| s).collect()
+        };
+        self.closing.cancel();
         for shuffle in shuffles {
-            shuffle.store.delete()?;
+            shuffle.close();
         }
-        match std::fs::remove_dir_all(&self.dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(RequestError::Internal(
-                format!("removing {}: {e}", self.dir.display()),
-            )),
-            _ => Ok(()),
-        }
+    }
+
+    /// Deletes the application's directory (after [`close`](Self::close)). Blocking.
+    pub fn delete_files(&self) -> Result<(), RequestError> {
+        Ok(remove_dir(&self.dir)?)
     }
 }
 
 impl Shuffle {
+    /// Ends everything in flight on the shuffle: pushes and fetches are told (their
+    /// [`closed`](Self::closed) completes) and the store refuses further writes,
+    /// commits and reads.
+    pub fn close(&self) {
+        self.closing.cancel();
+        self.store.close();
+    }
+
+    /// Completes when the shuffle or its app is deleted.
+    pub async fn closed(&self) {
+        self.closing.cancelled().await
+    }
+
+    /// Deletes the shuffle's directory (after [`close`](Self::close)). Blocking.
+    pub fn delete_files(&self) -> Result<(), RequestError> {
+        Ok(self.store.delete()?)
+    }
+
     /// Map ids committed to this shuffle.
     pub fn committed_maps(&self) -> usize {
         lock(&self.commits).by_map_id.len()
@@ -442,6 +621,9 @@ impl Shuffle {
         let map_id = record.map_id;
         {
             let mut commits = lock(&self.commits);
+            if self.closing.is_cancelled() {
+                return Err(RequestError::Deleted("the shuffle was deleted".into()));
+            }
             if commits.by_map_id.contains_key(&map_id) {
                 return Err(RequestError::AlreadyCommitted { map_id });
             }

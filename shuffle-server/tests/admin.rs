@@ -73,7 +73,7 @@ async fn status_lists_apps_and_an_admin_deletes_one_with_its_token() {
         s.apps.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
         ["app-b"]
     );
-    assert!(!dir.path().join("data/apps/app-a").exists());
+    assert!(!app_dir_exists(&dir.path().join("data"), "app-a"));
     let err = push(&client, &a, 3, 9, &[batch(0, 1)]).await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::UnknownApp), "{err}");
     // The other app is untouched.

@@ -21,7 +21,10 @@ pub use direct::{WriteBuf, DIRECT_ALIGN, O_DIRECT};
 pub use memory::MemoryBudget;
 pub use quota::DiskQuota;
 pub use scan::{scan_file, ScanResult};
-pub use store::{sync_dir, BlockEntry, Durability, Recovered, ShuffleStore, StoreEnv, WriteGroup};
+pub use store::{
+    remove_dir, sync_dir, BlockEntry, Durability, Recovered, ShuffleStore, StoreEnv, WriteGroup,
+    TRASH_PREFIX,
+};
 
 /// Storage errors, with the file they concern.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +51,9 @@ pub enum SpillError {
     BlockTooLarge(usize),
     #[error("a record of {0} bytes is not a framed block")]
     BadRecord(usize),
+    /// The store was deleted: nothing may be written, committed or read through it.
+    #[error("{0} was deleted")]
+    Deleted(PathBuf),
 }
 
 impl SpillError {

@@ -73,6 +73,10 @@ struct PartitionFile {
 
 impl PartitionFile {
     fn file(&mut self) -> Result<Arc<File>, SpillError> {
+        if self.deleted {
+            // Never reopen (and so recreate) the path of a deleted store.
+            return Err(SpillError::Deleted(self.path.clone()));
+        }
         if let Some(f) = &self.file {
             return Ok(f.clone());
         }
@@ -90,6 +94,9 @@ impl PartitionFile {
 
     /// The handle for writes.
     fn writer(&mut self, direct: bool) -> Result<Arc<File>, SpillError> {
+        if self.deleted {
+            return Err(SpillError::Deleted(self.path.clone()));
+        }
         if let Some(w) = &self.writer {
             return Ok(w.clone());
         }
@@ -237,12 +244,23 @@ impl StoreEnv {
 }
 
 /// The data files and block indexes of one shuffle on this server.
+///
+/// Once [`ShuffleStore::close`] (or [`ShuffleStore::delete`]) ran, every later append,
+/// commit and read fails with [`SpillError::Deleted`]: a push or fetch that still holds
+/// the store can never touch the files of a store created later at the same place.
 #[derive(Debug)]
 pub struct ShuffleStore {
     dir: PathBuf,
     env: StoreEnv,
-    partitions: Mutex<HashMap<u32, Arc<Mutex<PartitionFile>>>>,
-    log: Mutex<CommitLog>,
+    partitions: Mutex<Partitions>,
+    /// `None` once closed.
+    log: Mutex<Option<CommitLog>>,
+}
+
+#[derive(Debug, Default)]
+struct Partitions {
+    files: HashMap<u32, Arc<Mutex<PartitionFile>>>,
+    closed: bool,
 }
 
 const LOG_NAME: &str = "commits.log";
@@ -273,8 +291,8 @@ impl ShuffleStore {
         Ok(Self {
             dir,
             env,
-            partitions: Mutex::new(HashMap::new()),
-            log: Mutex::new(log),
+            partitions: Mutex::default(),
+            log: Mutex::new(Some(log)),
         })
     }
 
@@ -341,8 +359,11 @@ impl ShuffleStore {
         let store = Self {
             dir,
             env,
-            partitions: Mutex::new(partitions),
-            log: Mutex::new(log),
+            partitions: Mutex::new(Partitions {
+                files: partitions,
+                closed: false,
+            }),
+            log: Mutex::new(Some(log)),
         };
         Ok(Recovered {
             store,
@@ -356,21 +377,41 @@ impl ShuffleStore {
         &self.dir
     }
 
-    fn partition(&self, partition: u32) -> Arc<Mutex<PartitionFile>> {
-        lock(&self.partitions)
-            .entry(partition)
-            .or_insert_with(|| {
-                Arc::new(Mutex::new(PartitionFile {
-                    path: self.dir.join(format!("part-{partition}.data")),
-                    file: None,
-                    writer: None,
-                    end: 0,
-                    reclaimed: 0,
-                    deleted: false,
-                    index: Vec::new(),
-                }))
-            })
-            .clone()
+    fn deleted(&self) -> SpillError {
+        SpillError::Deleted(self.dir.clone())
+    }
+
+    /// The partition's file entry, created on first use; an error once closed.
+    fn partition(&self, partition: u32) -> Result<Arc<Mutex<PartitionFile>>, SpillError> {
+        let mut parts = lock(&self.partitions);
+        if parts.closed {
+            return Err(self.deleted());
+        }
+        let part = parts.files.entry(partition).or_insert_with(|| {
+            Arc::new(Mutex::new(PartitionFile {
+                path: self.dir.join(format!("part-{partition}.data")),
+                file: None,
+                writer: None,
+                end: 0,
+                reclaimed: 0,
+                deleted: false,
+                index: Vec::new(),
+            }))
+        });
+        Ok(part.clone())
+    }
+
+    /// The partition's file entry if it exists; an error once closed.
+    fn existing(&self, partition: u32) -> Result<Option<Arc<Mutex<PartitionFile>>>, SpillError> {
+        let parts = lock(&self.partitions);
+        if parts.closed {
+            return Err(self.deleted());
+        }
+        Ok(parts.files.get(&partition).cloned())
+    }
+
+    fn all_partitions(&self) -> Vec<Arc<Mutex<PartitionFile>>> {
+        lock(&self.partitions).files.values().cloned().collect()
     }
 
     /// Creates and opens the data files of `partitions` now rather than at their first
@@ -378,7 +419,8 @@ impl ShuffleStore {
     /// deletions).
     pub fn open_files(&self, partitions: impl IntoIterator<Item = u32>) -> Result<(), SpillError> {
         for p in partitions {
-            lock(&self.partition(p)).writer(self.env.direct_io)?;
+            let part = self.partition(p)?;
+            lock(&part).writer(self.env.direct_io)?;
         }
         Ok(())
     }
@@ -405,8 +447,8 @@ impl ShuffleStore {
         let span = bytes
             .len()
             .next_multiple_of(self.env.record_align() as usize) as u64;
+        let part = self.partition(partition)?;
         self.env.quota.try_reserve(span)?;
-        let part = self.partition(partition);
         let (file, offset, path) = {
             let mut p = lock(&part);
             let file = match p.writer(self.env.direct_io) {
@@ -434,18 +476,28 @@ impl ShuffleStore {
         group.start(partition, charged);
         let group = group.clone();
         let quota = self.env.quota.clone();
-        let done = Box::new(move |result: io::Result<()>| match result {
-            Ok(()) => {
-                lock(&part).insert(entry);
-                group.finish(Ok(()), charged);
-            }
-            Err(e) => {
-                // The space stays assigned (a hole recovery skips); its bytes do not
-                // count against the quota.
-                quota.release(span);
-                lock(&part).reclaimed += span;
-                group.finish(Err(SpillError::io("write", &path, e)), charged);
-            }
+        let done = Box::new(move |result: io::Result<()>| {
+            let result = {
+                let mut p = lock(&part);
+                match result {
+                    // A store deleted meanwhile indexes nothing more.
+                    Ok(()) if p.deleted => Err(SpillError::Deleted(path)),
+                    Ok(()) => {
+                        p.insert(entry);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        // The space stays assigned (a hole recovery skips); its bytes do
+                        // not count against the quota (a delete already gave them back).
+                        if !p.deleted {
+                            quota.release(span);
+                            p.reclaimed += span;
+                        }
+                        Err(SpillError::io("write", &path, e))
+                    }
+                }
+            };
+            group.finish(result, charged);
         });
         self.env.backend.write(file, offset, data, done);
         Ok(())
@@ -453,21 +505,28 @@ impl ShuffleStore {
 
     /// Makes a finished push durable (per the durability mode) and records its commit.
     /// Call after [`WriteGroup::wait`] succeeded, with the partitions it touched.
+    /// A store closed meanwhile refuses the commit: a commit either is logged before the
+    /// store is closed (and is deleted with it) or fails.
     pub fn commit(&self, record: &CommitRecord, touched: &[u32]) -> Result<(), SpillError> {
         let fsync = self.env.durability == Durability::Fsync;
         if fsync {
             for &p in touched {
-                self.sync_partition(&self.partition(p))?;
+                let part = self.partition(p)?;
+                self.sync_partition(&part)?;
             }
             sync_dir(&self.dir)?;
         }
-        lock(&self.log).append(record, fsync)
+        match lock(&self.log).as_mut() {
+            Some(log) => log.append(record, fsync),
+            None => Err(self.deleted()),
+        }
     }
 
     /// fdatasync of every partition file (through the backend).
     pub fn sync_all(&self) -> Result<(), SpillError> {
-        let parts: Vec<_> = lock(&self.partitions).values().cloned().collect();
-        parts.iter().try_for_each(|p| self.sync_partition(p))
+        self.all_partitions()
+            .iter()
+            .try_for_each(|p| self.sync_partition(p))
     }
 
     fn sync_partition(&self, part: &Mutex<PartitionFile>) -> Result<(), SpillError> {
@@ -484,9 +543,8 @@ impl ShuffleStore {
         partition: u32,
         mut keep: impl FnMut(&BlockEntry) -> bool,
     ) -> Vec<BlockEntry> {
-        let part = match lock(&self.partitions).get(&partition) {
-            Some(p) => p.clone(),
-            None => return Vec::new(),
+        let Ok(Some(part)) = self.existing(partition) else {
+            return Vec::new();
         };
         let part = lock(&part);
         part.index.iter().filter(|e| keep(e)).copied().collect()
@@ -494,7 +552,11 @@ impl ShuffleStore {
 
     /// Reads the bytes of indexed blocks of `partition`.
     pub fn read(&self, partition: u32, entries: &[BlockEntry]) -> Result<Vec<Vec<u8>>, SpillError> {
-        let (file, path) = lock(&self.partition(partition)).handle()?;
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let part = self.existing(partition)?.ok_or_else(|| self.deleted())?;
+        let (file, path) = lock(&part).handle()?;
         entries
             .iter()
             .map(|e| {
@@ -509,8 +571,7 @@ impl ShuffleStore {
     /// Bytes of the partition files (written or assigned to in-flight writes), less
     /// what was reclaimed.
     pub fn stored_bytes(&self) -> u64 {
-        let parts: Vec<_> = lock(&self.partitions).values().cloned().collect();
-        parts.iter().map(|p| lock(p).held()).sum()
+        self.all_partitions().iter().map(|p| lock(p).held()).sum()
     }
 
     /// Gives back the disk space of the blocks of `epoch` in `partitions`, a push that
@@ -524,7 +585,7 @@ impl ShuffleStore {
         let align = self.env.record_align();
         let mut freed = 0;
         for &partition in partitions {
-            let Some(part) = lock(&self.partitions).get(&partition).cloned() else {
+            let Some(part) = self.existing(partition).ok().flatten() else {
                 continue;
             };
             let (gone, file, path) = {
@@ -560,10 +621,19 @@ impl ShuffleStore {
         Ok(freed)
     }
 
-    /// Removes the shuffle's files and returns their bytes to the quota. The store must
-    /// not be used afterwards.
-    pub fn delete(&self) -> Result<(), SpillError> {
-        let parts: Vec<_> = lock(&self.partitions).drain().map(|(_, p)| p).collect();
+    /// Ends every use of the store and returns its bytes to the quota, leaving its
+    /// files in place: afterwards appends, commits and reads fail with
+    /// [`SpillError::Deleted`], writes still in flight index nothing, and no file is
+    /// ever opened (so created) through it again. A commit already logged stays logged;
+    /// the caller removes the files.
+    pub fn close(&self) {
+        let parts: Vec<_> = {
+            let mut parts = lock(&self.partitions);
+            parts.closed = true;
+            parts.files.drain().map(|(_, p)| p).collect()
+        };
+        // Taken after the commit in progress, if any, has appended its record.
+        lock(&self.log).take();
         let mut bytes = 0;
         for part in &parts {
             // Marked under the lock, so a reclaim in flight releases nothing twice.
@@ -572,14 +642,47 @@ impl ShuffleStore {
             p.reclaimed = p.end;
             p.deleted = true;
             p.index.clear();
+            p.file = None;
+            p.writer = None;
         }
         self.env.quota.release(bytes);
-        match fs::remove_dir_all(&self.dir) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                Err(SpillError::io("remove directory", &self.dir, e))
-            }
-            _ => Ok(()),
+    }
+
+    /// [`close`](Self::close)s the store and removes its directory: first renamed
+    /// aside (atomically, so a crash never leaves a half-deleted shuffle that recovery
+    /// would take for a live one), then removed.
+    pub fn delete(&self) -> Result<(), SpillError> {
+        self.close();
+        remove_dir(&self.dir)
+    }
+}
+
+/// Prefix of a directory being removed; recovery removes what it finds of them.
+pub const TRASH_PREFIX: &str = ".deleted-";
+
+/// Removes `dir` and everything in it, after renaming it to a trash name beside it. A
+/// directory that is already gone is not an error.
+pub fn remove_dir(dir: &Path) -> Result<(), SpillError> {
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+        return Err(SpillError::io(
+            "remove",
+            dir,
+            io::Error::from(io::ErrorKind::InvalidInput),
+        ));
+    };
+    let mut trash_name = std::ffi::OsString::from(TRASH_PREFIX);
+    trash_name.push(name);
+    let trash = parent.join(trash_name);
+    match fs::rename(dir, &trash) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(SpillError::io("rename for removal", dir, e)),
+    }
+    match fs::remove_dir_all(&trash) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(SpillError::io("remove directory", &trash, e))
         }
+        _ => Ok(()),
     }
 }
 

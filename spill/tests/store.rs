@@ -366,3 +366,61 @@ fn reclaiming_after_a_delete_gives_nothing_back_twice() {
     assert_eq!(store.reclaim(1, &[0, 1]).unwrap(), 0);
     assert_eq!((app_quota.used(), server.used()), (0, 0));
 }
+
+/// After `close`, nothing goes through the store: appends, commits and reads get
+/// `Deleted`, writes in flight at the close index nothing, no file is created again
+/// (even where a new store took the same path) and the quota holds nothing.
+#[test]
+fn a_closed_store_refuses_everything_and_recreates_no_file() {
+    for setup in setups() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let env = env(&setup, None, Durability::PageCache);
+        let quota = env.quota.clone();
+        let store = ShuffleStore::create(path.clone(), env.clone()).unwrap();
+        push_map(&store, 1, 0, 2, 3, true);
+        // A push whose writes are in flight when the store closes.
+        let group = WriteGroup::new();
+        for seq in 0..50 {
+            let (h, rec) = record(2, seq, &payload(2, 0, seq), 1);
+            store.append(0, &h, rec, 1, &group).unwrap();
+        }
+        let entries = store.blocks(1, |_| true);
+        store.delete().unwrap();
+        assert!(!path.exists());
+        // A successor at the same path, as a store re-created there would be.
+        let successor = ShuffleStore::create(path.clone(), env.clone()).unwrap();
+        let _ = group.wait();
+        assert!(store.blocks(0, |_| true).is_empty());
+        fn is_deleted<T>(r: Result<T, SpillError>) -> bool {
+            matches!(r, Err(SpillError::Deleted(_)))
+        }
+        let (h, rec) = record(3, 0, b"late", 2);
+        assert!(is_deleted(store.append(1, &h, rec, 2, &WriteGroup::new())));
+        let (h, rec) = record(3, 0, b"late", 2);
+        assert!(is_deleted(store.append(7, &h, rec, 2, &WriteGroup::new())));
+        let c = CommitRecord {
+            map_id: 2,
+            map_index: 2,
+            attempt: 0,
+            epoch: 1,
+            blocks: 50,
+            bytes: 0,
+            rows: 0,
+        };
+        assert!(is_deleted(store.commit(&c, &[0])));
+        assert!(is_deleted(store.read(1, &entries)));
+        // Nothing of the old store reached the successor's directory.
+        let names: Vec<_> = std::fs::read_dir(&path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["commits.log"], "{setup:?}");
+        assert_eq!(
+            std::fs::metadata(path.join("commits.log")).unwrap().len(),
+            0
+        );
+        assert_eq!(quota.used(), 0, "{setup:?}");
+        drop(successor);
+    }
+}

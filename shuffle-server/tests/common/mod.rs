@@ -113,3 +113,22 @@ pub async fn admin_get(addr: SocketAddr, path: &str) -> AdminReply {
         .await
         .unwrap()
 }
+
+/// The directory of the live generation of `app` under a data directory, if any
+/// (`apps/<app>@<generation>`).
+pub fn app_dir(data: &std::path::Path, app: &str) -> Option<std::path::PathBuf> {
+    let prefix = format!("{app}@");
+    std::fs::read_dir(data.join("apps"))
+        .ok()?
+        .filter_map(|e| e.ok())
+        .find(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(&prefix))
+        })
+        .map(|e| e.path())
+}
+
+pub fn app_dir_exists(data: &std::path::Path, app: &str) -> bool {
+    app_dir(data, app).is_some()
+}

@@ -2,14 +2,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use quinn::crypto::rustls::QuicClientConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use sluice_format::DecodeLimits;
 use sluice_proto::Limits;
 
 use crate::error::ClientError;
-use crate::transport::TransportTuning;
+use sluice_transport::TransportTuning;
 
 /// How the client decides to trust the server's certificate.
 #[derive(Debug, Clone)]
@@ -77,15 +76,8 @@ impl ClientConfig {
         if roots.is_empty() {
             return Err(ClientError::Tls("no certificate to trust".into()));
         }
-        let provider = Arc::new(crate::transport::crypto_provider());
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| ClientError::Tls(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        tls.alpn_protocols = vec![sluice_proto::ALPN.to_vec()];
-        let crypto =
-            QuicClientConfig::try_from(tls).map_err(|e| ClientError::Tls(e.to_string()))?;
+        let crypto = sluice_transport::tls::client_crypto(roots, sluice_proto::ALPN)
+            .map_err(|e| ClientError::Tls(e.to_string()))?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
         let mut transport = self.transport.transport_config();
         transport.max_idle_timeout(self.idle_timeout.try_into().ok());

@@ -39,7 +39,6 @@ mod error;
 mod fetch;
 mod io;
 mod push;
-pub mod transport;
 
 pub use blocking::{BlockingClient, BlockingFetchStream, BlockingPushStream};
 pub use client::{AppCredentials, Client};
@@ -50,4 +49,4 @@ pub use push::{
     range_partitioning, reversed_range_partitioning, CommitAck, PushRequest, PushStream,
 };
 pub use sluice_proto::{AppId, ErrorCode, MapAttempt, MapFilter, Partitioning, RangeOrder};
-pub use transport::TransportTuning;
+pub use sluice_transport::TransportTuning;

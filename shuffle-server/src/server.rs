@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quinn::{Endpoint, VarInt};
-use sluice_client::TransportTuning;
 use sluice_format::CodecConfig;
 use sluice_proto::Limits;
 use sluice_spill::uring::{UringBackend, UringConfig};
 use sluice_spill::{
     BackendKind, DiskQuota, Durability, IoBackend, MemoryBudget, StoreEnv, SyscallBackend,
 };
+use sluice_transport::TransportTuning;
 
 use crate::activity::Activity;
 use crate::config::{BackendName, DurabilityName, ServerConfig};

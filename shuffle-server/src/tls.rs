@@ -3,7 +3,6 @@
 
 use std::fs;
 use std::path::Path;
-use std::sync::Arc;
 
 use quinn::crypto::rustls::QuicServerConfig;
 use rustls::pki_types::pem::PemObject;
@@ -95,14 +94,6 @@ fn write_private(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), StartError
 
 /// QUIC server crypto: TLS 1.3 with the `sluice/1` ALPN.
 pub(crate) fn quic_server_config(identity: Identity) -> Result<QuicServerConfig, StartError> {
-    let provider = Arc::new(sluice_client::transport::crypto_provider());
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| StartError::Tls(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(identity.certs, identity.key)
-        .map_err(|e| StartError::Tls(e.to_string()))?;
-    tls.alpn_protocols = vec![sluice_proto::ALPN.to_vec()];
-    tls.max_early_data_size = 0;
-    QuicServerConfig::try_from(tls).map_err(|e| StartError::Tls(e.to_string()))
+    sluice_transport::tls::server_crypto(identity.certs, identity.key, sluice_proto::ALPN)
+        .map_err(|e| StartError::Tls(e.to_string()))
 }

@@ -6,7 +6,7 @@
 
 pub mod raw;
 
-use sluice_client::TransportTuning;
+use sluice_transport::TransportTuning;
 
 use crate::report::{median, usage, Record};
 use crate::{Args, BenchError};

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
-use sluice_client::TransportTuning;
+use sluice_transport::{tls, TransportTuning};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::BenchError as Error;
@@ -35,24 +35,13 @@ fn ends(server_tuning: &TransportTuning, client_tuning: &TransportTuning) -> Res
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
     let cert_der = cert.cert.der().clone();
     let key = rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der())?;
-    let provider = Arc::new(sluice_client::transport::crypto_provider());
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_no_client_auth()
-        .with_single_cert(vec![cert_der.clone()], key)?;
-    tls.alpn_protocols = vec![b"bulk".to_vec()];
-    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
+    let crypto = tls::server_crypto(vec![cert_der.clone()], key, b"bulk")?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     server.transport_config(Arc::new(server_tuning.transport_config()));
 
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert_der)?;
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"bulk".to_vec()];
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
+    let crypto = tls::client_crypto(roots, b"bulk")?;
     let mut client = quinn::ClientConfig::new(Arc::new(crypto));
     client.transport_config(Arc::new(client_tuning.transport_config()));
     Ok(Ends { server, client })

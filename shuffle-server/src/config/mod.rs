@@ -178,7 +178,7 @@ pub struct LimitsConfig {
     pub max_apps: u32,
 }
 
-/// QUIC transport tuning (see `sluice_client::TransportTuning`, which both ends share).
+/// QUIC transport tuning (see `sluice_transport::TransportTuning`, which both ends share).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TransportConfig {
@@ -268,7 +268,7 @@ impl Default for StorageConfig {
 
 impl Default for TransportConfig {
     fn default() -> Self {
-        let t = sluice_client::TransportTuning::SERVER;
+        let t = sluice_transport::TransportTuning::SERVER;
         Self {
             udp_socket_buffer: ByteSize::b(t.udp_socket_buffer as u64),
             segmentation_offload: t.segmentation_offload,
@@ -282,7 +282,7 @@ impl Default for TransportConfig {
 
 impl TransportConfig {
     /// The tuning these settings name, or the key that is out of range.
-    pub fn tuning(&self) -> Result<sluice_client::TransportTuning, String> {
+    pub fn tuning(&self) -> Result<sluice_transport::TransportTuning, String> {
         let window = |key: &str, size: ByteSize| {
             let n = size.as_u64();
             if (64 << 10..=1 << 30).contains(&n) {
@@ -295,7 +295,7 @@ impl TransportConfig {
         if buffer > 1 << 30 {
             return Err(format!("transport.udp_socket_buffer: {buffer} over 1 GiB"));
         }
-        let tuning = sluice_client::TransportTuning {
+        let tuning = sluice_transport::TransportTuning {
             udp_socket_buffer: buffer as usize,
             segmentation_offload: self.segmentation_offload,
             max_udp_payload: self.max_udp_payload,

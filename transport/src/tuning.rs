@@ -111,8 +111,3 @@ impl TransportTuning {
         quinn::Endpoint::new(config, server, socket.into(), Arc::new(quinn::TokioRuntime))
     }
 }
-
-/// The TLS crypto both ends use: ring, TLS 1.3 only.
-pub fn crypto_provider() -> rustls::crypto::CryptoProvider {
-    rustls::crypto::ring::default_provider()
-}

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use sluice_format::{encode_block, BlockHeader, BlockMeta, Codec, CodecConfig, DecodeLimits};
-use sluice_spill::record::RecordBuf;
 use sluice_spill::uring::{UringBackend, UringConfig};
 use sluice_spill::{
     DiskQuota, Durability, IoBackend, ShuffleStore, StoreEnv, SyscallBackend, WriteBuf, WriteGroup,
@@ -44,10 +43,9 @@ fn noise(len: usize, seed: u32) -> Vec<u8> {
         .collect()
 }
 
-/// A framed record holding `payload` as one block, built the way the server builds
-/// them (the block is encoded into the record's buffer).
-fn record(payload: &[u8]) -> (BlockHeader, RecordBuf) {
-    let mut out = RecordBuf::new(payload.len() + sluice_format::HEADER_LEN);
+/// Encodes `payload` as one block, the way the server encodes its blocks into the
+/// record buffers the store gives it.
+fn encode(payload: &[u8], out: &mut Vec<u8>) -> Result<BlockHeader, sluice_format::FormatError> {
     let meta = BlockMeta {
         map_id: 1,
         map_index: 0,
@@ -56,9 +54,7 @@ fn record(payload: &[u8]) -> (BlockHeader, RecordBuf) {
         rows: 1,
     };
     let codec = CodecConfig::new(Codec::None, 1).expect("codec");
-    let h = encode_block(meta, payload, &codec, out.block_mut()).expect("encode block");
-    out.finish(0).expect("record fits");
-    (h, out)
+    encode_block(meta, payload, &codec, out)
 }
 
 /// Writes in flight at once: 8 MiB of 256 KiB blocks. More does not write faster
@@ -86,8 +82,10 @@ fn store_case(args: &SpillArgs, backend: Arc<dyn IoBackend>, direct_io: bool) ->
     let start = Instant::now();
     for i in 0..count {
         let p = (i % args.partitions as u64) as u32;
-        let (header, rec) = record(&payload);
-        store.append(p, &header, rec, 0, &group).expect("append");
+        let hint = payload.len() + sluice_format::HEADER_LEN;
+        store
+            .append(p, 0, hint, &group, |out| encode(&payload, out))
+            .expect("append");
         // As the server's memory budget does: a bounded amount in flight.
         group.wait_until_pending_at_most(IN_FLIGHT);
     }

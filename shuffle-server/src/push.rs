@@ -11,7 +11,6 @@ use quinn::{RecvStream, SendStream};
 use sluice_format::{encode_batch, encode_block, BatchDecoder, BlockMeta, CodecConfig};
 use sluice_proto::session::{PushHeader, PushSession, PushStep};
 use sluice_proto::{MapAttempt, Message, Partitioning};
-use sluice_spill::record::RecordBuf;
 use sluice_spill::{CommitRecord, MemoryBudget, WriteGroup};
 use sluice_splitter::{
     PartitionSpec, PartitionWriter, Partitioner, RangeKey, SplitError, WriterLimits,
@@ -184,16 +183,14 @@ impl BlockSink {
         self.ipc_scratch.clear();
         encode_batch(&batch, &mut self.ipc_scratch)
             .map_err(|e| RequestError::Internal(format!("encoding a block: {e}")))?;
-        // The record is handed to the storage backend, which owns it until written.
-        let mut record = RecordBuf::new(self.ipc_scratch.len() / 2 + 64);
-        let header = encode_block(meta, &self.ipc_scratch, &self.codec, record.block_mut())
-            .map_err(|e| RequestError::Internal(format!("compressing a block: {e}")))?;
-        let block_len = record
-            .finish(self.epoch)
-            .ok_or_else(|| RequestError::InvalidData("block larger than 4 GiB".into()))?;
-        self.shuffle
-            .store
-            .append(partition, &header, record, self.epoch, &self.writes)?;
+        let (raw, codec) = (&self.ipc_scratch, &self.codec);
+        let hint = raw.len() / 2 + 64;
+        let block_len =
+            self.shuffle
+                .store
+                .append(partition, self.epoch, hint, &self.writes, |out| {
+                    encode_block(meta, raw, codec, out)
+                })?;
         metrics::counter!(m::BLOCKS_WRITTEN).increment(1);
         metrics::counter!(m::SPILL_BYTES).increment(block_len as u64);
         self.stored_bytes[partition as usize] += block_len as u64;

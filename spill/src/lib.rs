@@ -10,7 +10,7 @@ pub mod commit_log;
 pub mod direct;
 pub mod memory;
 pub mod quota;
-pub mod record;
+mod record;
 mod scan;
 mod store;
 pub mod uring;
@@ -49,8 +49,9 @@ pub enum SpillError {
     },
     #[error("block of {0} bytes is too large to index")]
     BlockTooLarge(usize),
-    #[error("a record of {0} bytes is not a framed block")]
-    BadRecord(usize),
+    /// The block could not be encoded into its record.
+    #[error("encoding a block: {0}")]
+    Encode(#[from] sluice_format::FormatError),
     /// The store was deleted: nothing may be written, committed or read through it.
     #[error("{0} was deleted")]
     Deleted(PathBuf),

@@ -54,6 +54,11 @@ impl RecordBuf {
         &mut self.bytes
     }
 
+    /// Bytes of the block appended so far.
+    pub fn block_len(&self) -> usize {
+        self.bytes.len() - self.start - PREFIX_LEN
+    }
+
     /// Completes the record: fills in the prefix and pads to [`ALIGN`]. Returns the
     /// block's length (`None` past 4 GiB).
     pub fn finish(&mut self, epoch: u32) -> Option<u32> {
@@ -69,11 +74,6 @@ impl RecordBuf {
     /// The record's bytes.
     pub fn as_slice(&self) -> &[u8] {
         &self.bytes[self.start..]
-    }
-
-    /// Heap bytes held.
-    pub fn capacity(&self) -> usize {
-        self.bytes.capacity()
     }
 
     /// The bytes to write, `span` long: zero padding after the record. Aligned for

@@ -11,14 +11,14 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use sluice_format::{BlockHeader, DecodeLimits};
+use sluice_format::{BlockHeader, DecodeLimits, FormatError};
 
 use crate::backend::IoBackend;
 use crate::commit_log::{CommitLog, CommitRecord};
 use crate::direct::{open_direct, DIRECT_ALIGN};
 use crate::memory::MemoryBudget;
 use crate::quota::DiskQuota;
-use crate::record::{parse_prefix, record_len, RecordBuf, ALIGN, PREFIX_LEN};
+use crate::record::{record_len, RecordBuf, ALIGN, PREFIX_LEN};
 use crate::scan::scan_file;
 use crate::SpillError;
 
@@ -425,29 +425,33 @@ impl ShuffleStore {
         Ok(())
     }
 
-    /// Appends one finished record holding a block with `header`. The block is indexed
-    /// once written; `group` learns the outcome.
+    /// Appends one block to `partition`, tagged with the push's `epoch`. `encode` writes
+    /// the block (header and body, as `sluice_format::encode_block` does) into the
+    /// buffer it is given, which is the record's own: the prefix before it and the
+    /// padding after are the store's business. `block_hint` is the expected block
+    /// length. Returns the stored block's length. The block is indexed once written;
+    /// `group` learns the outcome.
     pub fn append(
         &self,
         partition: u32,
-        header: &BlockHeader,
-        record: RecordBuf,
         epoch: u32,
+        block_hint: usize,
         group: &Arc<WriteGroup>,
-    ) -> Result<(), SpillError> {
-        let bytes = record.as_slice();
-        let block_len = bytes.len().saturating_sub(PREFIX_LEN);
-        u32::try_from(block_len).map_err(|_| SpillError::BlockTooLarge(block_len))?;
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<BlockHeader, FormatError>,
+    ) -> Result<u32, SpillError> {
+        let part = self.partition(partition)?;
+        let mut record = RecordBuf::new(block_hint);
+        let header = encode(record.block_mut())?;
+        let block_len = record.block_len();
         // The index holds the block's own length, without the record's padding, as the
         // recovery scan does: fetches send exactly the block.
-        let len = match parse_prefix(bytes) {
-            Some(prefix) if record_len(prefix.block_len) == bytes.len() as u64 => prefix.block_len,
-            _ => return Err(SpillError::BadRecord(bytes.len())),
-        };
+        let len = record
+            .finish(epoch)
+            .ok_or(SpillError::BlockTooLarge(block_len))?;
+        let bytes = record.as_slice();
         let span = bytes
             .len()
             .next_multiple_of(self.env.record_align() as usize) as u64;
-        let part = self.partition(partition)?;
         self.env.quota.try_reserve(span)?;
         let (file, offset, path) = {
             let mut p = lock(&part);
@@ -500,7 +504,7 @@ impl ShuffleStore {
             group.finish(result, charged);
         });
         self.env.backend.write(file, offset, data, done);
-        Ok(())
+        Ok(len)
     }
 
     /// Makes a finished push durable (per the durability mode) and records its commit.

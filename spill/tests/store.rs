@@ -4,8 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use sluice_format::{encode_block, BlockHeader, BlockMeta, BlockView, CodecConfig, DecodeLimits};
-use sluice_spill::record::RecordBuf;
+use sluice_format::{encode_block, BlockMeta, BlockView, CodecConfig, DecodeLimits};
 use sluice_spill::{
     CommitRecord, DiskQuota, Durability, IoBackend, ShuffleStore, SpillError, StoreEnv,
     SyscallBackend, WriteGroup, DIRECT_ALIGN,
@@ -44,19 +43,51 @@ fn env(setup: &Setup, quota: Option<u64>, durability: Durability) -> StoreEnv {
     }
 }
 
-/// A framed record holding a block of `map_id` with `payload`.
-fn record(map_id: u64, seq: u32, payload: &[u8], epoch: u32) -> (BlockHeader, RecordBuf) {
-    let mut out = RecordBuf::new(payload.len());
-    let meta = BlockMeta {
+fn meta(map_id: u64, seq: u32, payload: &[u8]) -> BlockMeta {
+    BlockMeta {
         map_id,
         map_index: map_id as u32,
         attempt: 0,
         seq,
         rows: payload.len() as u32,
+    }
+}
+
+/// Appends a block of `map_id` holding `payload`, as the server does.
+fn append(
+    store: &ShuffleStore,
+    partition: u32,
+    (map_id, seq, payload): (u64, u32, &[u8]),
+    epoch: u32,
+    group: &Arc<WriteGroup>,
+) -> Result<u32, SpillError> {
+    store.append(partition, epoch, payload.len(), group, |out| {
+        encode_block(
+            meta(map_id, seq, payload),
+            payload,
+            &CodecConfig::default(),
+            out,
+        )
+    })
+}
+
+/// The bytes of a whole record holding a block of `map_id` with `payload`, as a store
+/// writes it.
+fn record_bytes(map_id: u64, seq: u32, payload: &[u8], epoch: u32) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup {
+        backend: Arc::new(SyscallBackend),
+        direct: false,
     };
-    let h = encode_block(meta, payload, &CodecConfig::default(), out.block_mut()).unwrap();
-    out.finish(epoch).unwrap();
-    (h, out)
+    let store = ShuffleStore::create(
+        dir.path().join("s"),
+        env(&setup, None, Durability::PageCache),
+    )
+    .unwrap();
+    let group = WriteGroup::new();
+    append(&store, 0, (map_id, seq, payload), epoch, &group).unwrap();
+    group.wait().unwrap();
+    std::fs::read(part_file(&dir.path().join("s"), 0)).unwrap()
 }
 
 fn payload(map_id: u64, partition: u32, seq: u32) -> Vec<u8> {
@@ -78,8 +109,14 @@ fn push_map(
     let group = WriteGroup::new();
     for p in 0..partitions {
         for seq in 0..blocks {
-            let (h, rec) = record(map_id, seq, &payload(map_id, p, seq), epoch);
-            store.append(p, &h, rec, epoch, &group).unwrap();
+            append(
+                store,
+                p,
+                (map_id, seq, &payload(map_id, p, seq)),
+                epoch,
+                &group,
+            )
+            .unwrap();
         }
     }
     let (written, touched) = group.wait().unwrap();
@@ -180,8 +217,7 @@ fn recovery_serves_committed_maps_and_cuts_a_torn_tail() {
         let path = part_file(&sdir, 0);
         let mut bytes = std::fs::read(&path).unwrap();
         let intact_len = bytes.len() as u64;
-        let (_, torn) = record(4, 0, &payload(4, 0, 0), 3);
-        let torn = torn.as_slice();
+        let torn = record_bytes(4, 0, &payload(4, 0, 0), 3);
         bytes.extend_from_slice(&torn[..torn.len() / 2]);
         std::fs::write(&path, &bytes).unwrap();
 
@@ -275,8 +311,7 @@ fn quota_refuses_an_append_and_changes_nothing() {
                 x as u8
             })
             .collect();
-        let (h, rec) = record(2, 0, &noise, 1);
-        let err = store.append(0, &h, rec, 1, &group).unwrap_err();
+        let err = append(&store, 0, (2, 0, &noise), 1, &group).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -382,8 +417,7 @@ fn a_closed_store_refuses_everything_and_recreates_no_file() {
         // A push whose writes are in flight when the store closes.
         let group = WriteGroup::new();
         for seq in 0..50 {
-            let (h, rec) = record(2, seq, &payload(2, 0, seq), 1);
-            store.append(0, &h, rec, 1, &group).unwrap();
+            append(&store, 0, (2, seq, &payload(2, 0, seq)), 1, &group).unwrap();
         }
         let entries = store.blocks(1, |_| true);
         store.delete().unwrap();
@@ -395,10 +429,21 @@ fn a_closed_store_refuses_everything_and_recreates_no_file() {
         fn is_deleted<T>(r: Result<T, SpillError>) -> bool {
             matches!(r, Err(SpillError::Deleted(_)))
         }
-        let (h, rec) = record(3, 0, b"late", 2);
-        assert!(is_deleted(store.append(1, &h, rec, 2, &WriteGroup::new())));
-        let (h, rec) = record(3, 0, b"late", 2);
-        assert!(is_deleted(store.append(7, &h, rec, 2, &WriteGroup::new())));
+        let late: &[u8] = b"late";
+        assert!(is_deleted(append(
+            &store,
+            1,
+            (3, 0, late),
+            2,
+            &WriteGroup::new()
+        )));
+        assert!(is_deleted(append(
+            &store,
+            7,
+            (3, 0, late),
+            2,
+            &WriteGroup::new()
+        )));
         let c = CommitRecord {
             map_id: 2,
             map_index: 2,

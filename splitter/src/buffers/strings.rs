@@ -15,7 +15,7 @@ pub(crate) fn max_offset<O: ArrowNativeType>() -> usize {
 }
 
 /// The longest value a string or binary column's offsets delimit.
-pub(crate) fn longest<O: ArrowNativeType>(offsets: &[O]) -> usize {
+fn longest<O: ArrowNativeType>(offsets: &[O]) -> usize {
     let (Some(first), Some(last)) = (offsets.first(), offsets.last()) else {
         return 0;
     };

@@ -6,7 +6,7 @@
 //! are drained into blocks. From [`SORTED_FROM_PARTITIONS`] partitions the
 //! [`PartitionWriter`] instead keeps whole batches and sorts them together (sorted runs).
 // Audited uses of `unsafe`, each measured to pay: `build_bytes` (gathered string arrays
-// without UTF-8 re-validation, called from the two gathers; batches of another schema
+// without UTF-8 re-validation, called where a buffer drain and a sorted run build them; batches of another schema
 // are refused first), the prefetch hints in `prefetch` (which touch no memory), and the
 // AVX2 builds of the hash loops, called only once the CPU is known to have AVX2.
 #![deny(unsafe_code)]

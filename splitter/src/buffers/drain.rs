@@ -62,7 +62,7 @@ pub(super) fn drain_store(
         .buffers(buffers)
         .nulls(nulls);
     let data = if matches!(store, Store::Bytes32 { .. } | Store::Bytes64 { .. }) {
-        // SAFETY: `gather_bytes` copied whole values out of arrays of this type and
+        // SAFETY: `gather_bytes` (gather.rs) copied whole values out of arrays of this type and
         // pushed each value's end as the next offset, after a leading 0.
         #[allow(unsafe_code)]
         unsafe {

@@ -98,7 +98,9 @@ async fn send_partitions(
     write_or_stall(ctx, send, &Message::FetchSchema { schema }).await?;
     let mut totals = Totals::default();
     for partition in partitions {
-        let entries = shuffle.store.blocks(partition, |e| selection.contains(e));
+        let entries = shuffle
+            .store
+            .blocks(partition, |e| selection.contains(e.map_id, e.epoch));
         for chunk in chunks(&entries) {
             send_blocks(ctx, shuffle, partition, chunk.to_vec(), send, &mut totals).await?;
         }

@@ -7,6 +7,7 @@
 mod activity;
 mod admin;
 pub mod admin_client;
+mod commits;
 pub mod config;
 mod conn;
 mod error;

@@ -21,7 +21,8 @@ pub use descriptor::ShuffleDescriptor;
 pub use frame::{encode_frame, FrameHeader, FRAME_HEADER_LEN};
 pub use ids::{AppId, IdError};
 pub use message::{
-    ErrorCode, MapAttempt, MapFilter, Message, MessageKind, Partitioning, RangeOrder,
+    ErrorCode, FetchRequest, MapAttempt, MapFilter, Message, MessageKind, Partitioning, PushStart,
+    RangeOrder,
 };
 
 /// ALPN protocol id negotiated by TLS.

@@ -227,6 +227,30 @@ pub enum MapFilter {
     MapIndexRange { start: u32, end: u32 },
 }
 
+/// The opening of a push stream: which map attempt goes to which shuffle, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushStart {
+    pub app: AppId,
+    pub secret: Bytes,
+    pub shuffle_id: u32,
+    pub map: MapAttempt,
+    pub num_partitions: u32,
+    pub partitioning: Partitioning,
+    /// Arrow IPC schema message; sent once per push stream.
+    pub schema: Bytes,
+}
+
+/// A fetch: partitions `[start_partition, end_partition)` of the maps `maps` selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchRequest {
+    pub app: AppId,
+    pub secret: Bytes,
+    pub shuffle_id: u32,
+    pub start_partition: u32,
+    pub end_partition: u32,
+    pub maps: MapFilter,
+}
+
 /// Every message of the protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
@@ -248,16 +272,7 @@ pub enum Message {
         app: AppId,
         secret: Bytes,
     },
-    PushStart {
-        app: AppId,
-        secret: Bytes,
-        shuffle_id: u32,
-        map: MapAttempt,
-        num_partitions: u32,
-        partitioning: Partitioning,
-        /// Arrow IPC schema message; sent once per push stream.
-        schema: Bytes,
-    },
+    PushStart(PushStart),
     /// One Arrow IPC record batch body (the frame's whole payload).
     PushBatch {
         ipc: Bytes,
@@ -268,14 +283,7 @@ pub enum Message {
         partition_bytes: Vec<u64>,
         partition_rows: Vec<u64>,
     },
-    FetchRequest {
-        app: AppId,
-        secret: Bytes,
-        shuffle_id: u32,
-        start_partition: u32,
-        end_partition: u32,
-        maps: MapFilter,
-    },
+    FetchRequest(FetchRequest),
     /// First frame of a fetch response: the shuffle's schema (absent if nothing was ever
     /// committed to it on this server).
     FetchSchema {
@@ -313,11 +321,11 @@ impl Message {
             Self::Error { .. } => K::Error,
             Self::Ok => K::Ok,
             Self::RegisterApp { .. } => K::RegisterApp,
-            Self::PushStart { .. } => K::PushStart,
+            Self::PushStart(_) => K::PushStart,
             Self::PushBatch { .. } => K::PushBatch,
             Self::PushEnd => K::PushEnd,
             Self::PushCommitted { .. } => K::PushCommitted,
-            Self::FetchRequest { .. } => K::FetchRequest,
+            Self::FetchRequest(_) => K::FetchRequest,
             Self::FetchSchema { .. } => K::FetchSchema,
             Self::FetchBlock { .. } => K::FetchBlock,
             Self::FetchEnd { .. } => K::FetchEnd,
@@ -337,7 +345,7 @@ impl Message {
         match self {
             Self::PushBatch { ipc } => ipc.len(),
             Self::FetchBlock { block, .. } => 4 + block.len(),
-            Self::PushStart { schema, .. } => 256 + schema.len(),
+            Self::PushStart(p) => 256 + p.schema.len(),
             _ => 64,
         }
     }
@@ -396,7 +404,7 @@ impl Message {
             Self::RegisterApp { app, secret } | Self::DeleteApp { app, secret } => {
                 put_app(out, app, secret);
             }
-            Self::PushStart {
+            Self::PushStart(PushStart {
                 app,
                 secret,
                 shuffle_id,
@@ -404,7 +412,7 @@ impl Message {
                 num_partitions,
                 partitioning,
                 schema,
-            } => {
+            }) => {
                 put_app(out, app, secret);
                 out.put_u32_le(*shuffle_id);
                 out.put_u64_le(map.map_id);
@@ -422,14 +430,14 @@ impl Message {
                 put_u64s(out, partition_bytes);
                 put_u64s(out, partition_rows);
             }
-            Self::FetchRequest {
+            Self::FetchRequest(FetchRequest {
                 app,
                 secret,
                 shuffle_id,
                 start_partition,
                 end_partition,
                 maps,
-            } => {
+            }) => {
                 put_app(out, app, secret);
                 out.put_u32_le(*shuffle_id);
                 out.put_u32_le(*start_partition);
@@ -494,7 +502,7 @@ impl Message {
             }
             MessageKind::PushStart => {
                 let (app, secret) = app(&mut r)?;
-                Self::PushStart {
+                Self::PushStart(PushStart {
                     app,
                     secret,
                     shuffle_id: r.u32("shuffle id")?,
@@ -506,7 +514,7 @@ impl Message {
                     num_partitions: r.u32("partition count")?,
                     partitioning: partitioning(&mut r)?,
                     schema: r.bytes("schema")?,
-                }
+                })
             }
             MessageKind::PushBatch => Self::PushBatch { ipc: r.rest() },
             MessageKind::PushEnd => Self::PushEnd,
@@ -516,14 +524,14 @@ impl Message {
             },
             MessageKind::FetchRequest => {
                 let (app, secret) = app(&mut r)?;
-                Self::FetchRequest {
+                Self::FetchRequest(FetchRequest {
                     app,
                     secret,
                     shuffle_id: r.u32("shuffle id")?,
                     start_partition: r.u32("start partition")?,
                     end_partition: r.u32("end partition")?,
                     maps: map_filter(&mut r)?,
-                }
+                })
             }
             MessageKind::FetchSchema => Self::FetchSchema {
                 schema: match r.u8("schema flag")? {

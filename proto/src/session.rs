@@ -4,8 +4,7 @@
 use bytes::Bytes;
 use subtle::ConstantTimeEq;
 
-use crate::ids::AppId;
-use crate::message::{ErrorCode, MapAttempt, Message, MessageKind, Partitioning};
+use crate::message::{ErrorCode, Message, MessageKind, PushStart};
 use crate::{ProtoError, PROTOCOL_VERSION};
 
 /// Constant-time equality of two secrets (a length mismatch is not secret).
@@ -36,90 +35,45 @@ pub fn accept_hello(msg: &Message, cluster_token: &[u8]) -> Result<(), (ErrorCod
     }
 }
 
-/// The opening of a push stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PushHeader {
-    pub app: AppId,
-    pub secret: Bytes,
-    pub shuffle_id: u32,
-    pub map: MapAttempt,
-    pub num_partitions: u32,
-    pub partitioning: Partitioning,
-    pub schema: Bytes,
-}
-
-/// What a message on a push stream asks the server to do.
+/// What a message on a push stream asks the server to do, once the push started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PushStep {
-    Start(PushHeader),
     Batch(Bytes),
     End,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PushState {
-    AwaitStart,
-    Streaming,
-    Ended,
-}
-
-/// Server side of a push stream: `PushStart`, then `PushBatch`*, then `PushEnd`.
+/// Server side of a push stream after its [`PushStart`]: `PushBatch`*, then `PushEnd`.
 #[derive(Debug)]
 pub struct PushSession {
-    state: PushState,
-    max_partitions: u32,
+    ended: bool,
 }
 
 impl PushSession {
-    pub fn new(max_partitions: u32) -> Self {
-        Self {
-            state: PushState::AwaitStart,
-            max_partitions,
+    /// Checks a push's opening; the session then takes its batches.
+    pub fn start(start: &PushStart, max_partitions: u32) -> Result<Self, ProtoError> {
+        let n = start.num_partitions;
+        if n == 0 || n > max_partitions {
+            return Err(ProtoError::Invalid {
+                field: "partition count",
+                reason: format!("{n} not in 1..={max_partitions}"),
+            });
         }
+        Ok(Self { ended: false })
     }
 
     pub fn on_message(&mut self, msg: Message) -> Result<PushStep, ProtoError> {
-        match (self.state, msg) {
-            (
-                PushState::AwaitStart,
-                Message::PushStart {
-                    app,
-                    secret,
-                    shuffle_id,
-                    map,
-                    num_partitions,
-                    partitioning,
-                    schema,
-                },
-            ) => {
-                if num_partitions == 0 || num_partitions > self.max_partitions {
-                    return Err(ProtoError::Invalid {
-                        field: "partition count",
-                        reason: format!("{num_partitions} not in 1..={}", self.max_partitions),
-                    });
-                }
-                self.state = PushState::Streaming;
-                Ok(PushStep::Start(PushHeader {
-                    app,
-                    secret,
-                    shuffle_id,
-                    map,
-                    num_partitions,
-                    partitioning,
-                    schema,
-                }))
-            }
-            (PushState::Streaming, Message::PushBatch { ipc }) => Ok(PushStep::Batch(ipc)),
-            (PushState::Streaming, Message::PushEnd) => {
-                self.state = PushState::Ended;
+        match (self.ended, msg) {
+            (false, Message::PushBatch { ipc }) => Ok(PushStep::Batch(ipc)),
+            (false, Message::PushEnd) => {
+                self.ended = true;
                 Ok(PushStep::End)
             }
-            (state, msg) => Err(ProtoError::Unexpected {
+            (ended, msg) => Err(ProtoError::Unexpected {
                 got: msg.kind(),
-                state: match state {
-                    PushState::AwaitStart => "awaiting PushStart",
-                    PushState::Streaming => "streaming a push",
-                    PushState::Ended => "push already ended",
+                state: if ended {
+                    "push already ended"
+                } else {
+                    "streaming a push"
                 },
             }),
         }

@@ -25,7 +25,7 @@ fn all_messages() -> Vec<Message> {
             app: app(),
             secret: secret.clone(),
         },
-        Message::PushStart {
+        Message::PushStart(sluice_proto::PushStart {
             app: app(),
             secret: secret.clone(),
             shuffle_id: 7,
@@ -39,8 +39,8 @@ fn all_messages() -> Vec<Message> {
                 columns: vec![0, 4],
             },
             schema: Bytes::from_static(b"schema bytes"),
-        },
-        Message::PushStart {
+        }),
+        Message::PushStart(sluice_proto::PushStart {
             app: app(),
             secret: secret.clone(),
             shuffle_id: 8,
@@ -68,8 +68,8 @@ fn all_messages() -> Vec<Message> {
                 reversed: false,
             },
             schema: Bytes::from_static(b"schema bytes"),
-        },
-        Message::PushStart {
+        }),
+        Message::PushStart(sluice_proto::PushStart {
             app: app(),
             secret: secret.clone(),
             shuffle_id: 9,
@@ -90,7 +90,7 @@ fn all_messages() -> Vec<Message> {
                 reversed: true,
             },
             schema: Bytes::from_static(b"schema bytes"),
-        },
+        }),
         Message::PushBatch {
             ipc: Bytes::from(vec![1u8; 1000]),
         },
@@ -99,22 +99,22 @@ fn all_messages() -> Vec<Message> {
             partition_bytes: vec![1, 0, 3],
             partition_rows: vec![4, 0, 6],
         },
-        Message::FetchRequest {
+        Message::FetchRequest(sluice_proto::FetchRequest {
             app: app(),
             secret: secret.clone(),
             shuffle_id: 1,
             start_partition: 5,
             end_partition: 9,
             maps: MapFilter::MapIds(vec![3, 1]),
-        },
-        Message::FetchRequest {
+        }),
+        Message::FetchRequest(sluice_proto::FetchRequest {
             app: app(),
             secret: secret.clone(),
             shuffle_id: 1,
             start_partition: 0,
             end_partition: 1,
             maps: MapFilter::MapIndexRange { start: 2, end: 4 },
-        },
+        }),
         Message::FetchSchema { schema: None },
         Message::FetchSchema {
             schema: Some(Bytes::from_static(b"s")),
@@ -223,30 +223,24 @@ fn app_ids_refuse_path_components() {
 
 #[test]
 fn push_session_enforces_order() {
-    let mut s = PushSession::new(1000);
-    assert!(s.on_message(Message::PushEnd).is_err());
-    let start = all_messages()
+    let Some(Message::PushStart(start)) = all_messages()
         .into_iter()
         .find(|m| m.kind() == MessageKind::PushStart)
-        .unwrap();
-    let mut s = PushSession::new(1000);
-    assert!(s
-        .on_message(Message::PushBatch { ipc: Bytes::new() })
-        .is_err());
-    let mut s = PushSession::new(1000);
+    else {
+        panic!("no PushStart among the sample messages");
+    };
     assert!(matches!(
-        s.on_message(start.clone()),
+        PushSession::start(&start, 1000),
         Err(ProtoError::Invalid {
             field: "partition count",
             ..
         })
     ));
-    let mut s = PushSession::new(2000);
-    assert!(matches!(
-        s.on_message(start.clone()),
-        Ok(PushStep::Start(_))
-    ));
-    assert!(s.on_message(start).is_err(), "second start");
+    let mut s = PushSession::start(&start, 2000).unwrap();
+    assert!(
+        s.on_message(Message::PushStart(start)).is_err(),
+        "second start"
+    );
     assert!(matches!(
         s.on_message(Message::PushBatch { ipc: Bytes::new() }),
         Ok(PushStep::Batch(_))
@@ -373,15 +367,25 @@ proptest! {
         start in 0u32..4,
         width in 0u32..4,
     ) {
-        let mut push = PushSession::new(1 << 20);
+        let mut push: Option<PushSession> = None;
         let mut pushed = Vec::new();
         for m in &messages {
-            if let Ok(step) = push.on_message(m.clone()) {
-                pushed.push(match step {
-                    PushStep::Start(_) => 's',
-                    PushStep::Batch(_) => 'b',
-                    PushStep::End => 'e',
-                });
+            match (&mut push, m) {
+                (None, Message::PushStart(start)) => {
+                    if let Ok(session) = PushSession::start(start, 1 << 20) {
+                        push = Some(session);
+                        pushed.push('s');
+                    }
+                }
+                (None, _) => {}
+                (Some(session), m) => {
+                    if let Ok(step) = session.on_message(m.clone()) {
+                        pushed.push(match step {
+                            PushStep::Batch(_) => 'b',
+                            PushStep::End => 'e',
+                        });
+                    }
+                }
             }
         }
         let shape: String = pushed.iter().collect();

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use quinn::RecvStream;
 use sluice_format::{BatchDecoder, BlockHeader, BlockView, DecodeLimits};
 use sluice_proto::session::{FetchSession, FetchStep};
-use sluice_proto::{Limits, MapFilter, Message};
+use sluice_proto::{FetchRequest as WireFetch, Limits, MapFilter, Message};
 
 use crate::client::{AppCredentials, Client};
 use crate::error::ClientError;
@@ -70,14 +70,14 @@ pub struct FetchStream {
 impl FetchStream {
     pub(crate) async fn open(client: &Client, r: FetchRequest) -> Result<Self, ClientError> {
         let (mut send, recv) = client.open().await?;
-        let msg = Message::FetchRequest {
+        let msg = Message::FetchRequest(WireFetch {
             app: r.app.app,
             secret: r.app.secret,
             shuffle_id: r.shuffle_id,
             start_partition: r.partitions.start,
             end_partition: r.partitions.end,
             maps: r.maps,
-        };
+        });
         write_message(&mut send, &msg).await?;
         let _ = send.finish();
         Ok(Self {

@@ -3,7 +3,9 @@ use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use quinn::{RecvStream, SendStream};
 use sluice_format::{encode_batch, encode_schema};
-use sluice_proto::{Limits, MapAttempt, Message, Partitioning, RangeOrder, FRAME_HEADER_LEN};
+use sluice_proto::{
+    Limits, MapAttempt, Message, Partitioning, PushStart, RangeOrder, FRAME_HEADER_LEN,
+};
 
 use crate::client::{AppCredentials, Client};
 use crate::error::ClientError;
@@ -76,7 +78,7 @@ pub struct PushStream {
 impl PushStream {
     pub(crate) async fn open(client: &Client, r: PushRequest) -> Result<Self, ClientError> {
         let (mut send, recv) = client.open().await?;
-        let start = Message::PushStart {
+        let start = Message::PushStart(PushStart {
             app: r.app.app,
             secret: r.app.secret,
             shuffle_id: r.shuffle_id,
@@ -84,7 +86,7 @@ impl PushStream {
             num_partitions: r.num_partitions,
             partitioning: r.partitioning,
             schema: Bytes::from(encode_schema(&r.schema)),
-        };
+        });
         write_message(&mut send, &start).await?;
         Ok(Self {
             send,

@@ -53,7 +53,7 @@ fn push_start(
     shuffle_id: u32,
     partitioning: Partitioning,
 ) -> Message {
-    Message::PushStart {
+    Message::PushStart(sluice_proto::PushStart {
         app: creds.app.clone(),
         secret: creds.secret.clone(),
         shuffle_id,
@@ -65,7 +65,7 @@ fn push_start(
         num_partitions: 4,
         partitioning,
         schema: Bytes::from(sluice_format::encode_schema(&schema())),
-    }
+    })
 }
 
 fn batch_frame(batch: &RecordBatch) -> Vec<u8> {
@@ -129,7 +129,7 @@ async fn malformed_requests(server: &TestServer) {
             shuffle,
             Partitioning::PartitionIdColumn { column: 0 },
         );
-        if let Message::PushStart { schema, .. } = &mut start {
+        if let Message::PushStart(sluice_proto::PushStart { schema, .. }) = &mut start {
             *schema = Bytes::from(sluice_format::encode_schema(&pid_batch(vec![]).schema()));
         }
         let mut push = encode_frame(&start);

@@ -189,7 +189,7 @@ async fn malformed_frames_fail_only_their_stream() {
         .await,
         Some(Message::Ok)
     );
-    let start = Message::PushStart {
+    let start = Message::PushStart(sluice_proto::PushStart {
         app: creds.app.clone(),
         secret: creds.secret.clone(),
         shuffle_id: 0,
@@ -201,7 +201,7 @@ async fn malformed_frames_fail_only_their_stream() {
         num_partitions: 3,
         partitioning: Partitioning::Single,
         schema: Bytes::from(sluice_format::encode_schema(&schema())),
-    };
+    });
     let mut push = encode_frame(&start);
     push.extend(encode_frame(&Message::PushBatch {
         ipc: Bytes::from_static(&[0xff; 64]),

@@ -17,8 +17,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use sluice_proto::AppId;
 use tokio::net::TcpListener;
 
+use crate::ctx::Ctx;
 use crate::metrics as m;
-use crate::server::Ctx;
 use crate::status::Status;
 
 type Reply = Response<Full<Bytes>>;

@@ -9,12 +9,12 @@ use sluice_proto::session::accept_hello;
 use sluice_proto::{ErrorCode, Message, PROTOCOL_VERSION};
 
 use crate::activity::Active;
+use crate::ctx::Ctx;
 use crate::error::RequestError;
 use crate::fetch::handle_fetch;
 use crate::io::{read_message, write_message};
 use crate::metrics as m;
 use crate::push::handle_push;
-use crate::server::Ctx;
 
 /// How long a push waits for its commit acknowledgement to be received.
 const ACK_DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -158,23 +158,23 @@ async fn dispatch(
                 .map_err(|e| RequestError::Internal(e.to_string()))??;
             write_message(send, &Message::Ok).await
         }
-        msg @ Message::PushStart { .. } => {
+        Message::PushStart(start) => {
             // Counted before the check, so a drain that saw no pushes sees this one
             // refused.
             let _active = ctx.activity.pushes.enter();
             if ctx.activity.draining() {
                 return Err(RequestError::Draining);
             }
-            handle_push(ctx, msg, send, recv).await?;
+            handle_push(ctx, start, send, recv).await?;
             // The push counts as open until the client has its ack, so a drain that
             // ends with no open pushes never cuts an acknowledgement off.
             let _ = send.finish();
             let _ = tokio::time::timeout(ACK_DELIVERY_TIMEOUT, send.stopped()).await;
             Ok(())
         }
-        msg @ Message::FetchRequest { .. } => {
+        Message::FetchRequest(request) => {
             let started = Instant::now();
-            handle_fetch(ctx, msg, send).await?;
+            handle_fetch(ctx, request, send).await?;
             metrics::counter!(m::FETCHES).increment(1);
             metrics::histogram!(m::FETCH_SECONDS).record(started.elapsed());
             Ok(())

@@ -4,14 +4,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use quinn::SendStream;
-use sluice_proto::{MapFilter, Message};
+use sluice_proto::{FetchRequest, MapFilter, Message};
 use sluice_spill::BlockEntry;
 
+use crate::ctx::Ctx;
 use crate::error::RequestError;
 use crate::io::write_message;
 use crate::metrics as m;
 use crate::registry::Shuffle;
-use crate::server::Ctx;
 
 /// Blocks read from disk per blocking task.
 const READ_CHUNK_BYTES: u64 = 8 << 20;
@@ -26,20 +26,17 @@ struct Totals {
 /// Serves one fetch request.
 pub(crate) async fn handle_fetch(
     ctx: &Ctx,
-    request: Message,
+    request: FetchRequest,
     send: &mut SendStream,
 ) -> Result<(), RequestError> {
-    let Message::FetchRequest {
+    let FetchRequest {
         app,
         secret,
         shuffle_id,
         start_partition,
         end_partition,
         maps,
-    } = request
-    else {
-        return Err(RequestError::Internal("not a fetch request".into()));
-    };
+    } = request;
     if start_partition > end_partition {
         return Err(RequestError::InvalidData(format!(
             "partition range [{start_partition}, {end_partition}) is reversed"

@@ -10,6 +10,7 @@ pub mod admin_client;
 mod commits;
 pub mod config;
 mod conn;
+mod ctx;
 mod error;
 mod fetch;
 mod io;

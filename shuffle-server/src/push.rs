@@ -9,18 +9,18 @@ use arrow_buffer::Buffer;
 use bytes::Bytes;
 use quinn::{RecvStream, SendStream};
 use sluice_format::{encode_batch, encode_block, BatchDecoder, BlockMeta, CodecConfig};
-use sluice_proto::session::{PushHeader, PushSession, PushStep};
-use sluice_proto::{MapAttempt, Message, Partitioning};
+use sluice_proto::session::{PushSession, PushStep};
+use sluice_proto::{MapAttempt, Message, Partitioning, PushStart};
 use sluice_spill::{CommitRecord, MemoryBudget, WriteGroup};
 use sluice_splitter::{
     PartitionSpec, PartitionWriter, Partitioner, RangeKey, SplitError, WriterLimits,
 };
 
+use crate::ctx::Ctx;
 use crate::error::RequestError;
 use crate::io::{read_message, write_message};
 use crate::metrics as m;
 use crate::registry::{App, Shuffle, ShuffleShape};
-use crate::server::Ctx;
 
 /// The CPU side of one push stream; runs on worker threads, one call at a time. Rows
 /// are split into per-partition buffers (one set per map attempt, so blocks never mix
@@ -253,7 +253,7 @@ struct Opened {
 }
 
 /// Validates a push's opening and prepares its writer.
-fn open_push(ctx: &Ctx, h: PushHeader) -> Result<Opened, RequestError> {
+fn open_push(ctx: &Ctx, h: PushStart) -> Result<Opened, RequestError> {
     let app = ctx.registry.app(&h.app, &h.secret)?;
     let decoder =
         BatchDecoder::new(&h.schema).map_err(|e| RequestError::InvalidData(e.to_string()))?;
@@ -321,22 +321,17 @@ async fn wait_for_memory(ctx: &Ctx, w: PushWriter) -> Result<PushWriter, Request
     Ok(w)
 }
 
-/// Serves one push stream whose first message was `first`.
+/// Serves one push stream that opened with `start`.
 pub(crate) async fn handle_push(
     ctx: &Arc<Ctx>,
-    first: Message,
+    start: PushStart,
     send: &mut SendStream,
     recv: &mut RecvStream,
 ) -> Result<(), RequestError> {
-    let mut session = PushSession::new(ctx.limits.max_partitions);
-    let PushStep::Start(header) = session.on_message(first)? else {
-        return Err(RequestError::Internal(
-            "push stream did not start with PushStart".into(),
-        ));
-    };
+    let mut session = PushSession::start(&start, ctx.limits.max_partitions)?;
     // A new shuffle creates its directory and metadata file: off the runtime.
     let c = ctx.clone();
-    let opened = tokio::task::spawn_blocking(move || open_push(&c, header))
+    let opened = tokio::task::spawn_blocking(move || open_push(&c, start))
         .await
         .map_err(|e| RequestError::Internal(e.to_string()))??;
     let _busy = opened.app.requests.enter();
@@ -410,9 +405,6 @@ async fn push_loop(
                     partition_bytes: done.partition_bytes,
                     partition_rows: done.partition_rows,
                 });
-            }
-            PushStep::Start(_) => {
-                return Err(RequestError::Internal("second PushStart accepted".into()));
             }
         }
     }

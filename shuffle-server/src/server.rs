@@ -6,8 +6,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quinn::{Endpoint, VarInt};
-use sluice_format::CodecConfig;
-use sluice_proto::Limits;
 use sluice_spill::uring::{UringBackend, UringConfig};
 use sluice_spill::{
     BackendKind, DiskQuota, Durability, IoBackend, MemoryBudget, StoreEnv, SyscallBackend,
@@ -16,29 +14,10 @@ use sluice_transport::TransportTuning;
 
 use crate::activity::Activity;
 use crate::config::{BackendName, DurabilityName, ServerConfig};
+use crate::ctx::Ctx;
 use crate::error::StartError;
 use crate::registry::Registry;
 use crate::worker::WorkerPool;
-
-/// State shared by every connection.
-#[derive(Debug)]
-pub(crate) struct Ctx {
-    pub registry: Registry,
-    pub pool: WorkerPool,
-    pub token: Vec<u8>,
-    pub limits: Limits,
-    pub codec: CodecConfig,
-    pub block_size: usize,
-    pub push_buffer_limit: usize,
-    pub memory: Arc<MemoryBudget>,
-    pub handshake_timeout: Duration,
-    pub fetch_stall_timeout: Duration,
-    pub max_connections: usize,
-    pub activity: Activity,
-    pub started: Instant,
-    pub backend: BackendKind,
-    pub listen: SocketAddr,
-}
 
 /// Entry point: `Server::start(config)`.
 #[derive(Debug)]

@@ -134,9 +134,14 @@ impl BatchDecoder {
         let mut schema = self.schema_message.clone();
         decoder.decode(&mut schema)?;
         let mut body = body;
-        let batch = decoder
-            .decode(&mut body)?
-            .ok_or(FormatError::IpcShape("body holds no complete record batch"))?;
+        let mut batch = decoder.decode(&mut body)?;
+        if batch.is_none() && body.is_empty() {
+            // arrow-ipc completes a message only when it sees bytes after it: a batch
+            // whose body is empty (no rows, as pyarrow writes them) needs the
+            // end-of-stream marker to finish.
+            batch = decoder.decode(&mut Buffer::from(&END_OF_STREAM[..]))?;
+        }
+        let batch = batch.ok_or(FormatError::IpcShape("body holds no complete record batch"))?;
         if !body.is_empty() {
             return Err(FormatError::IpcShape(
                 "trailing bytes after the record batch",

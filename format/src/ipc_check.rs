@@ -8,6 +8,14 @@ use crate::error::FormatError;
 
 /// Most rows one decoded batch may claim (bounds allocations sized by row counts).
 pub const MAX_BATCH_ROWS: i64 = 1 << 24;
+/// Most rows a batch may claim per byte of its message (metadata and body), beyond
+/// [`FREE_ROWS`]: any column but a Null-typed one takes at least a bit per row, so real
+/// data never claims more. Without it, a batch of Null-typed columns (or of none)
+/// could claim millions of rows in a few bytes and make the reader work and allocate
+/// for each.
+pub const ROWS_PER_BYTE: i64 = 8;
+/// Rows any batch may claim whatever its size (a batch of no columns still has rows).
+pub const FREE_ROWS: i64 = 1024;
 
 fn shape(reason: &'static str) -> FormatError {
     FormatError::IpcShape(reason)
@@ -51,6 +59,10 @@ pub(crate) fn check_messages(mut bytes: &[u8]) -> Result<(), FormatError> {
         }
         .ok_or(shape("message without a batch header"))?;
         check_batch(&batch, body_len as u64)?;
+        let size = (meta_len + body_len) as i64;
+        if batch.length() > size.saturating_mul(ROWS_PER_BYTE).saturating_add(FREE_ROWS) {
+            return Err(shape("batch claims more rows than its bytes can hold"));
+        }
         bytes = &rest[body_len..];
     }
     Ok(())

@@ -243,3 +243,59 @@ fn fuzz_ipc_crash_1_is_an_error() {
         "{err:?}"
     );
 }
+
+/// A valid batch of no rows (its message body is empty, as pyarrow and others write
+/// it) decodes to an empty batch of the schema.
+#[test]
+fn an_empty_batch_decodes() {
+    let fixed = vec![Field::new("k", DataType::Int64, false)];
+    let mixed = vec![
+        Field::new("k", DataType::Int64, false),
+        Field::new("s", DataType::Utf8, true),
+    ];
+    for fields in [fixed, mixed] {
+        let schema = Arc::new(Schema::new(fields));
+        let empty = RecordBatch::new_empty(schema.clone());
+        let mut ipc = Vec::new();
+        encode_batch(&empty, &mut ipc).unwrap();
+        let decoder = BatchDecoder::new(&encode_schema(&schema)).unwrap();
+        let got = decoder.decode(Buffer::from(ipc)).unwrap();
+        assert_eq!(got.num_rows(), 0);
+        assert_eq!(got.schema(), schema);
+    }
+}
+
+/// A batch may claim at most 8 rows per byte of its message (plus 1024): a batch of
+/// no columns, or of Null-typed ones, holds no bytes per row and could otherwise claim
+/// millions in a few bytes.
+#[test]
+fn rows_claimed_without_bytes_are_bounded() {
+    use arrow_array::{NullArray, RecordBatchOptions};
+    let none = Arc::new(Schema::empty());
+    let nulls = Arc::new(Schema::new(vec![Field::new("n", DataType::Null, true)]));
+    let batch_of = |schema: &Arc<Schema>, rows: usize| {
+        let columns: Vec<arrow_array::ArrayRef> = if schema.fields().is_empty() {
+            vec![]
+        } else {
+            vec![Arc::new(NullArray::new(rows))]
+        };
+        let options = RecordBatchOptions::new().with_row_count(Some(rows));
+        RecordBatch::try_new_with_options(schema.clone(), columns, &options).unwrap()
+    };
+    for schema in [none, nulls] {
+        let decoder = BatchDecoder::new(&encode_schema(&schema)).unwrap();
+        let mut small = Vec::new();
+        encode_batch(&batch_of(&schema, 1000), &mut small).unwrap();
+        let got = decoder.decode(Buffer::from(small)).unwrap();
+        assert_eq!(got.num_rows(), 1000);
+        let mut claimed = Vec::new();
+        encode_batch(&batch_of(&schema, 2_000_000), &mut claimed).unwrap();
+        assert!(claimed.len() < 1000);
+        match decoder.decode(Buffer::from(claimed)) {
+            Err(FormatError::IpcShape(why)) => {
+                assert_eq!(why, "batch claims more rows than its bytes can hold")
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+}

@@ -8,6 +8,8 @@ use crate::ProtoError;
 
 /// Maximum length of a cluster token or an application secret.
 pub const MAX_SECRET_LEN: usize = 1024;
+/// Minimum length of a new application's secret: anything shorter can be guessed.
+pub const MIN_SECRET_LEN: usize = 16;
 
 /// Message type ids (the frame's type byte).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

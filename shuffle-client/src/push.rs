@@ -96,8 +96,12 @@ impl PushStream {
         })
     }
 
-    /// Sends one batch. Batches larger than a frame are sent in slices.
+    /// Sends one batch. Batches larger than a frame are sent in slices; a batch of no
+    /// rows sends nothing.
     pub async fn send(&mut self, batch: &RecordBatch) -> Result<(), ClientError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
         let mut pending = vec![batch.clone()];
         while let Some(b) = pending.pop() {
             // Encoded into a fresh buffer that becomes the frame payload without a copy.

@@ -221,7 +221,7 @@ async fn slowloris_reader(server: &TestServer) -> ClientError {
 async fn hostile_clients_get_typed_errors_and_do_not_disturb_a_good_one() {
     let server = Arc::new(
         start_server_with(|c| {
-            c.limits.fetch_stall_timeout = Duration::from_secs(1);
+            c.limits.stall_timeout = Duration::from_secs(1);
             c.limits.max_streams_per_connection = 64;
         })
         .await,

@@ -161,7 +161,7 @@ async fn malformed_frames_fail_only_their_stream() {
     // A valid type with a truncated body.
     let register = encode_frame(&Message::RegisterApp {
         app: sluice_proto::AppId::new("x").unwrap(),
-        secret: Bytes::from_static(b"s"),
+        secret: Bytes::from_static(b"a-secret-of-16-bytes-or-more"),
     });
     let mut truncated = register.clone();
     truncated[0] = (truncated.len() - FRAME_HEADER_LEN - 2) as u8;
@@ -322,7 +322,7 @@ async fn streams_beyond_the_limit_wait_and_other_connections_are_served() {
     drop(send);
     let register = encode_frame(&Message::RegisterApp {
         app: sluice_proto::AppId::new("after-release").unwrap(),
-        secret: Bytes::from_static(b"s"),
+        secret: Bytes::from_static(b"a-secret-of-16-bytes-or-more"),
     });
     let reply = tokio::time::timeout(
         std::time::Duration::from_secs(10),

@@ -7,6 +7,8 @@ use std::sync::Arc;
 #[derive(Debug, Default)]
 pub(crate) struct Activity {
     pub connections: Counter,
+    /// Connections that have not yet shown the token (handshakes included).
+    pub pending: Counter,
     pub streams: Counter,
     pub pushes: Counter,
     draining: AtomicBool,

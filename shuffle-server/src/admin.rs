@@ -107,6 +107,7 @@ fn refresh_gauges(ctx: &Ctx) {
         metrics::gauge!(m::DISK_QUOTA).set(limit as f64);
     }
     metrics::gauge!(m::CONNECTIONS_ACTIVE).set(ctx.activity.connections.get() as f64);
+    metrics::gauge!(m::CONNECTIONS_PENDING).set(ctx.activity.pending.get() as f64);
     metrics::gauge!(m::STREAMS_ACTIVE).set(ctx.activity.streams.get() as f64);
     metrics::gauge!(m::PUSHES_ACTIVE).set(ctx.activity.pushes.get() as f64);
     metrics::gauge!(m::APPS).set(apps.len() as f64);

@@ -26,7 +26,7 @@ pub enum RequestError {
     Limit(String),
     #[error("stream closed by peer: {0}")]
     Stream(String),
-    #[error("the reader took no data for {0:?} (limits.fetch_stall_timeout); stream reset")]
+    #[error("the reader took no data for {0:?} (limits.stall_timeout); stream reset")]
     Stalled(std::time::Duration),
     #[error("internal error: {0}")]
     Internal(String),

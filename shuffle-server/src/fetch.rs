@@ -7,14 +7,16 @@ use quinn::SendStream;
 use sluice_proto::{FetchRequest, MapFilter, Message};
 use sluice_spill::BlockEntry;
 
+use crate::allowance::ConnectionAllowance;
 use crate::ctx::Ctx;
 use crate::error::RequestError;
 use crate::io::write_message;
 use crate::metrics as m;
 use crate::registry::Shuffle;
 
-/// Blocks read from disk per blocking task.
-const READ_CHUNK_BYTES: u64 = 8 << 20;
+/// Blocks read from disk per blocking task: a fetch's read-ahead (at least one block;
+/// blocks are under twice `storage.block_size`).
+const READ_CHUNK_BYTES: u64 = 1 << 20;
 
 #[derive(Debug, Default)]
 struct Totals {
@@ -26,6 +28,7 @@ struct Totals {
 /// Serves one fetch request.
 pub(crate) async fn handle_fetch(
     ctx: &Ctx,
+    allowance: &Arc<ConnectionAllowance>,
     request: FetchRequest,
     send: &mut SendStream,
 ) -> Result<(), RequestError> {
@@ -78,13 +81,14 @@ pub(crate) async fn handle_fetch(
             let _ = send.reset(quinn::VarInt::from(e.code().to_u16()));
             Err(e)
         }
-        sent = send_partitions(ctx, &shuffle, start_partition..end_partition, &maps, send) => sent,
+        sent = send_partitions(ctx, allowance, &shuffle, start_partition..end_partition, &maps, send) => sent,
     }
 }
 
 /// Sends the schema, the selected blocks of `partitions` and the end frame.
 async fn send_partitions(
     ctx: &Ctx,
+    allowance: &Arc<ConnectionAllowance>,
     shuffle: &Arc<Shuffle>,
     partitions: std::ops::Range<u32>,
     maps: &MapFilter,
@@ -99,7 +103,11 @@ async fn send_partitions(
             .store
             .blocks(partition, |e| selection.contains(e.map_id, e.epoch));
         for chunk in chunks(&entries) {
+            let read_ahead = allowance
+                .hold(chunk.iter().map(|e| e.len as u64).sum())
+                .await;
             send_blocks(ctx, shuffle, partition, chunk.to_vec(), send, &mut totals).await?;
+            drop(read_ahead);
         }
     }
     let end = Message::FetchEnd {
@@ -137,7 +145,7 @@ async fn write_or_stall(
     send: &mut SendStream,
     msg: &Message,
 ) -> Result<(), RequestError> {
-    let stall = ctx.fetch_stall_timeout;
+    let stall = ctx.conn.stall_timeout;
     tokio::time::timeout(stall, write_message(send, msg))
         .await
         .map_err(|_| RequestError::Stalled(stall))?

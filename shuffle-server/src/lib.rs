@@ -7,6 +7,7 @@
 mod activity;
 mod admin;
 pub mod admin_client;
+mod allowance;
 mod commits;
 pub mod config;
 mod conn;

@@ -1,6 +1,7 @@
 //! `sluice-server`: the shuffle server sidecar, and the admin commands that talk to a
 //! running one (`status`, `delete-app`).
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -129,8 +130,11 @@ fn load_config(keys: &[Key], matches: &ArgMatches) -> Result<ServerConfig, Strin
 
 fn init_logs(config: &ServerConfig) {
     let filter = tracing_subscriber::EnvFilter::new(&config.log.level);
+    // Colour only on a terminal: a file or journald would keep the escape codes.
+    let colour = config.log.format == LogFormat::Text && std::io::stderr().is_terminal();
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match config.log.format {
         LogFormat::Text => logs.init(),

@@ -24,6 +24,7 @@ pub const FETCH_BLOCKS: &str = "sluice_fetch_blocks_total";
 pub const FETCH_BYTES: &str = "sluice_fetch_bytes_total";
 pub const ERRORS: &str = "sluice_errors_total";
 pub const CONNECTIONS_ACCEPTED: &str = "sluice_connections_accepted_total";
+pub const CONNECTIONS_REFUSED: &str = "sluice_connections_refused_total";
 pub const APPS_EXPIRED: &str = "sluice_apps_expired_total";
 pub const COMMIT_SECONDS: &str = "sluice_commit_duration_seconds";
 pub const FETCH_SECONDS: &str = "sluice_fetch_duration_seconds";
@@ -32,6 +33,7 @@ pub const MEMORY_BUDGET: &str = "sluice_memory_budget_bytes";
 pub const DISK_USED: &str = "sluice_disk_used_bytes";
 pub const DISK_QUOTA: &str = "sluice_disk_quota_bytes";
 pub const CONNECTIONS_ACTIVE: &str = "sluice_connections_active";
+pub const CONNECTIONS_PENDING: &str = "sluice_connections_pending";
 pub const STREAMS_ACTIVE: &str = "sluice_streams_active";
 pub const PUSHES_ACTIVE: &str = "sluice_pushes_active";
 pub const APPS: &str = "sluice_apps";
@@ -40,7 +42,7 @@ pub const DRAINING: &str = "sluice_draining";
 pub const INFO: &str = "sluice_info";
 
 /// Counters without labels (they start at 0, so rates exist from the first scrape).
-const PLAIN_COUNTERS: [&str; 12] = [
+const PLAIN_COUNTERS: [&str; 13] = [
     PUSH_BYTES,
     PUSH_BATCHES,
     PUSH_ROWS,
@@ -52,11 +54,12 @@ const PLAIN_COUNTERS: [&str; 12] = [
     FETCH_BLOCKS,
     FETCH_BYTES,
     CONNECTIONS_ACCEPTED,
+    CONNECTIONS_REFUSED,
     APPS_EXPIRED,
 ];
 
 /// The other metrics: labelled counters, histograms and gauges.
-const OTHERS: [&str; 14] = [
+const OTHERS: [&str; 15] = [
     ERRORS,
     COMMIT_SECONDS,
     FETCH_SECONDS,
@@ -65,6 +68,7 @@ const OTHERS: [&str; 14] = [
     DISK_USED,
     DISK_QUOTA,
     CONNECTIONS_ACTIVE,
+    CONNECTIONS_PENDING,
     STREAMS_ACTIVE,
     PUSHES_ACTIVE,
     APPS,
@@ -148,6 +152,11 @@ fn describe() {
         "Connections that passed the handshake."
     );
     describe_counter!(
+        CONNECTIONS_REFUSED,
+        Count,
+        "Connection attempts refused at once: limits.max_pending_connections reached."
+    );
+    describe_counter!(
         APPS_EXPIRED,
         Count,
         "Applications removed after app_expiry without a request."
@@ -182,6 +191,11 @@ fn describe() {
         CONNECTIONS_ACTIVE,
         Count,
         "Open client connections that passed the token check."
+    );
+    describe_gauge!(
+        CONNECTIONS_PENDING,
+        Count,
+        "Connections that have not yet shown the token, handshakes included."
     );
     describe_gauge!(STREAMS_ACTIVE, Count, "Open request streams.");
     describe_gauge!(

@@ -16,9 +16,10 @@ use sluice_splitter::{
     PartitionSpec, PartitionWriter, Partitioner, RangeKey, SplitError, WriterLimits,
 };
 
+use crate::allowance::{ConnectionAllowance, StateCharge};
 use crate::ctx::Ctx;
 use crate::error::RequestError;
-use crate::io::{read_message, write_message};
+use crate::io::{write_message, FrameReader};
 use crate::metrics as m;
 use crate::registry::{App, Shuffle, ShuffleShape};
 
@@ -32,6 +33,8 @@ struct PushWriter {
     memory: Arc<MemoryBudget>,
     /// Bytes of this writer's buffers currently charged to `memory`.
     charged: u64,
+    /// Its per-partition tables, held against the connection's allowance.
+    _state: StateCharge,
 }
 
 impl Drop for PushWriter {
@@ -54,12 +57,16 @@ struct BlockSink {
     writes: Arc<WriteGroup>,
 }
 
-/// Reclaims the disk space of a push that ends without a commit (an error, a refused
-/// batch, a lost connection): armed until the commit succeeded. On drop, if the push
-/// wrote anything, a blocking task waits for its writes in flight, then punches holes
-/// where its blocks were in the partitions it touched (`ShuffleStore::reclaim`) and
-/// returns the bytes to the quotas.
+/// Cleans up after a push that ends without a commit (an error, a refused batch, a lost
+/// connection): armed until the commit succeeded. On drop it gives the epoch up; if
+/// the push wrote anything, a blocking task waits for its writes in flight, then
+/// punches holes where its blocks were in the partitions it touched
+/// (`ShuffleStore::reclaim`) and returns the bytes to the quotas. A shuffle this push
+/// created that ends with no commit and no other push open is removed with its files,
+/// so a refused or abandoned push leaves no shape behind.
 struct Reclaim {
+    app: Arc<App>,
+    shuffle_id: u32,
     shuffle: Arc<Shuffle>,
     epoch: u32,
     writes: Arc<WriteGroup>,
@@ -68,11 +75,11 @@ struct Reclaim {
 
 impl Drop for Reclaim {
     fn drop(&mut self) {
-        if !self.armed || !self.shuffle.abandon(self.epoch) {
+        let abandoned = self.armed && self.shuffle.abandon(self.epoch);
+        let unused = self.app.push_ended(self.shuffle_id, &self.shuffle);
+        let wrote = !self.writes.touched().is_empty();
+        if !(unused || abandoned && wrote) {
             return;
-        }
-        if self.writes.touched().is_empty() {
-            return; // nothing on disk
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::warn!("no runtime to reclaim an abandoned push on");
@@ -80,6 +87,13 @@ impl Drop for Reclaim {
         };
         let (shuffle, epoch, writes) = (self.shuffle.clone(), self.epoch, self.writes.clone());
         runtime.spawn_blocking(move || {
+            if unused {
+                // Closed already: what is in flight indexes nothing and is freed here.
+                if let Err(e) = shuffle.delete_files() {
+                    tracing::warn!(error = %e, "removing a shuffle no push committed to");
+                }
+                return;
+            }
             writes.wait_until_pending_at_most(0);
             match shuffle.store.reclaim(epoch, &writes.touched()) {
                 Ok(bytes) => {
@@ -250,25 +264,73 @@ struct Opened {
     writer: PushWriter,
     shuffle: Arc<Shuffle>,
     app: Arc<App>,
+    shuffle_id: u32,
 }
 
-/// Validates a push's opening and prepares its writer.
-fn open_push(ctx: &Ctx, h: PushStart) -> Result<Opened, RequestError> {
+/// Bytes of a push's per-partition tables: the writer's, and the stored bytes and rows
+/// per partition it counts and acknowledges.
+fn push_state_bytes(num_partitions: u32, columns: usize) -> u64 {
+    let acks = num_partitions as usize * 4 * std::mem::size_of::<u64>();
+    (PartitionWriter::fixed_bytes_for(num_partitions, columns) + acks) as u64
+}
+
+/// Bytes of what a shuffle's shape keeps: its schema and range bounds, as received and
+/// decoded (about as large again).
+fn shape_bytes(start: &PushStart) -> usize {
+    let bounds = match &start.partitioning {
+        Partitioning::Range {
+            bounds_schema,
+            bounds,
+            ..
+        } => bounds_schema.len() + bounds.len(),
+        _ => 0,
+    };
+    start.schema.len() + bounds
+}
+
+/// Validates a push's opening and prepares its writer; its per-partition tables are
+/// held against the connection's `allowance`.
+fn open_push(
+    ctx: &Ctx,
+    allowance: &Arc<ConnectionAllowance>,
+    h: PushStart,
+) -> Result<Opened, RequestError> {
     let app = ctx.registry.app(&h.app, &h.secret)?;
+    let declared = shape_bytes(&h);
+    if declared > ctx.shapes.max_schema_size {
+        return Err(RequestError::Limit(format!(
+            "a schema and range bounds of {declared} bytes (limits.max_schema_size = {})",
+            ctx.shapes.max_schema_size
+        )));
+    }
     let decoder =
         BatchDecoder::new(&h.schema).map_err(|e| RequestError::InvalidData(e.to_string()))?;
-    let spec = partition_spec(&h.partitioning, &h.map, h.num_partitions)?;
-    let partitioner = Partitioner::new(spec, h.num_partitions, decoder.schema())
+    let n = h.num_partitions;
+    let state = allowance.try_hold(
+        push_state_bytes(n, decoder.schema().fields().len()),
+        &format!("a push of {n} partitions"),
+    )?;
+    let spec = partition_spec(&h.partitioning, &h.map, n)?;
+    let partitioner = Partitioner::new(spec, n, decoder.schema())
         .map_err(|e| RequestError::InvalidData(e.to_string()))?;
     let shape = ShuffleShape {
-        num_partitions: h.num_partitions,
+        num_partitions: n,
         partitioning: h.partitioning,
         schema: decoder.schema().clone(),
         schema_ipc: h.schema,
+        bytes: 2 * declared,
     };
-    let shuffle = app.shuffle_for_push(h.shuffle_id, shape)?;
-    let epoch = shuffle.begin_push(&h.map)?;
-    let n = h.num_partitions as usize;
+    let shuffle = app.shuffle_for_push(h.shuffle_id, shape, &ctx.shapes)?;
+    // From here on the push counts on the shuffle: `Reclaim` ends it.
+    let epoch = match shuffle.begin_push(&h.map) {
+        Ok(epoch) => epoch,
+        Err(e) => {
+            if app.push_ended(h.shuffle_id, &shuffle) {
+                let _ = shuffle.delete_files();
+            }
+            return Err(e);
+        }
+    };
     let limits = WriterLimits {
         block_size: ctx.block_size,
         memory_limit: ctx.push_buffer_limit,
@@ -282,18 +344,20 @@ fn open_push(ctx: &Ctx, h: PushStart) -> Result<Opened, RequestError> {
             epoch,
             codec: ctx.codec,
             next_seq: HashMap::new(),
-            stored_bytes: vec![0; n],
-            stored_rows: vec![0; n],
+            stored_bytes: vec![0; n as usize],
+            stored_rows: vec![0; n as usize],
             ipc_scratch: Vec::new(),
             writes: WriteGroup::with_budget(ctx.memory.clone()),
         },
         memory: ctx.memory.clone(),
         charged: 0,
+        _state: state,
     };
     Ok(Opened {
         writer,
         shuffle,
         app,
+        shuffle_id: h.shuffle_id,
     })
 }
 
@@ -324,19 +388,22 @@ async fn wait_for_memory(ctx: &Ctx, w: PushWriter) -> Result<PushWriter, Request
 /// Serves one push stream that opened with `start`.
 pub(crate) async fn handle_push(
     ctx: &Arc<Ctx>,
+    frames: &FrameReader,
     start: PushStart,
     send: &mut SendStream,
     recv: &mut RecvStream,
 ) -> Result<(), RequestError> {
     let mut session = PushSession::start(&start, ctx.limits.max_partitions)?;
     // A new shuffle creates its directory and metadata file: off the runtime.
-    let c = ctx.clone();
-    let opened = tokio::task::spawn_blocking(move || open_push(&c, start))
+    let (c, allowance) = (ctx.clone(), frames.allowance.clone());
+    let opened = tokio::task::spawn_blocking(move || open_push(&c, &allowance, start))
         .await
         .map_err(|e| RequestError::Internal(e.to_string()))??;
     let _busy = opened.app.requests.enter();
     let shuffle = opened.shuffle;
     let mut reclaim = Reclaim {
+        app: opened.app.clone(),
+        shuffle_id: opened.shuffle_id,
         shuffle: shuffle.clone(),
         epoch: opened.writer.sink.epoch,
         writes: opened.writer.sink.writes.clone(),
@@ -349,7 +416,7 @@ pub(crate) async fn handle_push(
         () = shuffle.closed() => Err(RequestError::Deleted(
             "the shuffle was deleted during this push".into(),
         )),
-        done = push_loop(ctx, &mut session, opened.writer, &shuffle, recv) => {
+        done = push_loop(ctx, frames, &mut session, opened.writer, &shuffle, recv) => {
             let ack = done?;
             reclaim.armed = false;
             write_message(send, &ack).await
@@ -360,6 +427,7 @@ pub(crate) async fn handle_push(
 /// Takes batches until `PushEnd`, then commits; returns the acknowledgement to send.
 async fn push_loop(
     ctx: &Ctx,
+    frames: &FrameReader,
     session: &mut PushSession,
     writer: PushWriter,
     shuffle: &Arc<Shuffle>,
@@ -371,7 +439,8 @@ async fn push_loop(
             let w = writer.take().expect("writer is returned after every batch");
             writer = Some(wait_for_memory(ctx, w).await?);
         }
-        let msg = read_message(recv, &ctx.limits)
+        let (msg, charge) = frames
+            .read(recv)
             .await?
             .ok_or_else(|| RequestError::Stream("push stream ended before PushEnd".into()))?;
         match session.on_message(msg)? {
@@ -381,6 +450,9 @@ async fn push_loop(
                     .pool
                     .run(move || {
                         let result = w.add(ipc);
+                        // The frame's bytes are split into buffers (counted there) or
+                        // held by the writer's waiting batches (counted too).
+                        drop(charge);
                         (w, result)
                     })
                     .await?;

@@ -14,7 +14,7 @@ use sluice_transport::TransportTuning;
 
 use crate::activity::Activity;
 use crate::config::{BackendName, DurabilityName, ServerConfig};
-use crate::ctx::Ctx;
+use crate::ctx::{ConnLimits, Ctx, RateLimitedLog, ShapeLimits};
 use crate::error::StartError;
 use crate::registry::Registry;
 use crate::worker::WorkerPool;
@@ -70,6 +70,13 @@ impl Server {
         let tuning = config.transport.tuning().map_err(StartError::Invalid)?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         server_config.transport_config(Arc::new(transport(&config, &tuning)));
+        // Connection attempts waiting to be handled, and what they may buffer: small,
+        // since each is either retried, refused or handled at once.
+        let pending = config.limits.max_pending_connections as usize;
+        server_config
+            .max_incoming(pending * 2)
+            .incoming_buffer_size(64 << 10)
+            .incoming_buffer_size_total(8 << 20);
         let endpoint = tuning
             .endpoint(config.listen, Some(server_config))
             .map_err(|source| StartError::Bind {
@@ -131,9 +138,26 @@ impl Server {
             block_size: config.storage.block_size.as_u64() as usize,
             push_buffer_limit: config.storage.push_buffer_limit.as_u64() as usize,
             memory: Arc::new(MemoryBudget::new(config.storage.memory_budget.as_u64())),
-            handshake_timeout: config.limits.handshake_timeout,
-            fetch_stall_timeout: config.limits.fetch_stall_timeout,
-            max_connections: config.limits.max_connections as usize,
+            conn: ConnLimits {
+                handshake_timeout: config.limits.handshake_timeout,
+                stall_timeout: config.limits.stall_timeout,
+                max_connections: config.limits.max_connections as usize,
+                max_pending: config.limits.max_pending_connections as usize,
+                address_validation: config.limits.address_validation,
+                max_streams: config.limits.max_streams_per_connection,
+                receive_window: tuning.receive_window,
+                memory: config
+                    .limits
+                    .connection_memory
+                    .as_u64()
+                    .min(config.storage.memory_budget.as_u64()),
+            },
+            shapes: ShapeLimits {
+                max_schema_size: config.limits.max_schema_size.as_u64() as usize,
+                max_shuffles_per_app: config.limits.max_shuffles_per_app as usize,
+                app_metadata_size: config.limits.app_metadata_size.as_u64() as usize,
+            },
+            quiet_log: RateLimitedLog::new(Duration::from_secs(10)),
             activity: Activity::default(),
             started: Instant::now(),
             backend: backend_kind,
@@ -155,13 +179,7 @@ impl Server {
         if !expiry.is_zero() {
             tasks.push(tokio::spawn(expire_apps(ctx.clone(), expiry)));
         }
-        let accept_endpoint = endpoint.clone();
-        let accept_ctx = ctx.clone();
-        tasks.push(tokio::spawn(async move {
-            while let Some(incoming) = accept_endpoint.accept().await {
-                tokio::spawn(crate::conn::serve(accept_ctx.clone(), incoming));
-            }
-        }));
+        tasks.push(tokio::spawn(accept(endpoint.clone(), ctx.clone())));
         tracing::info!(
             %local_addr,
             data_dir = %config.data_dir.display(),
@@ -221,6 +239,29 @@ fn open_backend(config: &ServerConfig) -> Result<Arc<dyn IoBackend>, StartError>
     })
 }
 
+/// Accepts connections. A client whose address is not yet validated gets a stateless
+/// Retry (where enabled); past `limits.max_pending_connections` connections without the
+/// token, a new one is refused at once. Neither keeps any state.
+async fn accept(endpoint: Endpoint, ctx: Arc<Ctx>) {
+    while let Some(incoming) = endpoint.accept().await {
+        if ctx.conn.address_validation && !incoming.remote_address_validated() {
+            if incoming.may_retry() {
+                let _ = incoming.retry();
+            } else {
+                incoming.ignore();
+            }
+            continue;
+        }
+        let (pending, count) = ctx.activity.pending.enter_counted();
+        if count > ctx.conn.max_pending {
+            metrics::counter!(crate::metrics::CONNECTIONS_REFUSED).increment(1);
+            incoming.refuse();
+            continue;
+        }
+        tokio::spawn(crate::conn::serve(ctx.clone(), incoming, pending));
+    }
+}
+
 /// Removes applications that have not been heard from for `expiry`.
 async fn expire_apps(ctx: Arc<Ctx>, expiry: Duration) {
     let period = (expiry / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
@@ -240,8 +281,10 @@ async fn expire_apps(ctx: Arc<Ctx>, expiry: Duration) {
 
 fn transport(config: &ServerConfig, tuning: &TransportTuning) -> quinn::TransportConfig {
     let mut t = tuning.transport_config();
-    let streams = VarInt::from_u32(config.limits.max_streams_per_connection);
-    t.max_concurrent_bidi_streams(streams);
+    // Until its token is accepted a connection gets one stream and a small window
+    // (`conn::serve` raises both).
+    t.max_concurrent_bidi_streams(VarInt::from_u32(1));
+    t.receive_window(VarInt::from_u32(crate::conn::PENDING_RECEIVE_WINDOW));
     t.max_concurrent_uni_streams(VarInt::from_u32(0));
     t.max_idle_timeout(config.limits.idle_timeout.try_into().ok());
     t

@@ -64,8 +64,21 @@ fn invalid_config_names_the_key() {
             "transport.max_udp_payload",
         ),
         (
+            "[limits]\nstall_timeout = \"0s\"",
+            "limits.stall_timeout: must be at least 1s",
+        ),
+        // The key's former name is still read.
+        (
             "[limits]\nfetch_stall_timeout = \"0s\"",
-            "limits.fetch_stall_timeout: must be at least 1s",
+            "limits.stall_timeout: must be at least 1s",
+        ),
+        (
+            "[limits]\nconnection_memory = \"4KiB\"",
+            "limits.connection_memory: must be at least 1 MiB",
+        ),
+        (
+            "[limits]\nmax_pending_connections = 0",
+            "limits.max_pending_connections",
         ),
         (
             "[transport]\nreceive_window = \"2GiB\"",

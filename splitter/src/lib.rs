@@ -27,4 +27,4 @@ pub use murmur3::{hash_bytes, hash_int, hash_long, pmod, Pmod, SPARK_SEED};
 pub use partitioner::{PartitionSpec, Partitioner};
 pub use range::RangeKey;
 pub use split::{SplitIndices, Splitter};
-pub use writer::{PartitionWriter, WriterLimits, SORTED_FROM_PARTITIONS};
+pub use writer::{PartitionWriter, WriterLimits, SORTED_FROM_PARTITIONS, SORTED_FROM_SLOT_COLUMNS};

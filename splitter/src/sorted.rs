@@ -60,6 +60,11 @@ impl SortedRuns {
         }
     }
 
+    /// Bytes held whatever is pending: the per-partition counters.
+    pub(crate) fn fixed_bytes(&self) -> usize {
+        self.counts.capacity() * 4
+    }
+
     /// Bytes held: the pending batches, and their partition ids.
     pub(crate) fn bytes(&self) -> usize {
         self.bytes + (self.pids.capacity() + self.scratch.capacity()) * 4

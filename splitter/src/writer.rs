@@ -19,6 +19,14 @@ use crate::split::{SplitIndices, Splitter};
 
 /// Partition counts from which batches are accumulated and sorted together.
 pub const SORTED_FROM_PARTITIONS: u32 = 1024;
+/// Partitions times columns from which batches are sorted together whatever the
+/// partition count: per-partition buffers cost every (partition, column) a buffer of
+/// its own ([`SLOT_COLUMN_BYTES`]), which a wide schema (10,000 columns at P = 1,000:
+/// about 1 GB) would make larger than any push's memory limit.
+pub const SORTED_FROM_SLOT_COLUMNS: usize = 1 << 16;
+/// What one (partition, column) of the per-partition buffers costs before it holds a
+/// row: the buffers' headers and its validity slot, rounded up.
+const SLOT_COLUMN_BYTES: usize = 128;
 /// Below [`SORTED_FROM_PARTITIONS`], batches are split as they come but appended to
 /// the buffers together once they hold this many rows (two of Spark's 8K-row
 /// batches): each partition's buffers are then visited and prefetched once for both.
@@ -74,7 +82,7 @@ impl PartitionWriter {
         limits: WriterLimits,
     ) -> Self {
         let n = partitioner.num_partitions();
-        let strategy = if n >= SORTED_FROM_PARTITIONS {
+        let strategy = if sorts(n, schema.fields().len()) {
             Strategy::Sorted(SortedRuns::new(partitioner, schema))
         } else {
             Strategy::Buffered(Buffered {
@@ -129,6 +137,37 @@ impl PartitionWriter {
         }
     }
 
+    /// Bytes this writer holds whatever it buffers, for as long as it lives: its
+    /// per-partition tables (slot and counter per partition) and, with per-partition
+    /// buffers, what every (partition, column) costs once touched. Known when the
+    /// writer is made, so a push can be refused before it holds any of it.
+    pub fn fixed_bytes(&self) -> usize {
+        match &self.strategy {
+            Strategy::Buffered(b) => Self::fixed_bytes_for(
+                b.splitter.num_partitions(),
+                b.buffers.schema().fields().len(),
+            ),
+            Strategy::Sorted(sorted) => sorted.fixed_bytes(),
+        }
+    }
+
+    /// [`fixed_bytes`](Self::fixed_bytes) of a writer of `num_partitions` partitions
+    /// and `columns` columns, before making one.
+    pub fn fixed_bytes_for(num_partitions: u32, columns: usize) -> usize {
+        let n = num_partitions as usize;
+        if sorts(num_partitions, columns) {
+            n * 4
+        } else {
+            n * (8 + columns * SLOT_COLUMN_BYTES)
+        }
+    }
+
+    /// Whether rows are accumulated and sorted together (rather than buffered per
+    /// partition).
+    pub fn is_sorted(&self) -> bool {
+        matches!(self.strategy, Strategy::Sorted(_))
+    }
+
     /// Bytes this writer holds: buffer capacities and the batches waiting to be appended
     /// (with their row indices), or the accumulated batches.
     pub fn allocated_bytes(&self) -> usize {
@@ -158,7 +197,7 @@ impl PartitionWriter {
                         break;
                     }
                     if let Some(block) = buffers.drain(p, Refill::Empty)? {
-                        emit(p, block)?;
+                        emit_cut(p, block, self.limits.block_size, &mut emit)?;
                     }
                 }
                 Ok(())
@@ -178,7 +217,7 @@ impl PartitionWriter {
                 let buffers = &mut buffered.buffers;
                 for p in buffers.non_empty() {
                     if let Some(block) = buffers.drain(p, Refill::Empty)? {
-                        emit(p, block)?;
+                        emit_cut(p, block, self.limits.block_size, &mut emit)?;
                     }
                 }
                 Ok(())
@@ -227,11 +266,43 @@ impl Buffered {
             .ready_to_drain(block_size, memory_limit, &mut self.ready);
         for &(p, refill) in &self.ready {
             if let Some(block) = self.buffers.drain(p, refill)? {
-                emit(p, block)?;
+                emit_cut(p, block, block_size, &mut emit)?;
             }
         }
         Ok(())
     }
+}
+
+/// Whether a writer of this shape sorts batches together rather than buffering rows per
+/// partition.
+fn sorts(num_partitions: u32, columns: usize) -> bool {
+    num_partitions >= SORTED_FROM_PARTITIONS
+        || num_partitions as usize * columns >= SORTED_FROM_SLOT_COLUMNS
+}
+
+/// Emits a drained partition as blocks of at least `block_size` and under twice it
+/// (estimated from the average row): one append can bring a partition many times the
+/// block size (wide rows, few partitions), and a block is what a reader and the fetch
+/// read-ahead hold whole. A row wider than the block size is a block of its own.
+fn emit_cut<E>(
+    p: u32,
+    block: RecordBatch,
+    block_size: usize,
+    emit: &mut impl FnMut(u32, RecordBatch) -> Result<(), E>,
+) -> Result<(), E> {
+    let rows = block.num_rows();
+    let pieces = (batch_bytes(&block) / block_size.max(1)).clamp(1, rows.max(1));
+    if pieces == 1 {
+        return emit(p, block);
+    }
+    let per_piece = rows.div_ceil(pieces);
+    let mut at = 0;
+    while at < rows {
+        let len = per_piece.min(rows - at);
+        emit(p, block.slice(at, len))?;
+        at += len;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -441,5 +512,65 @@ mod tests {
         assert_eq!(rows, 20_000);
         let nulls: usize = blocks.iter().map(|(_, b)| b.column(1).null_count()).sum();
         assert_eq!(nulls, (0..20_000).filter(|k| k % 7 == 0).count());
+    }
+
+    /// One append can bring a partition many times the block size (wide rows, one
+    /// partition): it comes out as blocks under twice the block size, rows in order.
+    #[test]
+    fn wide_rows_are_cut_into_blocks_near_the_block_size() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("s", DataType::Utf8, false),
+        ]));
+        let block_size = 64 << 10;
+        let mut writer = hash_writer(&schema, 1, block_size, 1 << 30);
+        let rows = 20_000usize;
+        let keys = Int64Array::from_iter_values(0..rows as i64);
+        let text: StringArray = (0..rows).map(|i| Some(format!("{i:0>200}"))).collect();
+        let batch =
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(keys), Arc::new(text)]).unwrap();
+        let total = batch_bytes(&batch);
+        assert!(total > 60 * block_size);
+        let mut blocks = Vec::new();
+        let mut emit = |p: u32, b: RecordBatch| -> Result<(), SplitError> {
+            blocks.push((p, b));
+            Ok(())
+        };
+        writer.write(batch, &mut emit).unwrap();
+        writer.finish(&mut emit).unwrap();
+        assert!(blocks.len() >= 60, "{} blocks", blocks.len());
+        let mut next = 0i64;
+        for (p, b) in &blocks {
+            assert_eq!(*p, 0);
+            let bytes = batch_bytes(b);
+            assert!(bytes < 2 * block_size, "a block of {bytes} bytes");
+            let keys = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+            for k in keys.values().iter() {
+                assert_eq!(*k, next);
+                next += 1;
+            }
+        }
+        assert_eq!(next, rows as i64);
+    }
+
+    /// A wide schema makes the writer sort batches together even with few partitions,
+    /// so its fixed cost stays small; a narrow one keeps per-partition buffers and
+    /// counts what every (partition, column) costs.
+    #[test]
+    fn wide_schemas_are_sorted_and_fixed_bytes_follow_the_shape() {
+        let fields = |n: usize| {
+            let f: Vec<_> = (0..n)
+                .map(|i| Field::new(format!("c{i}"), DataType::Int64, true))
+                .collect();
+            Arc::new(Schema::new(f))
+        };
+        let narrow = hash_writer(&fields(16), 200, 1 << 20, 1 << 25);
+        assert!(!narrow.is_sorted());
+        assert_eq!(narrow.fixed_bytes(), 200 * (8 + 16 * SLOT_COLUMN_BYTES));
+        let wide = hash_writer(&fields(10_000), 1000, 1 << 20, 1 << 25);
+        assert!(wide.is_sorted());
+        assert_eq!(wide.fixed_bytes(), 1000 * 4);
+        let many = hash_writer(&fields(2), 4096, 1 << 20, 1 << 25);
+        assert!(many.is_sorted());
     }
 }

@@ -11,5 +11,5 @@ mod frame;
 pub mod tls;
 mod tuning;
 
-pub use frame::{read_message, write_message, FrameError};
+pub use frame::{read_message, read_message_reserved, write_message, FrameError};
 pub use tuning::TransportTuning;

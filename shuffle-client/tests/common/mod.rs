@@ -73,7 +73,11 @@ impl TestServer {
 }
 
 pub fn app(name: &str) -> AppCredentials {
-    AppCredentials::new(name, format!("secret-of-{name}").into_bytes()).unwrap()
+    AppCredentials::new(
+        name,
+        format!("secret-of-{name}-and-long-enough").into_bytes(),
+    )
+    .unwrap()
 }
 
 pub fn schema() -> SchemaRef {

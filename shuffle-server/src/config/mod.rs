@@ -166,14 +166,36 @@ pub struct LimitsConfig {
     /// A connection with no traffic for this long is closed.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
-    /// A fetch that cannot hand one block to its reader for this long is reset (a
-    /// stalled or hostile reader must not hold a server task and buffers forever).
-    #[serde(with = "humantime_serde")]
-    pub fetch_stall_timeout: Duration,
+    /// A stream that stops moving for this long is reset: a fetch whose reader takes
+    /// no block, or a frame whose bytes stop arriving (a stalled or hostile client must
+    /// not hold a server task and buffers forever).
+    #[serde(with = "humantime_serde", alias = "fetch_stall_timeout")]
+    pub stall_timeout: Duration,
     /// Concurrent request streams per connection.
     pub max_streams_per_connection: u32,
     /// Concurrent client connections; more are closed with `LimitExceeded`.
     pub max_connections: u32,
+    /// Connections that have not yet shown the token (handshakes in progress
+    /// included); more are refused at once.
+    pub max_pending_connections: u32,
+    /// QUIC address validation (Retry): a client proves it receives at its address
+    /// before the server keeps any state for its connection.
+    pub address_validation: bool,
+    /// Most bytes one connection's requests may hold in per-partition tables of open
+    /// pushes and in fetch read-ahead (besides one frame of `max_frame_size`); a push
+    /// beyond it is refused with `LimitExceeded`, a fetch waits. At most the memory
+    /// budget (a larger value counts as the budget).
+    #[serde(serialize_with = "exact_size")]
+    pub connection_memory: ByteSize,
+    /// Largest schema (and range bounds) a push may declare.
+    #[serde(serialize_with = "exact_size")]
+    pub max_schema_size: ByteSize,
+    /// Shuffles per application; a push to a new one beyond it gets `LimitExceeded`.
+    pub max_shuffles_per_app: u32,
+    /// Most bytes of shuffle shapes (schemas and range bounds) one application's
+    /// shuffles keep in memory; a push to a new shuffle beyond it gets `LimitExceeded`.
+    #[serde(serialize_with = "exact_size")]
+    pub app_metadata_size: ByteSize,
     /// Registered applications; `RegisterApp` beyond it gets `LimitExceeded`.
     pub max_apps: u32,
 }
@@ -315,9 +337,15 @@ impl Default for LimitsConfig {
             max_partitions: 1 << 20,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
-            fetch_stall_timeout: Duration::from_secs(60),
+            stall_timeout: Duration::from_secs(60),
             max_streams_per_connection: 256,
             max_connections: 4096,
+            max_pending_connections: 256,
+            address_validation: true,
+            connection_memory: ByteSize::mib(128),
+            max_schema_size: ByteSize::mib(4),
+            max_shuffles_per_app: 4096,
+            app_metadata_size: ByteSize::mib(64),
             max_apps: 10_000,
         }
     }
@@ -404,8 +432,17 @@ impl ServerConfig {
         if !(1..=32768).contains(&self.storage.uring_entries) {
             return Err("storage.uring_entries: must be in 1..=32768".into());
         }
-        if self.limits.fetch_stall_timeout < Duration::from_secs(1) {
-            return Err("limits.fetch_stall_timeout: must be at least 1s".into());
+        if self.limits.stall_timeout < Duration::from_secs(1) {
+            return Err("limits.stall_timeout: must be at least 1s".into());
+        }
+        if self.limits.max_pending_connections == 0 {
+            return Err("limits.max_pending_connections: must be at least 1".into());
+        }
+        if self.limits.connection_memory.as_u64() < 1 << 20 {
+            return Err("limits.connection_memory: must be at least 1 MiB".into());
+        }
+        if self.limits.max_shuffles_per_app == 0 {
+            return Err("limits.max_shuffles_per_app: must be at least 1".into());
         }
         if self.limits.max_partitions == 0 {
             return Err("limits.max_partitions: must be at least 1".into());

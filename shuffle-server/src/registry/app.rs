@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::{dir_name, lock, Generations, Shuffle, ShuffleShape, SHUFFLE_MAGIC};
 use crate::activity::Counter;
 use crate::commits::CommitState;
+use crate::ctx::ShapeLimits;
 use crate::error::RequestError;
 use crate::meta;
 
@@ -35,6 +37,8 @@ pub(crate) struct App {
 #[derive(Debug, Default)]
 pub(super) struct Shuffles {
     pub by_id: HashMap<u32, Arc<Shuffle>>,
+    /// Memory the shuffles' shapes keep.
+    pub shape_bytes: usize,
     /// Set when the app is deleted: no shuffle is created or found afterwards.
     pub closed: bool,
 }
@@ -95,11 +99,13 @@ impl App {
     }
 
     /// The shuffle a push writes to: created by the first push, which fixes its shape;
-    /// later pushes must agree with it.
+    /// later pushes must agree with it. The push counts as open on it until
+    /// [`push_ended`](Self::push_ended).
     pub fn shuffle_for_push(
         &self,
         shuffle_id: u32,
         shape: ShuffleShape,
+        limits: &ShapeLimits,
     ) -> Result<Arc<Shuffle>, RequestError> {
         let mut shuffles = lock(&self.shuffles);
         if shuffles.closed {
@@ -117,7 +123,23 @@ impl App {
                     shape.num_partitions, shape.partitioning, shape.schema.fields()
                 )));
             }
+            existing.pushes.fetch_add(1, Ordering::AcqRel);
             return Ok(existing.clone());
+        }
+        if shuffles.by_id.len() >= limits.max_shuffles_per_app {
+            return Err(RequestError::Limit(format!(
+                "application {} has {} shuffles (limits.max_shuffles_per_app)",
+                self.id,
+                shuffles.by_id.len()
+            )));
+        }
+        if shuffles.shape_bytes + shape.bytes > limits.app_metadata_size {
+            return Err(RequestError::Limit(format!(
+                "application {}'s shuffle shapes would take {} bytes (limits.app_metadata_size = {})",
+                self.id,
+                shuffles.shape_bytes + shape.bytes,
+                limits.app_metadata_size
+            )));
         }
         let name = dir_name(&format!("shuffle-{shuffle_id}"), self.generations.next());
         let dir = self.dir.join(name);
@@ -128,16 +150,42 @@ impl App {
             schema: shape.schema_ipc.clone(),
         };
         let fsync = self.env.durability == Durability::Fsync;
-        meta::write(
+        if let Err(e) = meta::write(
             &dir.join("shuffle.meta"),
             SHUFFLE_MAGIC,
             &descriptor.encode(),
             fsync,
-        )?;
+        ) {
+            let _ = store.delete();
+            return Err(e.into());
+        }
         let closing = self.closing.child_token();
+        let bytes = shape.bytes;
         let shuffle = Arc::new(Shuffle::new(shape, store, CommitState::default(), closing));
+        shuffle.pushes.fetch_add(1, Ordering::AcqRel);
+        shuffles.shape_bytes += bytes;
         shuffles.by_id.insert(shuffle_id, shuffle.clone());
         Ok(shuffle)
+    }
+
+    /// A push on `shuffle` ended. Returns true if that left the shuffle with no commit
+    /// and no push open: it is then forgotten and closed, and the caller deletes its
+    /// files ([`Shuffle::delete_files`]), so a refused or abandoned push leaves nothing.
+    pub fn push_ended(&self, shuffle_id: u32, shuffle: &Arc<Shuffle>) -> bool {
+        let mut shuffles = lock(&self.shuffles);
+        let open = shuffle.pushes.fetch_sub(1, Ordering::AcqRel) - 1;
+        let current = shuffles
+            .by_id
+            .get(&shuffle_id)
+            .is_some_and(|s| Arc::ptr_eq(s, shuffle));
+        if open > 0 || !current || shuffle.committed_maps() > 0 {
+            return false;
+        }
+        shuffles.by_id.remove(&shuffle_id);
+        shuffles.shape_bytes -= shuffle.shape.bytes;
+        drop(shuffles);
+        shuffle.close();
+        true
     }
 
     /// Forgets the shuffle and [closes](Shuffle::close) it; the caller deletes its
@@ -148,6 +196,9 @@ impl App {
             return Err(self.deleted());
         }
         let shuffle = shuffles.by_id.remove(&shuffle_id);
+        if let Some(s) = &shuffle {
+            shuffles.shape_bytes -= s.shape.bytes;
+        }
         drop(shuffles);
         if let Some(s) = &shuffle {
             s.close();
@@ -163,6 +214,7 @@ impl App {
         let shuffles: Vec<_> = {
             let mut shuffles = lock(&self.shuffles);
             shuffles.closed = true;
+            shuffles.shape_bytes = 0;
             shuffles.by_id.drain().map(|(_, s)| s).collect()
         };
         self.closing.cancel();

@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use sluice_proto::AppId;
+use sluice_proto::message::MIN_SECRET_LEN;
+use sluice_proto::{AppId, ProtoError};
 use sluice_spill::{Durability, SpillError, StoreEnv};
 use tokio_util::sync::CancellationToken;
 
@@ -112,6 +113,15 @@ impl Registry {
             app.check(&secret)?;
             app.touch();
             return Ok(());
+        }
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(RequestError::Proto(ProtoError::Invalid {
+                field: "application secret",
+                reason: format!(
+                    "{} bytes; a new application's secret needs at least {MIN_SECRET_LEN}",
+                    secret.len()
+                ),
+            }));
         }
         if apps.len() >= self.max_apps {
             return Err(RequestError::Limit(format!(

@@ -138,13 +138,16 @@ fn recover_shuffle(
     closing: CancellationToken,
 ) -> Result<(Shuffle, usize), String> {
     let body = meta::read(&dir.join("shuffle.meta"), SHUFFLE_MAGIC).map_err(|e| e.to_string())?;
+    let body_len = body.len();
     let d = ShuffleDescriptor::decode(Bytes::from(body)).map_err(|e| e.to_string())?;
     let schema = sluice_format::decode_schema(&d.schema).map_err(|e| e.to_string())?;
+    let bytes = 2 * body_len;
     let shape = ShuffleShape {
         num_partitions: d.num_partitions,
         partitioning: d.partitioning,
         schema,
         schema_ipc: d.schema,
+        bytes,
     };
     let rec = ShuffleStore::recover(dir.to_path_buf(), env.clone()).map_err(|e| e.to_string())?;
     let logged = rec

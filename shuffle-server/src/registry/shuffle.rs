@@ -17,6 +17,8 @@ pub(crate) struct ShuffleShape {
     pub partitioning: Partitioning,
     pub schema: arrow_schema::SchemaRef,
     pub schema_ipc: bytes::Bytes,
+    /// Memory the shape keeps (counted against `limits.app_metadata_size`).
+    pub bytes: usize,
 }
 
 #[derive(Debug)]
@@ -26,6 +28,8 @@ pub(crate) struct Shuffle {
     commits: Mutex<CommitState>,
     /// Cancelled when the shuffle or its app is deleted.
     closing: CancellationToken,
+    /// Pushes open on it; changed under the app's shuffles lock.
+    pub(super) pushes: std::sync::atomic::AtomicUsize,
 }
 
 fn refused(map_id: u64, why: CommitRefused) -> RequestError {
@@ -50,6 +54,7 @@ impl Shuffle {
             store,
             commits: Mutex::new(commits),
             closing,
+            pushes: Default::default(),
         }
     }
 

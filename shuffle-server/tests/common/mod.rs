@@ -35,7 +35,11 @@ pub async fn connect(server: &ServerHandle) -> Client {
 }
 
 pub fn app(name: &str) -> AppCredentials {
-    AppCredentials::new(name, format!("secret-of-{name}").into_bytes()).unwrap()
+    AppCredentials::new(
+        name,
+        format!("secret-of-{name}-and-long-enough").into_bytes(),
+    )
+    .unwrap()
 }
 
 pub fn schema() -> SchemaRef {

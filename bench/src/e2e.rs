@@ -137,7 +137,7 @@ async fn shuffle_once(
         server.token().to_vec(),
     );
     let addr = server.local_addr();
-    let app = AppCredentials::new("sluice-bench", b"bench-secret".to_vec())?;
+    let app = AppCredentials::new("sluice-bench", b"sluice-bench-app-secret".to_vec())?;
     Client::connect(addr, &client_config)
         .await?
         .register_app(&app)

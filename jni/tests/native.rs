@@ -41,7 +41,7 @@ fn session(dir: &Path, servers: Vec<String>) -> Result<Session, BridgeError> {
         token_file: dir.join("data/cluster-token"),
         trust_file: dir.join("data/tls/cert.pem"),
         app: "app-jni".into(),
-        secret: "s3cret".into(),
+        secret: "a-test-app-secret".into(),
     })
 }
 

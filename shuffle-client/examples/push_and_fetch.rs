@@ -24,7 +24,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         server.token().to_vec(),
     );
     let client = Client::connect(server.local_addr(), &config).await?;
-    let app = AppCredentials::new("example-app", b"example-secret".to_vec())?;
+    let app = AppCredentials::new("example-app", b"an-example-app-secret".to_vec())?;
     client.register_app(&app).await?;
 
     let schema = Arc::new(Schema::new(vec![

@@ -11,8 +11,8 @@ use std::time::Instant;
 use sluice_format::{
     decode_block, encode_batch, encode_block, BlockMeta, Codec, CodecConfig, DecodeLimits,
 };
+use sluice_testkit::lineitem_batch;
 
-use crate::data::lineitem_batch;
 use crate::report::{median_secs, Record};
 
 pub struct CodecArgs {

@@ -13,8 +13,9 @@ use sluice_client::{
 use sluice_server::config::CodecName;
 use sluice_server::{Server, ServerConfig};
 use sluice_splitter::{PartitionSpec, Partitioner};
+use sluice_testkit::{lineitem_batch, lineitem_schema};
 
-use crate::data::{buffer_bytes, lineitem_batch, lineitem_schema, row_hashes, Digest};
+use crate::data::{buffer_bytes, row_hashes, Digest};
 use crate::report::{median, Record};
 use crate::{Args, Codec};
 

@@ -15,8 +15,9 @@ use arrow_array::{RecordBatch, UInt32Array};
 use arrow_select::concat::concat_batches;
 use arrow_select::take::take_record_batch;
 use sluice_splitter::{PartitionSpec, PartitionWriter, Partitioner, SplitError, WriterLimits};
+use sluice_testkit::{lineitem_batch, lineitem_schema};
 
-use crate::data::{buffer_bytes, lineitem_batch, lineitem_schema};
+use crate::data::buffer_bytes;
 use crate::report::{median, median_secs, Record};
 
 pub struct SplitArgs {

@@ -6,7 +6,6 @@ use std::path::Path;
 use sluice_client::{ClientError, MapAttempt};
 use sluice_jni::error::BridgeError;
 use sluice_jni::native::{Session, SessionConfig};
-use sluice_server::{Server, ServerConfig};
 
 struct Running {
     runtime: tokio::runtime::Runtime,
@@ -16,11 +15,9 @@ struct Running {
 
 fn start(dir: &Path) -> Running {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let config = ServerConfig {
-        worker_threads: 1,
-        ..ServerConfig::embedded(dir.join("data"))
-    };
-    let server = runtime.block_on(Server::start(config)).unwrap();
+    let server = runtime.block_on(sluice_testkit::server::start(dir, |config| {
+        config.worker_threads = 1;
+    }));
     Running {
         addr: server.local_addr(),
         server,

@@ -12,31 +12,25 @@ use sluice_splitter::{
     PartitionBuffers, PartitionSpec, PartitionWriter, Partitioner, Refill, SplitError, Splitter,
     WriterLimits,
 };
+use sluice_testkit::Rng;
 
 const ROWS: usize = 8192;
-
-fn rng(seed: &mut u64) -> u64 {
-    *seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *seed;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
 
 /// A key column plus one column of the kind under test.
 fn batch(kind: &str) -> RecordBatch {
     batch_from(kind, 7)
 }
 
-fn batch_from(kind: &str, mut seed: u64) -> RecordBatch {
+fn batch_from(kind: &str, seed: u64) -> RecordBatch {
+    let mut r = Rng::new(seed);
     let mut key = Int64Builder::new();
     for _ in 0..ROWS {
-        key.append_value(rng(&mut seed) as i64);
+        key.append_value(r.next() as i64);
     }
     let (field, column): (Field, ArrayRef) = match kind {
         "int64" => {
             let mut b = Int64Builder::new();
-            (0..ROWS).for_each(|_| b.append_value(rng(&mut seed) as i64));
+            (0..ROWS).for_each(|_| b.append_value(r.next() as i64));
             (
                 Field::new("v", DataType::Int64, false),
                 Arc::new(b.finish()),
@@ -44,15 +38,14 @@ fn batch_from(kind: &str, mut seed: u64) -> RecordBatch {
         }
         "int64_nulls" => {
             let mut b = Int64Builder::new();
-            (0..ROWS)
-                .for_each(|_| b.append_option((!rng(&mut seed).is_multiple_of(100)).then_some(1)));
+            (0..ROWS).for_each(|_| b.append_option((!r.next().is_multiple_of(100)).then_some(1)));
             (Field::new("v", DataType::Int64, true), Arc::new(b.finish()))
         }
         "decimal128" => {
             let mut b = Decimal128Builder::new()
                 .with_precision_and_scale(38, 0)
                 .unwrap();
-            (0..ROWS).for_each(|_| b.append_value(rng(&mut seed) as i128));
+            (0..ROWS).for_each(|_| b.append_value(r.next() as i128));
             (
                 Field::new("v", DataType::Decimal128(38, 0), false),
                 Arc::new(b.finish()),
@@ -60,7 +53,7 @@ fn batch_from(kind: &str, mut seed: u64) -> RecordBatch {
         }
         _ => {
             let mut b = StringBuilder::new();
-            (0..ROWS).for_each(|_| b.append_value("x".repeat(10 + (rng(&mut seed) % 34) as usize)));
+            (0..ROWS).for_each(|_| b.append_value("x".repeat(10 + (r.next() % 34) as usize)));
             (Field::new("v", DataType::Utf8, false), Arc::new(b.finish()))
         }
     };

@@ -12,25 +12,14 @@ use proptest::prelude::*;
 use sluice_splitter::{
     PartitionBuffers, PartitionSpec, Partitioner, Refill, SplitIndices, Splitter,
 };
+use sluice_testkit::Rng;
 
 /// Every way a drained slot can start over, by partition.
 const REFILLS: [Refill; 3] = [Refill::Capacity, Refill::Size, Refill::Empty];
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn null(&mut self, rate: u64) -> bool {
-        rate > 0 && self.below(100) < rate
-    }
+/// Whether the next value is null, at `rate` percent (no draw at all at 0%).
+fn is_null(r: &mut Rng, rate: u64) -> bool {
+    rate > 0 && r.below(100) < rate
 }
 
 const TYPES: usize = 22;
@@ -84,7 +73,7 @@ fn array(kind: usize, rows: usize, r: &mut Rng, null_rate: u64) -> ArrayRef {
         ($b:expr, |$r:ident| $v:expr) => {{
             let mut b = $b;
             for _ in 0..rows {
-                if r.null(null_rate) {
+                if is_null(r, null_rate) {
                     b.append_null();
                 } else {
                     let $r = &mut *r;
@@ -139,7 +128,7 @@ fn array(kind: usize, rows: usize, r: &mut Rng, null_rate: u64) -> ArrayRef {
         16 => {
             let mut b = FixedSizeBinaryBuilder::new(3);
             for _ in 0..rows {
-                if r.null(null_rate) {
+                if is_null(r, null_rate) {
                     b.append_null();
                 } else {
                     b.append_value([r.next() as u8, r.next() as u8, r.next() as u8])
@@ -151,7 +140,7 @@ fn array(kind: usize, rows: usize, r: &mut Rng, null_rate: u64) -> ArrayRef {
         17 => {
             let mut b = ListBuilder::new(Int32Builder::new());
             for _ in 0..rows {
-                if r.null(null_rate) {
+                if is_null(r, null_rate) {
                     b.append_null();
                 } else {
                     for _ in 0..r.below(4) {
@@ -166,7 +155,7 @@ fn array(kind: usize, rows: usize, r: &mut Rng, null_rate: u64) -> ArrayRef {
         18 => {
             let a = array(3, rows, r, null_rate);
             let b = array(12, rows, r, null_rate);
-            let nulls: Vec<bool> = (0..rows).map(|_| !r.null(null_rate)).collect();
+            let nulls: Vec<bool> = (0..rows).map(|_| !is_null(r, null_rate)).collect();
             let DataType::Struct(fields) = data_type(18) else {
                 unreachable!()
             };
@@ -175,7 +164,7 @@ fn array(kind: usize, rows: usize, r: &mut Rng, null_rate: u64) -> ArrayRef {
         19 => {
             let mut b = StringDictionaryBuilder::<Int32Type>::new();
             for _ in 0..rows {
-                if r.null(null_rate) {
+                if is_null(r, null_rate) {
                     b.append_null();
                 } else {
                     b.append_value(["x", "", "yy", "日本"][r.below(4) as usize]);
@@ -239,7 +228,7 @@ fn inputs(
     batch_rows: &[usize],
     null_rate: u64,
 ) -> (SchemaRef, Vec<RecordBatch>) {
-    let mut r = Rng(seed);
+    let mut r = Rng::new(seed);
     let mut fields = vec![Field::new("pid", DataType::Int32, false)];
     fields.extend(
         kinds

@@ -1,14 +1,15 @@
-//! End-to-end shuffles through a real server over QUIC on loopback.
-
-mod common;
+//! End-to-end shuffles through a real server over QUIC on loopback: the client's API
+//! round-trips every column type exactly. (Tests of the server's own behaviour, from
+//! security to crashes, are in `shuffle-server/tests`.)
 
 use std::collections::BTreeMap;
 
 use arrow_array::RecordBatch;
-use common::*;
 use sluice_client::{
     ClientError, ErrorCode, FetchRequest, MapAttempt, MapFilter, Partitioning, PushRequest,
 };
+use sluice_testkit::every_type::*;
+use sluice_testkit::server::*;
 
 fn map_batches(map_index: u32, rows: usize) -> Vec<RecordBatch> {
     let seed = 1000 * map_index as u64;

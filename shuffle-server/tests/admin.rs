@@ -32,9 +32,15 @@ async fn status_lists_apps_and_an_admin_deletes_one_with_its_token() {
     for creds in [&a, &b] {
         client.register_app(creds).await.unwrap();
     }
-    push(&client, &a, 3, 1, &[batch(0, 500)]).await.unwrap();
-    push(&client, &a, 3, 2, &[batch(500, 500)]).await.unwrap();
-    let ack = push(&client, &b, 0, 7, &[batch(0, 100)]).await.unwrap();
+    push(&client, &a, 3, 1, &[keyed_batch(0, 500)])
+        .await
+        .unwrap();
+    push(&client, &a, 3, 2, &[keyed_batch(500, 500)])
+        .await
+        .unwrap();
+    let ack = push(&client, &b, 0, 7, &[keyed_batch(0, 100)])
+        .await
+        .unwrap();
 
     let s = status(admin).await;
     assert_eq!(s.backend, server.backend().name());
@@ -74,7 +80,9 @@ async fn status_lists_apps_and_an_admin_deletes_one_with_its_token() {
         ["app-b"]
     );
     assert!(!app_dir_exists(&dir.path().join("data"), "app-a"));
-    let err = push(&client, &a, 3, 9, &[batch(0, 1)]).await.unwrap_err();
+    let err = push(&client, &a, 3, 9, &[keyed_batch(0, 1)])
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::UnknownApp), "{err}");
     // The other app is untouched.
     let keys = fetch_keys(&client, &b, 0, vec![7]).await.unwrap();
@@ -90,12 +98,14 @@ async fn a_drain_refuses_new_pushes_with_a_retryable_error_and_keeps_serving_fet
     let client = connect(&server).await;
     let creds = app("drained");
     client.register_app(&creds).await.unwrap();
-    push(&client, &creds, 0, 1, &[batch(0, 300)]).await.unwrap();
+    push(&client, &creds, 0, 1, &[keyed_batch(0, 300)])
+        .await
+        .unwrap();
     assert_eq!(admin_get(admin, "/healthz").await.body, "ok\n");
 
     // A push that is open when the drain starts may still commit.
     let mut open = client.push(push_request(&creds, 0, 2)).await.unwrap();
-    open.send(&batch(300, 300)).await.unwrap();
+    open.send(&keyed_batch(300, 300)).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let drain = server.drain(std::time::Duration::from_secs(30));
     let commit = async {
@@ -109,7 +119,7 @@ async fn a_drain_refuses_new_pushes_with_a_retryable_error_and_keeps_serving_fet
     let health = admin_get(admin, "/healthz").await;
     assert_eq!((health.status, health.body.as_str()), (503, "draining\n"));
     assert!(status(admin).await.draining);
-    let err = push(&client, &creds, 0, 3, &[batch(600, 10)])
+    let err = push(&client, &creds, 0, 3, &[keyed_batch(600, 10)])
         .await
         .unwrap_err();
     assert!(

@@ -71,7 +71,7 @@ fn app_dirs(data: &Path, app: &str) -> Vec<String> {
 /// the block size), so nothing of it is on disk yet.
 async fn open_push(client: &Client, creds: &AppCredentials) -> PushStream {
     let mut push = client.push(push_request(creds, 5, 1)).await.unwrap();
-    push.send(&batch(1_000_000, 300)).await.unwrap();
+    push.send(&keyed_batch(1_000_000, 300)).await.unwrap();
     push
 }
 
@@ -96,7 +96,9 @@ async fn the_old_push_never_reaches_the_successor(how: Delete) {
             new
         }
     };
-    push(&client, &new, 5, 1, &[batch(0, 40)]).await.unwrap();
+    push(&client, &new, 5, 1, &[keyed_batch(0, 40)])
+        .await
+        .unwrap();
 
     // The old push's end: refused, never committed.
     assert_deleted(old_push.commit().await);
@@ -162,7 +164,7 @@ async fn an_open_fetch_ends(how: Delete) {
     let client = connect(&server).await;
     let creds = app("tenant");
     client.register_app(&creds).await.unwrap();
-    let batches: Vec<_> = (0..8).map(|i| batch(i * 20_000, 20_000)).collect();
+    let batches: Vec<_> = (0..8).map(|i| keyed_batch(i * 20_000, 20_000)).collect();
     push(&client, &creds, 5, 1, &batches).await.unwrap();
 
     let reader = slow_reader(&server).await;
@@ -217,7 +219,7 @@ async fn expiry_waits_for_requests_in_progress() {
     client.register_app(&creds).await.unwrap();
     let mut open = open_push(&client, &creds).await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    open.send(&batch(0, 10)).await.unwrap();
+    open.send(&keyed_batch(0, 10)).await.unwrap();
     open.commit().await.unwrap();
     assert_eq!(
         fetch_keys(&client, &creds, 5, vec![1]).await.unwrap().len(),
@@ -255,13 +257,15 @@ async fn deletes_racing_pushes_and_fetches() {
         let secret = format!("secret-of-round-{round}").into_bytes();
         let old = AppCredentials::new("tenant", secret).unwrap();
         admin.register_app(&old).await.unwrap();
-        push(&admin, &old, 5, 99, &[batch(0, 2000)]).await.unwrap();
+        push(&admin, &old, 5, 99, &[keyed_batch(0, 2000)])
+            .await
+            .unwrap();
         let mut tasks = Vec::new();
         for map_id in 1..=3u64 {
             let client = connect(&server).await;
             let creds = old.clone();
             tasks.push(tokio::spawn(async move {
-                let batches: Vec<_> = (0..60).map(|i| batch(i * 1000, 1000)).collect();
+                let batches: Vec<_> = (0..60).map(|i| keyed_batch(i * 1000, 1000)).collect();
                 push(&client, &creds, 5, map_id, &batches).await.map(|_| ())
             }));
         }
@@ -294,7 +298,7 @@ async fn deletes_racing_pushes_and_fetches() {
                 new
             }
         };
-        push(&admin, &new, 5, 1, &[batch(7_000_000, 50)])
+        push(&admin, &new, 5, 1, &[keyed_batch(7_000_000, 50)])
             .await
             .unwrap();
         let keys = fetch_keys(&admin, &new, 5, vec![1, 2, 3, 99]).await;
@@ -333,7 +337,9 @@ async fn restart_removes_interrupted_deletes_and_reads_old_layouts() {
     let (kept, gone) = (app("kept"), app("gone"));
     for creds in [&kept, &gone] {
         client.register_app(creds).await.unwrap();
-        push(&client, creds, 5, 1, &[batch(0, 30)]).await.unwrap();
+        push(&client, creds, 5, 1, &[keyed_batch(0, 30)])
+            .await
+            .unwrap();
     }
     server.shutdown().await;
     let data = dir.path().join("data");
@@ -371,7 +377,9 @@ async fn restart_removes_interrupted_deletes_and_reads_old_layouts() {
         .await;
     assert!(err.is_ok(), "{err:?}");
     // New shuffles of the old-layout app get a generation of their own.
-    push(&client, &kept, 6, 1, &[batch(100, 5)]).await.unwrap();
+    push(&client, &kept, 6, 1, &[keyed_batch(100, 5)])
+        .await
+        .unwrap();
     assert_eq!(
         fetch_keys(&client, &kept, 6, vec![1]).await.unwrap(),
         (100..105).collect::<Vec<i64>>()

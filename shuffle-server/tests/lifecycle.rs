@@ -86,8 +86,11 @@ async fn pusher(
         let result = async {
             let mut push = client.push(push_request(&creds, 0, map_id)).await?;
             for b in 0..BATCHES {
-                push.send(&batch(first + (b * ROWS_PER_BATCH) as i64, ROWS_PER_BATCH))
-                    .await?;
+                push.send(&keyed_batch(
+                    first + (b * ROWS_PER_BATCH) as i64,
+                    ROWS_PER_BATCH,
+                ))
+                .await?;
                 tokio::time::sleep(Duration::from_millis(30)).await;
             }
             push.commit().await

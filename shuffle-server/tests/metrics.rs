@@ -48,7 +48,11 @@ async fn metrics_are_documented_and_move_with_traffic() {
     let client = connect(&server).await;
     let creds = app("metrics");
     client.register_app(&creds).await.unwrap();
-    let batches = [batch(0, 1000), batch(1000, 1000), batch(2000, 1000)];
+    let batches = [
+        keyed_batch(0, 1000),
+        keyed_batch(1000, 1000),
+        keyed_batch(2000, 1000),
+    ];
     let ack = push(&client, &creds, 1, 1, &batches).await.unwrap();
     let keys = fetch_keys(&client, &creds, 1, vec![1]).await.unwrap();
     assert_eq!(keys, (0..3000).collect::<Vec<i64>>());

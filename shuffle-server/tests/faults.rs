@@ -226,19 +226,11 @@ async fn a_full_disk_fails_the_push_with_disk_full_and_committed_data_stays_read
         eprintln!("skipped: mounting a tmpfs needs root (CI runs as root)");
         return;
     };
-    let mut config = sluice_server::ServerConfig {
-        worker_threads: 2,
-        ..sluice_server::ServerConfig::embedded(disk.0.path().join("data"))
-    };
-    config.storage.codec = sluice_server::config::CodecName::None;
-    let server = sluice_server::Server::start(config).await.unwrap();
-    let client_config = sluice_client::ClientConfig::new(
-        sluice_client::Trust::PinnedPem(server.certificate_pem().to_string()),
-        server.token().to_vec(),
-    );
-    let client = Client::connect(server.local_addr(), &client_config)
-        .await
-        .unwrap();
+    let server = start(disk.0.path(), |config| {
+        config.storage.codec = sluice_server::config::CodecName::None;
+    })
+    .await;
+    let client = connect(&server).await;
     let creds = app("app-full");
     client.register_app(&creds).await.unwrap();
     let n = 4;

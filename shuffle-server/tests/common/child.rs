@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use sluice_client::{ClientConfig, Trust};
-use sluice_server::{Server, ServerConfig};
+use sluice_client::ClientConfig;
+use sluice_testkit::server::{client_config, start};
 
 const CHILD_ENV: &str = "SLUICE_CRASH_CHILD_DIR";
 /// Memory budget of the child server, in bytes (default: the server's default).
@@ -23,17 +23,15 @@ pub fn run_child_server() {
     let dir = PathBuf::from(dir);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async move {
-        let mut config = ServerConfig {
-            worker_threads: 2,
-            ..ServerConfig::embedded(dir.join("data"))
-        };
-        config.storage.block_size = bytesize::ByteSize::kib(16);
-        if let Some(budget) = std::env::var(BUDGET_ENV).ok().and_then(|b| b.parse().ok()) {
-            config.storage.memory_budget = bytesize::ByteSize::b(budget);
-            config.storage.block_size = bytesize::ByteSize::kib(256);
-        }
-        config.storage.direct_io = std::env::var_os(DIRECT_ENV).is_some();
-        let server = Server::start(config).await.unwrap();
+        let server = start(&dir, |config| {
+            config.storage.block_size = bytesize::ByteSize::kib(16);
+            if let Some(budget) = std::env::var(BUDGET_ENV).ok().and_then(|b| b.parse().ok()) {
+                config.storage.memory_budget = bytesize::ByteSize::b(budget);
+                config.storage.block_size = bytesize::ByteSize::kib(256);
+            }
+            config.storage.direct_io = std::env::var_os(DIRECT_ENV).is_some();
+        })
+        .await;
         let ready = format!("{}\n{}", server.local_addr(), server.certificate_pem());
         std::fs::write(dir.join("ready.tmp"), ready).unwrap();
         std::fs::rename(dir.join("ready.tmp"), dir.join("ready")).unwrap();
@@ -83,7 +81,7 @@ pub fn spawn_child_with(dir: &Path, memory_budget: Option<u64>, direct_io: bool)
     };
     let (addr, pem) = ready.split_once('\n').unwrap();
     let token = std::fs::read(dir.join("data/cluster-token")).unwrap();
-    let mut config = ClientConfig::new(Trust::PinnedPem(pem.to_string()), token);
+    let mut config = client_config(pem, &token);
     config.idle_timeout = Duration::from_secs(5);
     ChildServer {
         process,

@@ -224,9 +224,8 @@ async fn malformed_frames_fail_only_their_stream() {
     );
 }
 
-#[tokio::test]
-async fn garbage_instead_of_hello_closes_only_that_connection() {
-    let server = start_server().await;
+/// A QUIC connection to `server` that has not said Hello.
+async fn unauthenticated(server: &TestServer) -> (quinn::Endpoint, quinn::Connection) {
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     endpoint.set_default_client_config(server.client_config().quic_client_config().unwrap());
     let conn = endpoint
@@ -234,17 +233,109 @@ async fn garbage_instead_of_hello_closes_only_that_connection() {
         .unwrap()
         .await
         .unwrap();
-    let reply = exchange(&conn, b"GET / HTTP/1.1\r\n\r\n").await;
+    (endpoint, conn)
+}
+
+/// Anything but a valid `Hello` on the first stream gets a typed `Error` there, then
+/// the connection is closed with the same code; other connections are not affected.
+#[tokio::test]
+async fn a_bad_hello_gets_a_typed_error_and_closes_only_that_connection() {
+    let server = start_server().await;
+    let hello = encode_frame(&Message::Hello {
+        version: sluice_proto::PROTOCOL_VERSION,
+        token: Bytes::copy_from_slice(server.handle.token()),
+        client: "x".repeat(20_000),
+    });
+    let register = encode_frame(&Message::RegisterApp {
+        app: sluice_proto::AppId::new("early").unwrap(),
+        secret: Bytes::from_static(b"a-secret-of-16-bytes-or-more"),
+    });
+    let mut truncated = encode_frame(&Message::Hello {
+        version: sluice_proto::PROTOCOL_VERSION,
+        token: Bytes::copy_from_slice(server.handle.token()),
+        client: "raw".into(),
+    });
+    truncated[0] -= 2;
+    truncated.truncate(truncated.len() - 2);
+    let cases: [(&[u8], ErrorCode); 4] = [
+        // "GET " read as a length: far over the 16 KiB a Hello may have.
+        (b"GET / HTTP/1.1\r\n\r\n", ErrorCode::FrameTooLarge),
+        (&hello, ErrorCode::FrameTooLarge),
+        (&register, ErrorCode::BadRequest),
+        (&truncated, ErrorCode::BadRequest),
+    ];
+    for (bytes, code) in cases {
+        let (_endpoint, conn) = unauthenticated(&server).await;
+        let reply = exchange(&conn, bytes).await;
+        assert!(
+            matches!(&reply, Some(Message::Error { code: c, .. }) if *c == code),
+            "{code:?}: {reply:?}"
+        );
+        match conn.closed().await {
+            quinn::ConnectionError::ApplicationClosed(close) => {
+                assert_eq!(close.error_code.into_inner(), u64::from(code.to_u16()))
+            }
+            other => panic!("{other}"),
+        }
+    }
+    assert_serves_a_new_client(&server).await;
+}
+
+/// Until it shows the token a connection may open one stream; past
+/// `limits.max_pending_connections` such connections, new ones are refused at once;
+/// each is closed at the handshake timeout, and then new clients are served.
+#[tokio::test]
+async fn connections_without_the_token_are_few_and_small() {
+    let server = start_server_with(|c| {
+        c.limits.max_pending_connections = 2;
+        c.limits.handshake_timeout = std::time::Duration::from_secs(2);
+    })
+    .await;
+    let (_e1, first) = unauthenticated(&server).await;
+    let (_e2, _second) = unauthenticated(&server).await;
+    // One stream before the token (here with half a frame header on it).
+    let (mut send, _recv) = first.open_bi().await.unwrap();
+    send.write_all(&[1, 0]).await.unwrap();
+    let another = tokio::time::timeout(std::time::Duration::from_millis(300), first.open_bi());
+    assert!(another.await.is_err(), "a second stream before the token");
+    // A third connection is refused while two are pending.
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(server.client_config().quic_client_config().unwrap());
+    let third = endpoint
+        .connect(server.handle.local_addr(), "localhost")
+        .unwrap()
+        .await;
     assert!(
-        matches!(reply, None | Some(Message::Error { .. })),
-        "{reply:?}"
+        matches!(third, Err(quinn::ConnectionError::ConnectionClosed(_))),
+        "{third:?}"
     );
-    let reason = conn.closed().await;
+    // The pending ones are closed at the handshake timeout; then clients get in.
+    let reason = tokio::time::timeout(std::time::Duration::from_secs(5), first.closed())
+        .await
+        .unwrap();
     assert!(
         matches!(reason, quinn::ConnectionError::ApplicationClosed(_)),
         "{reason}"
     );
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert_serves_a_new_client(&server).await;
+}
+
+/// A new application's secret has at least 16 bytes; a shorter one is refused and
+/// registers nothing.
+#[tokio::test]
+async fn a_new_application_needs_a_secret_of_16_bytes() {
+    let server = start_server().await;
+    let client = server.client().await;
+    for secret in [&b""[..], b"short", b"fifteen-bytes!!"] {
+        let creds = sluice_client::AppCredentials::new("weak", secret.to_vec()).unwrap();
+        let err = client.register_app(&creds).await.unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::BadRequest), "{err}");
+        assert!(err.to_string().contains("at least 16"), "{err}");
+    }
+    assert!(!app_dir_exists(&server.dir.path().join("data"), "weak"));
+    let strong = sluice_client::AppCredentials::new("weak", b"sixteen-bytes!!!".to_vec()).unwrap();
+    client.register_app(&strong).await.unwrap();
 }
 
 #[tokio::test]
@@ -331,4 +422,64 @@ async fn streams_beyond_the_limit_wait_and_other_connections_are_served() {
     .await
     .expect("a freed stream slot was never granted");
     assert_eq!(reply, Some(Message::Ok));
+}
+
+/// A batch of no rows, as pyarrow writes it (an IPC message with an empty body), is
+/// accepted and changes nothing; the client sends none at all.
+#[tokio::test]
+async fn an_empty_batch_is_accepted() {
+    use arrow_array::RecordBatch;
+    use arrow_schema::{DataType, Field, Schema};
+    let server = start_server().await;
+    let (_endpoint, conn) = raw_connection(&server).await;
+    let creds = app("empty");
+    let register = encode_frame(&Message::RegisterApp {
+        app: creds.app.clone(),
+        secret: creds.secret.clone(),
+    });
+    assert_eq!(exchange(&conn, &register).await, Some(Message::Ok));
+    let keys = std::sync::Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
+    let mut ipc = Vec::new();
+    sluice_format::encode_batch(&RecordBatch::new_empty(keys.clone()), &mut ipc).unwrap();
+    let mut push = encode_frame(&Message::PushStart(sluice_proto::PushStart {
+        app: creds.app.clone(),
+        secret: creds.secret.clone(),
+        shuffle_id: 0,
+        map: MapAttempt {
+            map_id: 1,
+            map_index: 0,
+            attempt: 0,
+        },
+        num_partitions: 2,
+        partitioning: Partitioning::Hash { columns: vec![0] },
+        schema: Bytes::from(sluice_format::encode_schema(&keys)),
+    }));
+    push.extend(encode_frame(&Message::PushBatch {
+        ipc: Bytes::from(ipc),
+    }));
+    push.extend(encode_frame(&Message::PushEnd));
+    assert_eq!(
+        exchange(&conn, &push).await,
+        Some(Message::PushCommitted {
+            partition_bytes: vec![0, 0],
+            partition_rows: vec![0, 0],
+        })
+    );
+    // Through the client: an empty batch among others.
+    let client = server.client().await;
+    let request = PushRequest {
+        app: creds.clone(),
+        shuffle_id: 1,
+        map: MapAttempt {
+            map_id: 2,
+            map_index: 0,
+            attempt: 0,
+        },
+        num_partitions: 4,
+        partitioning: Partitioning::Hash { columns: vec![0] },
+        schema: schema(),
+    };
+    let rows = [batch(10, 1), RecordBatch::new_empty(schema()), batch(5, 2)];
+    let ack = try_push(&client, request, &rows).await.unwrap();
+    assert_eq!(ack.partition_rows.iter().sum::<u64>(), 15);
 }

@@ -42,7 +42,11 @@ pub async fn connect(server: &ServerHandle) -> Client {
 /// The credentials of app `name` (its secret, derived from the name, is long enough
 /// for a new registration).
 pub fn app(name: &str) -> AppCredentials {
-    AppCredentials::new(name, format!("secret-of-{name}-and-long-enough").into_bytes()).unwrap()
+    AppCredentials::new(
+        name,
+        format!("secret-of-{name}-and-long-enough").into_bytes(),
+    )
+    .unwrap()
 }
 
 /// A server on a temp dir it owns, with 64 KiB blocks (see [`start_server_at`]).

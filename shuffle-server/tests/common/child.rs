@@ -14,6 +14,8 @@ const CHILD_ENV: &str = "SLUICE_CRASH_CHILD_DIR";
 const BUDGET_ENV: &str = "SLUICE_CHILD_MEMORY_BUDGET";
 /// Set: the child writes blocks with O_DIRECT.
 const DIRECT_ENV: &str = "SLUICE_CHILD_DIRECT_IO";
+/// TOML whose `[storage]`, `[limits]` and `[transport]` sections replace the child's.
+const CONFIG_ENV: &str = "SLUICE_CHILD_CONFIG";
 /// Runs a server on `$SLUICE_CRASH_CHILD_DIR` until killed: the body of each test
 /// binary's ignored `child_server` test, which `spawn_child` runs in a new process.
 pub fn run_child_server() {
@@ -30,6 +32,12 @@ pub fn run_child_server() {
                 config.storage.block_size = bytesize::ByteSize::kib(256);
             }
             config.storage.direct_io = std::env::var_os(DIRECT_ENV).is_some();
+            if let Ok(text) = std::env::var(CONFIG_ENV) {
+                let given = sluice_server::ServerConfig::from_toml(&text).unwrap();
+                config.storage = given.storage;
+                config.limits = given.limits;
+                config.transport = given.transport;
+            }
         })
         .await;
         let ready = format!("{}\n{}", server.local_addr(), server.certificate_pem());
@@ -45,14 +53,39 @@ pub struct ChildServer {
     pub config: ClientConfig,
 }
 
+impl Drop for ChildServer {
+    /// A failed test leaves no server behind.
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
 /// A child server on `dir`, writing with O_DIRECT when `direct_io`.
 pub fn spawn_child(dir: &Path, direct_io: bool) -> ChildServer {
     spawn_child_with(dir, None, direct_io)
 }
 
 pub fn spawn_child_with(dir: &Path, memory_budget: Option<u64>, direct_io: bool) -> ChildServer {
+    spawn(dir, memory_budget, direct_io, None)
+}
+
+/// A child server on `dir` whose storage, limits and transport are `toml`'s sections.
+pub fn spawn_child_configured(dir: &Path, toml: &str) -> ChildServer {
+    spawn(dir, None, false, Some(toml))
+}
+
+fn spawn(
+    dir: &Path,
+    memory_budget: Option<u64>,
+    direct_io: bool,
+    toml: Option<&str>,
+) -> ChildServer {
     let _ = std::fs::remove_file(dir.join("ready"));
     let mut command = Command::new(std::env::current_exe().unwrap());
+    if let Some(toml) = toml {
+        command.env(CONFIG_ENV, toml);
+    }
     if let Some(b) = memory_budget {
         command.env(BUDGET_ENV, b.to_string());
     }

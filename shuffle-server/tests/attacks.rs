@@ -236,12 +236,12 @@ async fn wide_open_pushes(child: &ChildServer, creds: &sluice_client::AppCredent
 /// per-(partition, column) buffers), committed with every row.
 async fn wide_batch(client: &Client, creds: &sluice_client::AppCredentials) -> Duration {
     let columns = 10_000;
-    let rows = 375;
+    let rows: i32 = 375;
     let fields: Vec<Field> = (0..columns)
         .map(|i| Field::new(format!("c{i}"), DataType::Int32, false))
         .collect();
     let schema = Arc::new(Schema::new(fields));
-    let column: ArrayRef = Arc::new(Int32Array::from_iter_values(0..rows as i32));
+    let column: ArrayRef = Arc::new(Int32Array::from_iter_values(0..rows));
     let arrays = vec![column; columns];
     let batch = RecordBatch::try_new(schema.clone(), arrays).unwrap();
     let started = Instant::now();

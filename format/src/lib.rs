@@ -8,6 +8,10 @@
 //!
 //! Nothing here trusts a length field: every length is checked against [`DecodeLimits`]
 //! and against the bytes actually present before anything is allocated.
+//!
+//! It owns the block header, the codecs, crc32c and the Arrow IPC encoding and its
+//! structural checks of untrusted input. It must not do I/O or know where blocks are
+//! stored (that is `sluice-spill`'s) or who sent them.
 #![forbid(unsafe_code)]
 
 mod block;

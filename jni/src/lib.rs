@@ -5,6 +5,11 @@
 //! - `native.rs`: sessions, map writers and fetches, free of JNI types;
 //! - `handles.rs`: the table Java's `long` handles index;
 //! - `bridge.rs`: the exports, and the one place errors and panics become exceptions.
+//!
+//! It owns the boundary with the JVM only: what a Spark task needs from
+//! `sluice-client`, in the record layouts Java sends. It must not implement protocol or
+//! storage logic of its own, and no error or panic may cross into Java other than as a
+//! `SluiceException`.
 
 mod bridge;
 pub mod error;

@@ -8,6 +8,10 @@
 //!
 //! Decoding is total: any byte sequence yields a message or a [`ProtoError`], never a
 //! panic, and no allocation is sized by an unchecked length field.
+//!
+//! It owns the messages, their codecs, the limits and the stream state machines. It
+//! must not do I/O, depend on tokio, quinn or any storage, or use `unsafe`: the QUIC
+//! side is `sluice-transport`'s, and what a request means is the server's.
 #![forbid(unsafe_code)]
 
 pub mod descriptor;

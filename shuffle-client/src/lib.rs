@@ -6,6 +6,10 @@
 //! API for threads without a runtime. Blocks are decompressed and their checksums
 //! verified here, on the reader, never on the server.
 //!
+//! It owns the client's side of each request and its checks of what the server sends.
+//! It must not hold server logic: the QUIC side is `sluice-transport`'s, and nothing of
+//! the server depends on this crate.
+//!
 //! ```no_run
 //! # async fn demo(addr: std::net::SocketAddr, cert_pem: String, token: Vec<u8>,
 //! #               batch: arrow_array::RecordBatch) -> Result<(), sluice_client::ClientError> {

@@ -3,6 +3,13 @@
 //! A QUIC endpoint (quinn, TLS 1.3) that accepts Arrow batches on push streams, splits
 //! them by partition on a worker pool, compresses them into blocks and appends them to
 //! per-partition files; and serves committed blocks on fetch streams. See ARCHITECTURE.md.
+//!
+//! It owns the meaning of requests: applications and their secrets, shuffles and which
+//! map attempts are committed (`commits`, a pure state machine), memory accounting and
+//! the limits on what a client can make it hold, deletes, the admin endpoint and the
+//! configuration. It must not parse frames or blocks itself (`sluice-proto`,
+//! `sluice-format`), touch data files except through `sluice-spill`, or run CPU work on
+//! the async runtime (the worker pool does), and it does not depend on the client.
 
 mod activity;
 mod admin;

@@ -264,7 +264,10 @@ async fn wide_batch(client: &Client, creds: &sluice_client::AppCredentials) -> D
     let ack = push.commit().await.unwrap();
     assert_eq!(ack.partition_rows.iter().sum::<u64>(), rows as u64);
     let stored: u64 = ack.partition_bytes.iter().sum();
-    eprintln!("the wide batch: {} MB stored for 15 MB pushed", stored / 1_000_000);
+    eprintln!(
+        "the wide batch: {} MB stored for 15 MB pushed",
+        stored / 1_000_000
+    );
     started.elapsed()
 }
 

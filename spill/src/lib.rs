@@ -1,6 +1,12 @@
 //! Sluice spill storage: one append-only data file per (shuffle, partition), an
 //! in-memory index of the blocks in each file, a per-shuffle commit log, recovery by
 //! scanning, disk quotas, and two I/O backends (io_uring and plain syscalls).
+//!
+//! It owns the on-disk format (records around blocks, commit records) and everything
+//! that touches the data files: callers hand it a block to encode into the record
+//! buffer it provides, and an epoch. It must not decode blocks' contents or know about
+//! applications, connections or the protocol; which commits are served is the
+//! server's decision.
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -5,6 +5,10 @@
 //! [`PartitionBuffers`] gathers them, column by column, into per-partition buffers that
 //! are drained into blocks. From [`SORTED_FROM_PARTITIONS`] partitions the
 //! [`PartitionWriter`] instead keeps whole batches and sorts them together (sorted runs).
+//!
+//! It owns how rows are assigned to partitions (bit-exact with Spark) and cut into
+//! blocks of rows. It must not do I/O, encode or compress blocks, or know about pushes
+//! and memory budgets beyond the limits it is given and the bytes it reports.
 // Audited uses of `unsafe`, each measured to pay: `build_bytes` (gathered string arrays
 // without UTF-8 re-validation, called where a buffer drain and a sorted run build them; batches of another schema
 // are refused first), the prefetch hints in `prefetch` (which touch no memory), and the

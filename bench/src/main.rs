@@ -4,6 +4,10 @@
 //! `spark` times a pyspark job under sort shuffle and under Sluice. `--json PATH` writes
 //! every result, and a chart of them next to it (`PATH` with `.svg`). BENCHMARKS.md has
 //! the current numbers.
+//!
+//! It owns measurement only: it drives the shipped crates as a user would (an embedded
+//! server, the client) and must not reach into their internals or be a dependency of
+//! anything shipped; a figure it prints names the command that produced it.
 
 mod chart;
 mod codec;

@@ -90,6 +90,8 @@ pub fn median(times: &[f64]) -> f64 {
 pub struct Usage {
     pub cpu_secs: f64,
     pub peak_rss_bytes: u64,
+    /// Minor page faults: fresh memory the kernel mapped (and zeroed) for the process.
+    pub page_faults: u64,
 }
 
 pub fn usage() -> Usage {
@@ -105,6 +107,7 @@ pub fn usage() -> Usage {
         cpu_secs: secs(ru.ru_utime) + secs(ru.ru_stime),
         // Linux reports kilobytes.
         peak_rss_bytes: ru.ru_maxrss as u64 * 1024,
+        page_faults: ru.ru_minflt as u64,
     }
 }
 

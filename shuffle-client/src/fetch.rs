@@ -7,6 +7,7 @@ use quinn::RecvStream;
 use sluice_format::{BatchDecoder, BlockHeader, BlockView, DecodeLimits};
 use sluice_proto::session::{FetchSession, FetchStep};
 use sluice_proto::{FetchRequest as WireFetch, Limits, MapFilter, Message};
+use sluice_stages::Stage;
 
 use crate::client::{AppCredentials, Client};
 use crate::error::ClientError;
@@ -106,7 +107,9 @@ impl FetchStream {
                     self.decoder = schema.map(|s| BatchDecoder::new(&s)).transpose()?;
                 }
                 FetchStep::Block { partition, block } => {
-                    let header = BlockView::parse(&block, &self.decode_limits)?.header;
+                    let header = Stage::Checksum
+                        .time(|| BlockView::parse(&block, &self.decode_limits))?
+                        .header;
                     self.rows_seen += header.rows as u64;
                     return Ok(Some(FetchedBlock {
                         partition,
@@ -150,9 +153,9 @@ impl FetchStream {
             .as_ref()
             .ok_or_else(|| ClientError::Stream("block arrived without a schema".into()))?;
         // next_block verified this block's header, lengths and crc.
-        let raw =
-            BlockView::of_parsed(block.header, &block.bytes, &self.decode_limits)?.decompress()?;
-        let batch = decoder.decode(Buffer::from(raw))?;
+        let view = BlockView::of_parsed(block.header, &block.bytes, &self.decode_limits)?;
+        let raw = Stage::Decompress.time(|| view.decompress())?;
+        let batch = Stage::Decode.time(|| decoder.decode(Buffer::from(raw)))?;
         if batch.num_rows() != block.header.rows as usize {
             return Err(ClientError::Format(sluice_format::FormatError::IpcShape(
                 "block row count differs from its header",

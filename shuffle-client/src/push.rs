@@ -6,6 +6,7 @@ use sluice_format::{encode_batch, encode_schema};
 use sluice_proto::{
     Limits, MapAttempt, Message, Partitioning, PushStart, RangeOrder, FRAME_HEADER_LEN,
 };
+use sluice_stages::Stage;
 
 use crate::client::{AppCredentials, Client};
 use crate::error::ClientError;
@@ -106,7 +107,7 @@ impl PushStream {
         while let Some(b) = pending.pop() {
             // Encoded into a fresh buffer that becomes the frame payload without a copy.
             let mut ipc = Vec::with_capacity(self.encoded_hint);
-            encode_batch(&b, &mut ipc)?;
+            Stage::ClientEncode.time(|| encode_batch(&b, &mut ipc))?;
             self.encoded_hint = ipc.len();
             if ipc.len() + FRAME_HEADER_LEN > self.limits.max_frame_len as usize {
                 let rows = b.num_rows();

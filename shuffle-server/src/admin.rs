@@ -113,6 +113,10 @@ fn refresh_gauges(ctx: &Ctx) {
     metrics::gauge!(m::APPS).set(apps.len() as f64);
     metrics::gauge!(m::SHUFFLES).set(shuffles as f64);
     metrics::gauge!(m::DRAINING).set(if ctx.activity.draining() { 1.0 } else { 0.0 });
+    let stages = sluice_stages::snapshot();
+    for (stage, secs) in sluice_stages::Stage::ALL.iter().zip(stages) {
+        metrics::gauge!(m::STAGE_CPU, "stage" => stage.name()).set(secs);
+    }
     metrics::gauge!(m::INFO, "version" => env!("CARGO_PKG_VERSION"), "backend" => ctx.backend.name())
         .set(1.0);
 }

@@ -161,7 +161,8 @@ async fn send_blocks(
 ) -> Result<(), RequestError> {
     let store = shuffle.clone();
     let rows: u64 = entries.iter().map(|e| e.rows as u64).sum();
-    let blocks = tokio::task::spawn_blocking(move || store.store.read(partition, &entries))
+    let read = move || sluice_stages::Stage::Read.time(|| store.store.read(partition, &entries));
+    let blocks = tokio::task::spawn_blocking(read)
         .await
         .map_err(|e| RequestError::Internal(format!("read task: {e}")))??;
     for block in blocks {

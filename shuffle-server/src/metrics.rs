@@ -40,6 +40,7 @@ pub const APPS: &str = "sluice_apps";
 pub const SHUFFLES: &str = "sluice_shuffles";
 pub const DRAINING: &str = "sluice_draining";
 pub const INFO: &str = "sluice_info";
+pub const STAGE_CPU: &str = "sluice_stage_cpu_seconds";
 
 /// Counters without labels (they start at 0, so rates exist from the first scrape).
 const PLAIN_COUNTERS: [&str; 13] = [
@@ -59,7 +60,7 @@ const PLAIN_COUNTERS: [&str; 13] = [
 ];
 
 /// The other metrics: labelled counters, histograms and gauges.
-const OTHERS: [&str; 15] = [
+const OTHERS: [&str; 16] = [
     ERRORS,
     COMMIT_SECONDS,
     FETCH_SECONDS,
@@ -75,6 +76,7 @@ const OTHERS: [&str; 15] = [
     SHUFFLES,
     DRAINING,
     INFO,
+    STAGE_CPU,
 ];
 
 /// Every metric name, for the documentation test.
@@ -209,6 +211,11 @@ fn describe() {
         DRAINING,
         Count,
         "1 while the server drains before exiting, else 0."
+    );
+    describe_gauge!(
+        STAGE_CPU,
+        Seconds,
+        "CPU seconds of the process's threads in each stage of the data path since start; label: stage."
     );
     describe_gauge!(
         INFO,

@@ -15,6 +15,7 @@ use sluice_spill::{CommitRecord, MemoryBudget, WriteGroup};
 use sluice_splitter::{
     PartitionSpec, PartitionWriter, Partitioner, RangeKey, SplitError, WriterLimits,
 };
+use sluice_stages::Stage;
 
 use crate::allowance::{ConnectionAllowance, StateCharge};
 use crate::ctx::Ctx;
@@ -124,15 +125,14 @@ impl PushWriter {
     /// Decodes, splits and buffers one pushed batch, storing blocks that are ready.
     fn add(&mut self, ipc: Bytes) -> Result<(), RequestError> {
         let ipc_len = ipc.len() as u64;
-        let batch = self
-            .decoder
-            .decode(Buffer::from(ipc))
+        let batch = Stage::ServerDecode
+            .time(|| self.decoder.decode(Buffer::from(ipc)))
             .map_err(|e| RequestError::InvalidData(e.to_string()))?;
         metrics::counter!(m::PUSH_BYTES).increment(ipc_len);
         metrics::counter!(m::PUSH_BATCHES).increment(1);
         metrics::counter!(m::PUSH_ROWS).increment(batch.num_rows() as u64);
         let sink = &mut self.sink;
-        self.writer.write(batch, |p, block| sink.store(p, block))?;
+        Stage::Split.time(|| self.writer.write(batch, |p, block| sink.store(p, block)))?;
         self.account();
         if self.memory.above_high() {
             // Server-wide pressure: write out this push's largest buffers, keeping half.
@@ -145,8 +145,10 @@ impl PushWriter {
     /// Writes out buffered rows until at most `target` bytes stay allocated.
     fn shrink_to(&mut self, target: usize) -> Result<(), RequestError> {
         let sink = &mut self.sink;
-        self.writer
-            .shrink_to(target, |p, block| sink.store(p, block))?;
+        Stage::Split.time(|| {
+            self.writer
+                .shrink_to(target, |p, block| sink.store(p, block))
+        })?;
         self.account();
         Ok(())
     }
@@ -161,7 +163,7 @@ impl PushWriter {
     /// Stores every remaining row and waits until all of the push's blocks are written.
     fn finish(mut self) -> Result<Finished, RequestError> {
         let sink = &mut self.sink;
-        self.writer.finish(|p, block| sink.store(p, block))?;
+        Stage::Split.time(|| self.writer.finish(|p, block| sink.store(p, block)))?;
         let (blocks, touched) = sink.writes.wait()?;
         let record = CommitRecord {
             map_id: sink.map.map_id,
@@ -195,16 +197,18 @@ impl BlockSink {
         };
         *seq += 1;
         self.ipc_scratch.clear();
-        encode_batch(&batch, &mut self.ipc_scratch)
+        Stage::BlockEncode
+            .time(|| encode_batch(&batch, &mut self.ipc_scratch))
             .map_err(|e| RequestError::Internal(format!("encoding a block: {e}")))?;
         let (raw, codec) = (&self.ipc_scratch, &self.codec);
         let hint = raw.len() / 2 + 64;
-        let block_len =
+        let block_len = Stage::Append.time(|| {
             self.shuffle
                 .store
                 .append(partition, self.epoch, hint, &self.writes, |out| {
-                    encode_block(meta, raw, codec, out)
-                })?;
+                    Stage::Compress.time(|| encode_block(meta, raw, codec, out))
+                })
+        })?;
         metrics::counter!(m::BLOCKS_WRITTEN).increment(1);
         metrics::counter!(m::SPILL_BYTES).increment(block_len as u64);
         self.stored_bytes[partition as usize] += block_len as u64;

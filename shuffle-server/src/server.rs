@@ -51,6 +51,8 @@ impl Server {
     /// Binds the endpoint and starts serving on the current tokio runtime.
     pub async fn start(config: ServerConfig) -> Result<ServerHandle, StartError> {
         config.validate().map_err(StartError::Invalid)?;
+        // CPU per stage of the data path, for `sluice_stage_cpu_seconds_total`.
+        sluice_stages::enable();
         let codec = config.codec().map_err(StartError::Invalid)?;
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::Io {
             what: "creating data directory",

@@ -15,6 +15,9 @@ use sluice_server::{Server, ServerConfig};
 use sluice_splitter::{PartitionSpec, Partitioner};
 use sluice_testkit::{lineitem_batch, lineitem_schema};
 
+mod parts;
+mod stages;
+
 use crate::data::{buffer_bytes, row_hashes, Digest};
 use crate::report::{median, Record};
 use crate::{Args, Codec};
@@ -88,6 +91,10 @@ struct Shuffle {
     fetch_secs: f64,
     push_cpu_secs: f64,
     fetch_cpu_secs: f64,
+    push_faults: u64,
+    fetch_faults: u64,
+    /// Process CPU by stage at the push's start, its end and the fetch's end.
+    stages: [stages::Sample; 3],
     stored_bytes: u64,
     peak_rss_bytes: u64,
     ok: bool,
@@ -111,7 +118,12 @@ pub async fn run(args: &Args) -> Result<(bool, Vec<Record>), crate::BenchError> 
     for _ in 0..args.runs.max(1) {
         shuffles.push(shuffle_once(args, &maps, &expected, rows).await?);
     }
-    Ok(report(args, &shuffles, input_bytes, rows))
+    let (ok, mut records) = report(args, &shuffles, input_bytes, rows);
+    let inputs: Vec<&[RecordBatch]> = maps.iter().map(|m| m.batches.as_slice()).collect();
+    let gb = input_bytes as f64 / 1e9;
+    let parts = parts::measure(&inputs, args.partitions, gb).await?;
+    records.extend(report_breakdown(&shuffles, gb, &parts));
+    Ok((ok, records))
 }
 
 async fn shuffle_once(
@@ -146,6 +158,7 @@ async fn shuffle_once(
 
     // Push: every map concurrently, each on its own connection.
     let before = crate::report::usage();
+    let stages_before = stages::sample();
     let t_push = Instant::now();
     let mut pushes = Vec::new();
     let bar = crate::report::progress((args.maps * args.batches_per_map) as u64, "push batches");
@@ -184,8 +197,11 @@ async fn shuffle_once(
     let push_secs = t_push.elapsed().as_secs_f64();
     bar.finish_and_clear();
     let after_push = crate::report::usage();
+    let stages_push = stages::sample();
 
-    // Fetch: reducers over contiguous partition ranges, decoding as a reducer would.
+    // Fetch: reducers over contiguous partition ranges, decoding as a reducer would and
+    // dropping each batch once it is checked (a reducer streams its input). The check's
+    // own CPU is measured on its thread and taken out of the fetch's.
     let t_fetch = Instant::now();
     let mut fetches = Vec::new();
     let n = args.partitions;
@@ -199,34 +215,37 @@ async fn shuffle_once(
             let mut stream = client
                 .fetch(FetchRequest::partitions(app, 0, range))
                 .await?;
-            let mut out = Vec::new();
-            while let Some(item) = stream.next_batch().await? {
-                bar.inc(item.1.num_rows() as u64);
-                out.push(item);
+            let mut digests = vec![Digest::default(); n as usize];
+            let (mut hashes, mut check_secs) = (Vec::new(), 0.0);
+            while let Some((partition, batch)) = stream.next_batch().await? {
+                let start = sluice_stages::thread_cpu_secs();
+                bar.inc(batch.num_rows() as u64);
+                row_hashes(&batch, &mut hashes);
+                digests[partition as usize].add(&hashes);
+                check_secs += sluice_stages::thread_cpu_secs() - start;
             }
             client.close().await;
-            Ok::<_, sluice_client::ClientError>(out)
+            Ok::<_, sluice_client::ClientError>((digests, check_secs))
         }));
     }
-    let mut fetched = Vec::new();
+    let mut actual = vec![Digest::default(); n as usize];
+    let mut check_secs = 0.0;
     for f in fetches {
-        fetched.extend(f.await??);
+        let (digests, secs) = f.await??;
+        for (a, d) in actual.iter_mut().zip(&digests) {
+            a.merge(d);
+        }
+        check_secs += secs;
     }
     let fetch_secs = t_fetch.elapsed().as_secs_f64();
     bar.finish_and_clear();
     let after_fetch = crate::report::usage();
+    let stages_fetch = stages::sample().less(check_secs);
     server.shutdown().await;
     if args.data_dir.is_some() {
         std::fs::remove_dir_all(&data_dir)?;
     }
 
-    // Verify outside the timed sections.
-    let mut actual = vec![Digest::default(); n as usize];
-    let mut hashes = Vec::new();
-    for (p, batch) in &fetched {
-        row_hashes(batch, &mut hashes);
-        actual[*p as usize].add(&hashes);
-    }
     let mismatched: Vec<u32> = (0..n)
         .filter(|&p| actual[p as usize] != expected[p as usize])
         .collect();
@@ -245,7 +264,10 @@ async fn shuffle_once(
         push_secs,
         fetch_secs,
         push_cpu_secs: after_push.cpu_secs - before.cpu_secs,
-        fetch_cpu_secs: after_fetch.cpu_secs - after_push.cpu_secs,
+        fetch_cpu_secs: after_fetch.cpu_secs - after_push.cpu_secs - check_secs,
+        push_faults: after_push.page_faults - before.page_faults,
+        fetch_faults: after_fetch.page_faults - after_push.page_faults,
+        stages: [stages_before, stages_push, stages_fetch],
         stored_bytes,
         peak_rss_bytes: after_fetch.peak_rss_bytes,
         ok: mismatched.is_empty() && acked_rows == rows,
@@ -290,6 +312,12 @@ fn report(args: &Args, runs: &[Shuffle], input_bytes: u64, rows: u64) -> (bool, 
     line("  push", format!("{push_cpu:.2} s"));
     line("  fetch", format!("{fetch_cpu:.2} s"));
     line("peak RSS", format!("{peak_rss_mib:.0} MiB"));
+    let push_faults = med(&|r| r.push_faults as f64 / gb);
+    let fetch_faults = med(&|r| r.fetch_faults as f64 / gb);
+    line(
+        "page faults per GB",
+        format!("{push_faults:.0} / {fetch_faults:.0}"),
+    );
     line("verified", if ok { "OK".into() } else { "MISMATCH".into() });
     let case = format!(
         "{} maps, P={n}, {reducers} reducers, {:?}",
@@ -305,7 +333,90 @@ fn report(args: &Args, runs: &[Shuffle], input_bytes: u64, rows: u64) -> (bool, 
         record("fetch_cpu_per_gb", fetch_cpu, "s/GB"),
         // Includes the generated input, which the benchmark holds in memory.
         record("peak_rss", peak_rss_mib, "MiB"),
+        record("push_page_faults_per_gb", push_faults, "1/GB"),
+        record("fetch_page_faults_per_gb", fetch_faults, "1/GB"),
         record("input", input_bytes as f64 / 1e6, "MB"),
     ];
     (ok, records)
+}
+
+/// Prints where the CPU of the push and of the fetch went (the median run of each by
+/// total CPU), the parts alone, and each side's ratio to the sum of its parts.
+fn report_breakdown(runs: &[Shuffle], gb: f64, parts: &parts::Parts) -> Vec<Record> {
+    let median_run = |key: &dyn Fn(&Shuffle) -> f64| {
+        let mut sorted: Vec<&Shuffle> = runs.iter().collect();
+        sorted.sort_by(|a, b| key(a).total_cmp(&key(b)));
+        sorted[sorted.len() / 2]
+    };
+    let push_run = median_run(&|r| r.push_cpu_secs);
+    let fetch_run = median_run(&|r| r.fetch_cpu_secs);
+    let push = stages::push(&push_run.stages[0], &push_run.stages[1], gb);
+    let fetch = stages::fetch(&fetch_run.stages[1], &fetch_run.stages[2], gb);
+    let push_total = push.last().map_or(0.0, |r| r.1);
+    let fetch_total = fetch.last().map_or(0.0, |r| r.1);
+    println!();
+    println!("CPU s per GB of input, by stage (median run)");
+    for (side, rows) in [("push", &push), ("fetch", &fetch)] {
+        println!("  {side}");
+        for (name, secs) in rows {
+            println!("    {name:<36} {secs:>6.2}");
+        }
+    }
+    println!("parts alone, same input (CPU s per GB)");
+    println!(
+        "  push: split {:.2} + lz4 {:.2} + raw quinn {:.2} = {:.2}; e2e / parts = {:.2}",
+        parts.split,
+        parts.compress,
+        parts.push_transport,
+        parts.push(),
+        push_total / parts.push()
+    );
+    println!(
+        "  fetch: lz4 {:.2} + crc32c {:.2} + raw quinn {:.2} = {:.2}; e2e / parts = {:.2}",
+        parts.decompress,
+        parts.checksum,
+        parts.fetch_transport,
+        parts.fetch(),
+        fetch_total / parts.fetch()
+    );
+    let mut records = Vec::new();
+    let stage = |side: &'static str, name: &str, secs: f64| {
+        Record::new(
+            "e2e_stages",
+            format!("{side}: {name}"),
+            "cpu_per_gb",
+            secs,
+            "s/GB",
+        )
+    };
+    for (name, secs) in &push {
+        records.push(stage("push", name, *secs));
+    }
+    for (name, secs) in &fetch {
+        records.push(stage("fetch", name, *secs));
+    }
+    let part = |case: &str, value: f64| Record::new("e2e_parts", case, "cpu_per_gb", value, "s/GB");
+    records.extend([
+        part("split", parts.split),
+        part("lz4 compress", parts.compress),
+        part("raw quinn, push", parts.push_transport),
+        part("lz4 decompress", parts.decompress),
+        part("crc32c", parts.checksum),
+        part("raw quinn, fetch", parts.fetch_transport),
+        Record::new(
+            "e2e_parts",
+            "push",
+            "e2e_over_parts",
+            push_total / parts.push(),
+            "x",
+        ),
+        Record::new(
+            "e2e_parts",
+            "fetch",
+            "e2e_over_parts",
+            fetch_total / parts.fetch(),
+            "x",
+        ),
+    ]);
+    records
 }

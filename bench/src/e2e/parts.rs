@@ -1,0 +1,135 @@
+//! The parts of the push and the fetch alone, on the same input in the same run: what
+//! the shuffle could cost if it paid only for them. Push: the split as the server runs
+//! it, lz4 compression of the data, and a raw quinn transfer of the input's bytes.
+//! Fetch: lz4 decompression, crc32c of the stored bytes, and a raw quinn transfer of
+//! them. All in CPU seconds per GB of input, so they compare with the e2e figures.
+
+use std::hint::black_box;
+
+use arrow_array::RecordBatch;
+use sluice_format::encode_batch;
+use sluice_splitter::{PartitionSpec, PartitionWriter, Partitioner, SplitError, WriterLimits};
+use sluice_stages::thread_cpu_secs;
+use sluice_testkit::lineitem_schema;
+use sluice_transport::TransportTuning;
+
+use crate::net::raw::{quinn_transfer, Direction};
+use crate::report::usage;
+
+/// CPU seconds per GB of input of each part.
+#[derive(Debug, Clone, Copy)]
+pub struct Parts {
+    pub split: f64,
+    pub compress: f64,
+    pub push_transport: f64,
+    pub decompress: f64,
+    pub checksum: f64,
+    pub fetch_transport: f64,
+}
+
+impl Parts {
+    pub fn push(&self) -> f64 {
+        self.split + self.compress + self.push_transport
+    }
+
+    pub fn fetch(&self) -> f64 {
+        self.decompress + self.checksum + self.fetch_transport
+    }
+}
+
+/// Measures every part on `maps` (each map's batches, split as one push is).
+pub async fn measure(
+    maps: &[&[RecordBatch]],
+    partitions: u32,
+    input_gb: f64,
+) -> Result<Parts, crate::BenchError> {
+    let split = split_secs(maps, partitions) / input_gb;
+    let (compress, decompress, checksum, stored) = codec_secs(maps);
+    let push_transport = quinn_secs((input_gb * 1e9) as u64, Direction::Push).await? / input_gb;
+    let fetch_transport = quinn_secs(stored, Direction::Fetch).await? / input_gb;
+    Ok(Parts {
+        split,
+        compress: compress / input_gb,
+        push_transport,
+        decompress: decompress / input_gb,
+        checksum: checksum / input_gb,
+        fetch_transport,
+    })
+}
+
+/// The server's split of every map, one writer per map, blocks dropped.
+fn split_secs(maps: &[&[RecordBatch]], partitions: u32) -> f64 {
+    let schema = lineitem_schema();
+    let limits = WriterLimits {
+        block_size: 1 << 20,
+        memory_limit: 32 << 20,
+    };
+    let start = thread_cpu_secs();
+    for batches in maps {
+        let spec = PartitionSpec::Hash { columns: vec![0] };
+        let partitioner = Partitioner::new(spec, partitions, &schema).expect("valid spec");
+        let mut writer = PartitionWriter::new(partitioner, schema.clone(), limits);
+        let mut emit = |_: u32, block: RecordBatch| -> Result<(), SplitError> {
+            black_box(block);
+            Ok(())
+        };
+        for batch in *batches {
+            writer.write(batch.clone(), &mut emit).expect("split");
+        }
+        writer.finish(&mut emit).expect("split");
+    }
+    thread_cpu_secs() - start
+}
+
+/// lz4 compression and decompression of every batch's Arrow IPC encoding, and crc32c
+/// of the compressed bytes, with reused buffers; returns their CPU seconds and the
+/// compressed bytes.
+fn codec_secs(maps: &[&[RecordBatch]]) -> (f64, f64, f64, u64) {
+    let raw: Vec<Vec<u8>> = maps
+        .iter()
+        .flat_map(|m| m.iter())
+        .map(|b| {
+            let mut ipc = Vec::new();
+            encode_batch(b, &mut ipc).expect("encode");
+            ipc
+        })
+        .collect();
+    let max = raw.iter().map(Vec::len).max().unwrap_or(0);
+    let mut out = vec![0u8; lz4_flex::block::get_maximum_output_size(max)];
+    let mut stored = Vec::with_capacity(raw.len());
+    let start = thread_cpu_secs();
+    for r in &raw {
+        let n = lz4_flex::block::compress_into(r, &mut out).expect("lz4");
+        stored.push(out[..n].to_vec());
+    }
+    let compress = thread_cpu_secs() - start;
+    let mut back = vec![0u8; max];
+    let start = thread_cpu_secs();
+    for (s, r) in stored.iter().zip(&raw) {
+        lz4_flex::block::decompress_into(s, &mut back[..r.len()]).expect("lz4");
+        black_box(&back);
+    }
+    let decompress = thread_cpu_secs() - start;
+    let start = thread_cpu_secs();
+    for s in &stored {
+        black_box(crc32c::crc32c(s));
+    }
+    let checksum = thread_cpu_secs() - start;
+    let bytes = stored.iter().map(|s| s.len() as u64).sum();
+    (compress, decompress, checksum, bytes)
+}
+
+/// Process CPU seconds of moving `bytes` through raw quinn with Sluice's tuning.
+async fn quinn_secs(bytes: u64, direction: Direction) -> Result<f64, crate::BenchError> {
+    let before = usage().cpu_secs;
+    quinn_transfer(
+        &TransportTuning::SERVER,
+        &TransportTuning::CLIENT,
+        bytes,
+        1,
+        direction,
+    )
+    .await
+    .map_err(|e| format!("raw quinn transfer: {e}"))?;
+    Ok(usage().cpu_secs - before)
+}

@@ -137,6 +137,8 @@ pub(crate) struct Args {
 }
 
 fn main() -> ExitCode {
+    // The server's allocator settings, as it ships: the benchmark embeds it.
+    sluice_server::allocator::tune();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")

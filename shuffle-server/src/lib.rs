@@ -12,6 +12,7 @@
 //! the async runtime (the worker pool does), and it does not depend on the client.
 
 mod activity;
+pub mod allocator;
 mod admin;
 pub mod admin_client;
 mod allowance;

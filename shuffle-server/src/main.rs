@@ -13,7 +13,8 @@ use sluice_server::status::Status;
 use sluice_server::{Server, ServerConfig};
 
 // mimalloc keeps freed block buffers for reuse instead of returning them to the kernel
-// (glibc's mmap threshold churn shows up as page faults on the split path).
+// (glibc's mmap threshold churn shows up as page faults on the split path), with the
+// settings of `sluice_server::allocator`.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -66,6 +67,7 @@ fn command(keys: &[Key]) -> Command {
 }
 
 fn main() -> ExitCode {
+    sluice_server::allocator::tune();
     let keys = layers::documented_keys();
     let matches = command(&keys).get_matches();
     let config = match load_config(&keys, &matches) {

@@ -53,6 +53,16 @@ impl CodecConfig {
         Ok(Self { codec, zstd_level })
     }
 
+    /// The most bytes [`compress_into`](Self::compress_into) appends for `raw_len` bytes:
+    /// a buffer with this much room never grows (nor moves) while a block is encoded.
+    pub fn max_compressed_len(&self, raw_len: usize) -> usize {
+        match self.codec {
+            Codec::None => raw_len,
+            Codec::Lz4 => lz4_flex::block::get_maximum_output_size(raw_len),
+            Codec::Zstd => zstd::zstd_safe::compress_bound(raw_len),
+        }
+    }
+
     /// Appends the compressed form of `raw` to `out` and returns the codec actually used:
     /// when compression does not shrink the body, it is stored as is (`Codec::None`).
     pub fn compress_into(&self, raw: &[u8], out: &mut Vec<u8>) -> Result<Codec, FormatError> {

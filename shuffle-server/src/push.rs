@@ -201,7 +201,9 @@ impl BlockSink {
             .time(|| encode_batch(&batch, &mut self.ipc_scratch))
             .map_err(|e| RequestError::Internal(format!("encoding a block: {e}")))?;
         let (raw, codec) = (&self.ipc_scratch, &self.codec);
-        let hint = raw.len() / 2 + 64;
+        // Room for the worst case: the record's buffer never grows (a copy) while the
+        // block is compressed into it.
+        let hint = sluice_format::HEADER_LEN + codec.max_compressed_len(raw.len());
         let block_len = Stage::Append.time(|| {
             self.shuffle
                 .store

@@ -206,6 +206,7 @@ impl Session {
             num_partitions,
             partitioning: Partitioning::PartitionIdColumn { column: PID_COLUMN },
             schema: schema(),
+            replicas: Vec::new(),
         };
         let s = self.server(server)?;
         s.draining

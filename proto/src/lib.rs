@@ -25,14 +25,14 @@ pub use descriptor::ShuffleDescriptor;
 pub use frame::{encode_frame, FrameHeader, FRAME_HEADER_LEN};
 pub use ids::{AppId, IdError};
 pub use message::{
-    ErrorCode, FetchRequest, MapAttempt, MapFilter, Message, MessageKind, Partitioning, PushStart,
-    RangeOrder,
+    ErrorCode, FetchRequest, MapAttempt, MapFilter, MapSum, Message, MessageKind, PartitionSum,
+    Partitioning, PushStart, RangeOrder,
 };
 
 /// ALPN protocol id negotiated by TLS.
 pub const ALPN: &[u8] = b"sluice/1";
 /// Protocol version sent in `Hello`.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Bounds applied to every frame received.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -24,10 +24,14 @@ pub enum MessageKind {
     PushBatch = 21,
     PushEnd = 22,
     PushCommitted = 23,
+    ReplicaStart = 24,
+    ReplicaBlock = 25,
+    ReplicaEnd = 26,
     FetchRequest = 30,
     FetchSchema = 31,
     FetchBlock = 32,
     FetchEnd = 33,
+    FetchSums = 34,
     DeleteShuffle = 40,
     DeleteApp = 41,
 }
@@ -45,10 +49,14 @@ impl MessageKind {
             21 => PushBatch,
             22 => PushEnd,
             23 => PushCommitted,
+            24 => ReplicaStart,
+            25 => ReplicaBlock,
+            26 => ReplicaEnd,
             30 => FetchRequest,
             31 => FetchSchema,
             32 => FetchBlock,
             33 => FetchEnd,
+            34 => FetchSums,
             40 => DeleteShuffle,
             41 => DeleteApp,
             other => return Err(ProtoError::UnknownType(other)),
@@ -229,6 +237,11 @@ pub enum MapFilter {
     MapIndexRange { start: u32, end: u32 },
 }
 
+/// Most replica candidates a push may name.
+pub const MAX_REPLICAS: usize = 8;
+/// Longest replica address (`host:port`).
+pub const MAX_ADDRESS_LEN: usize = 256;
+
 /// The opening of a push stream: which map attempt goes to which shuffle, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushStart {
@@ -240,6 +253,27 @@ pub struct PushStart {
     pub partitioning: Partitioning,
     /// Arrow IPC schema message; sent once per push stream.
     pub schema: Bytes,
+    /// Servers (`host:port`) that may hold a second copy, in order of preference: the
+    /// server forwards the stored blocks to the first that takes them before it commits.
+    /// Empty: one copy. (Empty in a `ReplicaStart`.)
+    pub replicas: Vec<String>,
+}
+
+/// What the writer itself counted of one partition of a map: its rows, and a checksum
+/// of them whose definition the writer and the reader share (the server only keeps it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PartitionSum {
+    pub partition: u32,
+    pub rows: u64,
+    pub checksum: u64,
+}
+
+/// A map's [`PartitionSum`] for the partition a `FetchSums` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MapSum {
+    pub map_id: u64,
+    pub rows: u64,
+    pub checksum: u64,
 }
 
 /// A fetch: partitions `[start_partition, end_partition)` of the maps `maps` selects.
@@ -279,11 +313,30 @@ pub enum Message {
     PushBatch {
         ipc: Bytes,
     },
-    PushEnd,
-    /// Commit acknowledgement: per-partition stored bytes and rows of this map attempt.
+    /// The end of a push, with what the writer counted of each partition it wrote (may
+    /// be empty: then nothing is checked end to end).
+    PushEnd {
+        sums: Vec<PartitionSum>,
+    },
+    /// Commit acknowledgement: per-partition stored bytes and rows of this map attempt,
+    /// and the server that holds its second copy, if any.
     PushCommitted {
         partition_bytes: Vec<u64>,
         partition_rows: Vec<u64>,
+        replica: Option<String>,
+    },
+    /// A server opens a second copy of a map on another server: the shape of the push
+    /// it took (its `replicas` empty), then `ReplicaBlock`s, then `ReplicaEnd`; the
+    /// reply is `PushCommitted`.
+    ReplicaStart(PushStart),
+    /// One stored block (as the first server stored it) of `partition`.
+    ReplicaBlock {
+        partition: u32,
+        block: Bytes,
+    },
+    /// The end of a second copy, with the writer's sums.
+    ReplicaEnd {
+        sums: Vec<PartitionSum>,
     },
     FetchRequest(FetchRequest),
     /// First frame of a fetch response: the shuffle's schema (absent if nothing was ever
@@ -302,6 +355,12 @@ pub enum Message {
         rows: u64,
         /// Requested map ids (`MapFilter::MapIds`) that are not committed on this server.
         missing_maps: Vec<u64>,
+    },
+    /// After the blocks of `partition`: what each served map's writer counted of it
+    /// (maps whose writer gave sums).
+    FetchSums {
+        partition: u32,
+        sums: Vec<MapSum>,
     },
     DeleteShuffle {
         app: AppId,
@@ -325,12 +384,16 @@ impl Message {
             Self::RegisterApp { .. } => K::RegisterApp,
             Self::PushStart(_) => K::PushStart,
             Self::PushBatch { .. } => K::PushBatch,
-            Self::PushEnd => K::PushEnd,
+            Self::PushEnd { .. } => K::PushEnd,
             Self::PushCommitted { .. } => K::PushCommitted,
+            Self::ReplicaStart(_) => K::ReplicaStart,
+            Self::ReplicaBlock { .. } => K::ReplicaBlock,
+            Self::ReplicaEnd { .. } => K::ReplicaEnd,
             Self::FetchRequest(_) => K::FetchRequest,
             Self::FetchSchema { .. } => K::FetchSchema,
             Self::FetchBlock { .. } => K::FetchBlock,
             Self::FetchEnd { .. } => K::FetchEnd,
+            Self::FetchSums { .. } => K::FetchSums,
             Self::DeleteShuffle { .. } => K::DeleteShuffle,
             Self::DeleteApp { .. } => K::DeleteApp,
         }
@@ -346,8 +409,8 @@ impl Message {
     pub(crate) fn encoded_len_hint(&self) -> usize {
         match self {
             Self::PushBatch { ipc } => ipc.len(),
-            Self::FetchBlock { block, .. } => 4 + block.len(),
-            Self::PushStart(p) => 256 + p.schema.len(),
+            Self::FetchBlock { block, .. } | Self::ReplicaBlock { block, .. } => 4 + block.len(),
+            Self::PushStart(p) | Self::ReplicaStart(p) => 256 + p.schema.len(),
             _ => 64,
         }
     }
@@ -357,7 +420,7 @@ impl Message {
     pub fn trailing_payload(&self) -> Option<&Bytes> {
         match self {
             Self::PushBatch { ipc } => Some(ipc),
-            Self::FetchBlock { block, .. } => Some(block),
+            Self::FetchBlock { block, .. } | Self::ReplicaBlock { block, .. } => Some(block),
             _ => None,
         }
     }
@@ -402,36 +465,29 @@ impl Message {
                 out.put_u16_le(code.to_u16());
                 put_bytes(out, message.as_bytes());
             }
-            Self::Ok | Self::PushEnd => {}
+            Self::Ok => {}
+            Self::PushEnd { sums } | Self::ReplicaEnd { sums } => put_partition_sums(out, sums),
             Self::RegisterApp { app, secret } | Self::DeleteApp { app, secret } => {
                 put_app(out, app, secret);
             }
-            Self::PushStart(PushStart {
-                app,
-                secret,
-                shuffle_id,
-                map,
-                num_partitions,
-                partitioning,
-                schema,
-            }) => {
-                put_app(out, app, secret);
-                out.put_u32_le(*shuffle_id);
-                out.put_u64_le(map.map_id);
-                out.put_u32_le(map.map_index);
-                out.put_u32_le(map.attempt);
-                out.put_u32_le(*num_partitions);
-                put_partitioning(out, partitioning);
-                put_bytes(out, schema);
-            }
+            Self::PushStart(start) | Self::ReplicaStart(start) => put_push_start(out, start),
             Self::PushBatch { .. } => {}
             Self::PushCommitted {
                 partition_bytes,
                 partition_rows,
+                replica,
             } => {
                 put_u64s(out, partition_bytes);
                 put_u64s(out, partition_rows);
+                match replica {
+                    None => out.put_u8(0),
+                    Some(r) => {
+                        out.put_u8(1);
+                        put_bytes(out, r.as_bytes());
+                    }
+                }
             }
+            Self::ReplicaBlock { partition, .. } => out.put_u32_le(*partition),
             Self::FetchRequest(FetchRequest {
                 app,
                 secret,
@@ -464,6 +520,15 @@ impl Message {
                 out.put_u64_le(*bytes);
                 out.put_u64_le(*rows);
                 put_u64s(out, missing_maps);
+            }
+            Self::FetchSums { partition, sums } => {
+                out.put_u32_le(*partition);
+                out.put_u32_le(sums.len() as u32);
+                for s in sums {
+                    out.put_u64_le(s.map_id);
+                    out.put_u64_le(s.rows);
+                    out.put_u64_le(s.checksum);
+                }
             }
             Self::DeleteShuffle {
                 app,
@@ -502,27 +567,27 @@ impl Message {
                 let (app, secret) = app(&mut r)?;
                 Self::DeleteApp { app, secret }
             }
-            MessageKind::PushStart => {
-                let (app, secret) = app(&mut r)?;
-                Self::PushStart(PushStart {
-                    app,
-                    secret,
-                    shuffle_id: r.u32("shuffle id")?,
-                    map: MapAttempt {
-                        map_id: r.u64("map id")?,
-                        map_index: r.u32("map index")?,
-                        attempt: r.u32("attempt")?,
-                    },
-                    num_partitions: r.u32("partition count")?,
-                    partitioning: partitioning(&mut r)?,
-                    schema: r.bytes("schema")?,
-                })
-            }
+            MessageKind::PushStart => Self::PushStart(push_start(&mut r)?),
+            MessageKind::ReplicaStart => Self::ReplicaStart(push_start(&mut r)?),
             MessageKind::PushBatch => Self::PushBatch { ipc: r.rest() },
-            MessageKind::PushEnd => Self::PushEnd,
+            MessageKind::PushEnd => Self::PushEnd {
+                sums: partition_sums(&mut r)?,
+            },
+            MessageKind::ReplicaEnd => Self::ReplicaEnd {
+                sums: partition_sums(&mut r)?,
+            },
+            MessageKind::ReplicaBlock => Self::ReplicaBlock {
+                partition: r.u32("partition")?,
+                block: r.rest(),
+            },
             MessageKind::PushCommitted => Self::PushCommitted {
                 partition_bytes: r.vec("partition bytes", 8, |r| r.u64("partition bytes"))?,
                 partition_rows: r.vec("partition rows", 8, |r| r.u64("partition rows"))?,
+                replica: match r.u8("replica flag")? {
+                    0 => None,
+                    1 => Some(address(&mut r)?),
+                    other => return Err(invalid("replica flag", format!("{other}"))),
+                },
             },
             MessageKind::FetchRequest => {
                 let (app, secret) = app(&mut r)?;
@@ -552,6 +617,16 @@ impl Message {
                 rows: r.u64("row count")?,
                 missing_maps: r.vec("missing maps", 8, |r| r.u64("map id"))?,
             },
+            MessageKind::FetchSums => Self::FetchSums {
+                partition: r.u32("partition")?,
+                sums: r.vec("map sums", 24, |r| {
+                    Ok(MapSum {
+                        map_id: r.u64("map id")?,
+                        rows: r.u64("rows")?,
+                        checksum: r.u64("checksum")?,
+                    })
+                })?,
+            },
             MessageKind::DeleteShuffle => {
                 let (app, secret) = app(&mut r)?;
                 Self::DeleteShuffle {
@@ -568,6 +643,79 @@ impl Message {
 
 fn invalid(field: &'static str, reason: String) -> ProtoError {
     ProtoError::Invalid { field, reason }
+}
+
+fn put_push_start(out: &mut Vec<u8>, start: &PushStart) {
+    put_app(out, &start.app, &start.secret);
+    out.put_u32_le(start.shuffle_id);
+    out.put_u64_le(start.map.map_id);
+    out.put_u32_le(start.map.map_index);
+    out.put_u32_le(start.map.attempt);
+    out.put_u32_le(start.num_partitions);
+    put_partitioning(out, &start.partitioning);
+    put_bytes(out, &start.schema);
+    out.put_u32_le(start.replicas.len() as u32);
+    for r in &start.replicas {
+        put_bytes(out, r.as_bytes());
+    }
+}
+
+fn push_start(r: &mut Reader) -> Result<PushStart, ProtoError> {
+    let (app, secret) = app(r)?;
+    Ok(PushStart {
+        app,
+        secret,
+        shuffle_id: r.u32("shuffle id")?,
+        map: MapAttempt {
+            map_id: r.u64("map id")?,
+            map_index: r.u32("map index")?,
+            attempt: r.u32("attempt")?,
+        },
+        num_partitions: r.u32("partition count")?,
+        partitioning: partitioning(r)?,
+        schema: r.bytes("schema")?,
+        replicas: {
+            let count = r.u32("replica count")? as usize;
+            if count > MAX_REPLICAS {
+                return Err(invalid(
+                    "replica count",
+                    format!("{count} over {MAX_REPLICAS}"),
+                ));
+            }
+            (0..count).map(|_| address(r)).collect::<Result<_, _>>()?
+        },
+    })
+}
+
+/// A server address (`host:port`), bounded in length.
+fn address(r: &mut Reader) -> Result<String, ProtoError> {
+    let a = r.string("server address")?;
+    if a.is_empty() || a.len() > MAX_ADDRESS_LEN {
+        return Err(invalid(
+            "server address",
+            format!("{} bytes, not 1..={MAX_ADDRESS_LEN}", a.len()),
+        ));
+    }
+    Ok(a)
+}
+
+fn put_partition_sums(out: &mut Vec<u8>, sums: &[PartitionSum]) {
+    out.put_u32_le(sums.len() as u32);
+    for s in sums {
+        out.put_u32_le(s.partition);
+        out.put_u64_le(s.rows);
+        out.put_u64_le(s.checksum);
+    }
+}
+
+fn partition_sums(r: &mut Reader) -> Result<Vec<PartitionSum>, ProtoError> {
+    r.vec("partition sums", 20, |r| {
+        Ok(PartitionSum {
+            partition: r.u32("partition")?,
+            rows: r.u64("rows")?,
+            checksum: r.u64("checksum")?,
+        })
+    })
 }
 
 fn put_app(out: &mut Vec<u8>, app: &AppId, secret: &Bytes) {

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use subtle::ConstantTimeEq;
 
-use crate::message::{ErrorCode, Message, MessageKind, PushStart};
+use crate::message::{ErrorCode, MapSum, Message, MessageKind, PartitionSum, PushStart};
 use crate::{ProtoError, PROTOCOL_VERSION};
 
 /// Constant-time equality of two secrets (a length mismatch is not secret).
@@ -39,34 +39,34 @@ pub fn accept_hello(msg: &Message, cluster_token: &[u8]) -> Result<(), (ErrorCod
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PushStep {
     Batch(Bytes),
-    End,
+    /// The end, with the writer's own sums (checked to be in range and distinct).
+    End(Vec<PartitionSum>),
 }
 
 /// Server side of a push stream after its [`PushStart`]: `PushBatch`*, then `PushEnd`.
 #[derive(Debug)]
 pub struct PushSession {
+    num_partitions: u32,
     ended: bool,
 }
 
 impl PushSession {
     /// Checks a push's opening; the session then takes its batches.
     pub fn start(start: &PushStart, max_partitions: u32) -> Result<Self, ProtoError> {
-        let n = start.num_partitions;
-        if n == 0 || n > max_partitions {
-            return Err(ProtoError::Invalid {
-                field: "partition count",
-                reason: format!("{n} not in 1..={max_partitions}"),
-            });
-        }
-        Ok(Self { ended: false })
+        check_partitions(start.num_partitions, max_partitions)?;
+        Ok(Self {
+            num_partitions: start.num_partitions,
+            ended: false,
+        })
     }
 
     pub fn on_message(&mut self, msg: Message) -> Result<PushStep, ProtoError> {
         match (self.ended, msg) {
             (false, Message::PushBatch { ipc }) => Ok(PushStep::Batch(ipc)),
-            (false, Message::PushEnd) => {
+            (false, Message::PushEnd { sums }) => {
+                check_sums(&sums, self.num_partitions)?;
                 self.ended = true;
-                Ok(PushStep::End)
+                Ok(PushStep::End(sums))
             }
             (ended, msg) => Err(ProtoError::Unexpected {
                 got: msg.kind(),
@@ -80,6 +80,88 @@ impl PushSession {
     }
 }
 
+/// What a message on a replica stream asks the server to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplicaStep {
+    Block { partition: u32, block: Bytes },
+    End(Vec<PartitionSum>),
+}
+
+/// Server side of a second copy after its `ReplicaStart`: `ReplicaBlock`*, then
+/// `ReplicaEnd`.
+#[derive(Debug)]
+pub struct ReplicaSession {
+    num_partitions: u32,
+    ended: bool,
+}
+
+impl ReplicaSession {
+    /// Checks a copy's opening: a push's shape, naming no further replicas.
+    pub fn start(start: &PushStart, max_partitions: u32) -> Result<Self, ProtoError> {
+        check_partitions(start.num_partitions, max_partitions)?;
+        if !start.replicas.is_empty() {
+            return Err(ProtoError::Invalid {
+                field: "replicas",
+                reason: "a second copy names no further replicas".into(),
+            });
+        }
+        Ok(Self {
+            num_partitions: start.num_partitions,
+            ended: false,
+        })
+    }
+
+    pub fn on_message(&mut self, msg: Message) -> Result<ReplicaStep, ProtoError> {
+        match (self.ended, msg) {
+            (false, Message::ReplicaBlock { partition, block }) => {
+                if partition >= self.num_partitions {
+                    return Err(ProtoError::Invalid {
+                        field: "block partition",
+                        reason: format!("{partition} of {}", self.num_partitions),
+                    });
+                }
+                Ok(ReplicaStep::Block { partition, block })
+            }
+            (false, Message::ReplicaEnd { sums }) => {
+                check_sums(&sums, self.num_partitions)?;
+                self.ended = true;
+                Ok(ReplicaStep::End(sums))
+            }
+            (ended, msg) => Err(ProtoError::Unexpected {
+                got: msg.kind(),
+                state: if ended {
+                    "copy already ended"
+                } else {
+                    "receiving a copy"
+                },
+            }),
+        }
+    }
+}
+
+fn check_partitions(n: u32, max_partitions: u32) -> Result<(), ProtoError> {
+    if n == 0 || n > max_partitions {
+        return Err(ProtoError::Invalid {
+            field: "partition count",
+            reason: format!("{n} not in 1..={max_partitions}"),
+        });
+    }
+    Ok(())
+}
+
+/// Sums name partitions in range, each once, in ascending order.
+fn check_sums(sums: &[PartitionSum], num_partitions: u32) -> Result<(), ProtoError> {
+    let ascending = sums.windows(2).all(|w| w[0].partition < w[1].partition);
+    let in_range = sums.last().is_none_or(|s| s.partition < num_partitions);
+    if !ascending || !in_range {
+        return Err(ProtoError::Invalid {
+            field: "partition sums",
+            reason: format!("partitions must ascend, each once, below {num_partitions}"),
+        });
+    }
+    Ok(())
+}
+
 /// What a message on a fetch stream delivers to the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FetchStep {
@@ -87,6 +169,11 @@ pub enum FetchStep {
     Block {
         partition: u32,
         block: Bytes,
+    },
+    /// What each map's writer counted of `partition`, after its blocks.
+    Sums {
+        partition: u32,
+        sums: Vec<MapSum>,
     },
     /// The server's totals, already checked against what arrived.
     End {
@@ -119,6 +206,8 @@ pub struct FetchSession {
     end_partition: u32,
     blocks: u64,
     bytes: u64,
+    /// The last partition whose sums arrived: its blocks (and earlier ones') are over.
+    summed_through: Option<u32>,
 }
 
 impl FetchSession {
@@ -129,7 +218,27 @@ impl FetchSession {
             end_partition,
             blocks: 0,
             bytes: 0,
+            summed_through: None,
         }
+    }
+
+    fn check_partition(&self, partition: u32, what: &'static str) -> Result<(), ProtoError> {
+        if !(self.start_partition..self.end_partition).contains(&partition) {
+            return Err(ProtoError::Invalid {
+                field: what,
+                reason: format!(
+                    "{partition} outside requested [{}, {})",
+                    self.start_partition, self.end_partition
+                ),
+            });
+        }
+        if self.summed_through.is_some_and(|p| partition <= p) {
+            return Err(ProtoError::Invalid {
+                field: what,
+                reason: format!("partition {partition} came after its sums"),
+            });
+        }
+        Ok(())
     }
 
     pub fn is_done(&self) -> bool {
@@ -147,18 +256,15 @@ impl FetchSession {
                 Ok(FetchStep::Schema(schema))
             }
             (FetchState::Blocks, Message::FetchBlock { partition, block }) => {
-                if !(self.start_partition..self.end_partition).contains(&partition) {
-                    return Err(ProtoError::Invalid {
-                        field: "block partition",
-                        reason: format!(
-                            "{partition} outside requested [{}, {})",
-                            self.start_partition, self.end_partition
-                        ),
-                    });
-                }
+                self.check_partition(partition, "block partition")?;
                 self.blocks += 1;
                 self.bytes += block.len() as u64;
                 Ok(FetchStep::Block { partition, block })
+            }
+            (FetchState::Blocks, Message::FetchSums { partition, sums }) => {
+                self.check_partition(partition, "sums partition")?;
+                self.summed_through = Some(partition);
+                Ok(FetchStep::Sums { partition, sums })
             }
             (
                 FetchState::Blocks,
@@ -204,6 +310,7 @@ pub fn is_request(kind: MessageKind) -> bool {
         kind,
         MessageKind::RegisterApp
             | MessageKind::PushStart
+            | MessageKind::ReplicaStart
             | MessageKind::FetchRequest
             | MessageKind::DeleteShuffle
             | MessageKind::DeleteApp

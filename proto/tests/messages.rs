@@ -39,6 +39,7 @@ fn all_messages() -> Vec<Message> {
                 columns: vec![0, 4],
             },
             schema: Bytes::from_static(b"schema bytes"),
+            replicas: vec!["node-2:7337".into(), "[::1]:7337".into()],
         }),
         Message::PushStart(sluice_proto::PushStart {
             app: app(),
@@ -68,6 +69,7 @@ fn all_messages() -> Vec<Message> {
                 reversed: false,
             },
             schema: Bytes::from_static(b"schema bytes"),
+            replicas: vec![],
         }),
         Message::PushStart(sluice_proto::PushStart {
             app: app(),
@@ -90,14 +92,68 @@ fn all_messages() -> Vec<Message> {
                 reversed: true,
             },
             schema: Bytes::from_static(b"schema bytes"),
+            replicas: vec![],
         }),
         Message::PushBatch {
             ipc: Bytes::from(vec![1u8; 1000]),
         },
-        Message::PushEnd,
+        Message::PushEnd { sums: vec![] },
+        Message::PushEnd {
+            sums: vec![
+                PartitionSum {
+                    partition: 0,
+                    rows: 4,
+                    checksum: 99,
+                },
+                PartitionSum {
+                    partition: 2,
+                    rows: 6,
+                    checksum: u64::MAX,
+                },
+            ],
+        },
         Message::PushCommitted {
             partition_bytes: vec![1, 0, 3],
             partition_rows: vec![4, 0, 6],
+            replica: None,
+        },
+        Message::PushCommitted {
+            partition_bytes: vec![],
+            partition_rows: vec![],
+            replica: Some("node-3:7337".into()),
+        },
+        Message::ReplicaStart(sluice_proto::PushStart {
+            app: app(),
+            secret: secret.clone(),
+            shuffle_id: 7,
+            map: MapAttempt {
+                map_id: 5,
+                map_index: 1,
+                attempt: 0,
+            },
+            num_partitions: 3,
+            partitioning: Partitioning::Single,
+            schema: Bytes::from_static(b"schema bytes"),
+            replicas: vec![],
+        }),
+        Message::ReplicaBlock {
+            partition: 2,
+            block: Bytes::from(vec![3u8; 100]),
+        },
+        Message::ReplicaEnd {
+            sums: vec![PartitionSum {
+                partition: 1,
+                rows: 1,
+                checksum: 1,
+            }],
+        },
+        Message::FetchSums {
+            partition: 4,
+            sums: vec![MapSum {
+                map_id: 9,
+                rows: 10,
+                checksum: 11,
+            }],
         },
         Message::FetchRequest(sluice_proto::FetchRequest {
             app: app(),
@@ -245,7 +301,10 @@ fn push_session_enforces_order() {
         s.on_message(Message::PushBatch { ipc: Bytes::new() }),
         Ok(PushStep::Batch(_))
     ));
-    assert!(matches!(s.on_message(Message::PushEnd), Ok(PushStep::End)));
+    assert!(matches!(
+        s.on_message(Message::PushEnd { sums: vec![] }),
+        Ok(PushStep::End(_))
+    ));
     assert!(
         s.on_message(Message::PushBatch { ipc: Bytes::new() })
             .is_err(),
@@ -353,7 +412,11 @@ fn session_message() -> impl Strategy<Value = Message> {
             missing_maps: vec![],
         }),
         Just(Message::PushBatch { ipc: Bytes::new() }),
-        Just(Message::PushEnd),
+        Just(Message::PushEnd { sums: vec![] }),
+        (0u32..6).prop_map(|partition| Message::FetchSums {
+            partition,
+            sums: vec![],
+        }),
     ]
 }
 
@@ -382,7 +445,7 @@ proptest! {
                     if let Ok(step) = session.on_message(m.clone()) {
                         pushed.push(match step {
                             PushStep::Batch(_) => 'b',
-                            PushStep::End => 'e',
+                            PushStep::End(_) => 'e',
                         });
                     }
                 }

@@ -57,6 +57,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 // Spark-compatible: the same partition Spark would pick for `customer`.
                 partitioning: Partitioning::Hash { columns: vec![0] },
                 schema: schema.clone(),
+                replicas: Vec::new(),
             })
             .await?;
         push.send(&batch).await?;

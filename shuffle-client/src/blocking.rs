@@ -11,8 +11,9 @@ use tokio::runtime::Runtime;
 use crate::client::{AppCredentials, Client};
 use crate::config::ClientConfig;
 use crate::error::ClientError;
-use crate::fetch::{FetchRequest, FetchStream, FetchSummary, FetchedBlock};
+use crate::fetch::{FetchItem, FetchRequest, FetchStream, FetchSummary, FetchedBlock};
 use crate::push::{CommitAck, PushRequest, PushStream};
+use sluice_proto::PartitionSum;
 
 /// A blocking [`Client`].
 #[derive(Debug)]
@@ -97,6 +98,11 @@ impl BlockingPushStream {
     pub fn commit(self) -> Result<CommitAck, ClientError> {
         self.runtime.block_on(self.inner.commit())
     }
+
+    /// See [`PushStream::commit_with_sums`].
+    pub fn commit_with_sums(self, sums: Vec<PartitionSum>) -> Result<CommitAck, ClientError> {
+        self.runtime.block_on(self.inner.commit_with_sums(sums))
+    }
 }
 
 /// A blocking [`FetchStream`]; also an iterator of `(partition, batch)`.
@@ -109,6 +115,16 @@ pub struct BlockingFetchStream {
 impl BlockingFetchStream {
     pub fn next_block(&mut self) -> Result<Option<FetchedBlock>, ClientError> {
         self.runtime.block_on(self.inner.next_block())
+    }
+
+    /// See [`FetchStream::next_item`].
+    pub fn next_item(&mut self) -> Result<Option<FetchItem>, ClientError> {
+        self.runtime.block_on(self.inner.next_item())
+    }
+
+    /// Decompresses and decodes a block of this stream.
+    pub fn decode(&self, block: &FetchedBlock) -> Result<RecordBatch, ClientError> {
+        self.inner.decode(block)
     }
 
     pub fn next_batch(&mut self) -> Result<Option<(u32, RecordBatch)>, ClientError> {

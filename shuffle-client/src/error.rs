@@ -31,6 +31,11 @@ pub enum ClientError {
     RowTooLarge { limit: u32 },
     #[error("fetched rows ({received}) differ from the server's count ({expected})")]
     RowCountMismatch { expected: u64, received: u64 },
+    /// What arrived differs from what the writer pushed: a block lost, repeated or out
+    /// of order, or rows that differ from the writer's count. The map should be read
+    /// from another copy, or recomputed.
+    #[error("integrity: {0}")]
+    Integrity(String),
     #[error("the runtime: {0}")]
     Runtime(String),
 }

@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::ops::Range;
 
 use arrow_array::RecordBatch;
@@ -6,7 +7,7 @@ use bytes::Bytes;
 use quinn::RecvStream;
 use sluice_format::{BatchDecoder, BlockHeader, BlockView, DecodeLimits};
 use sluice_proto::session::{FetchSession, FetchStep};
-use sluice_proto::{FetchRequest as WireFetch, Limits, MapFilter, Message};
+use sluice_proto::{FetchRequest as WireFetch, Limits, MapFilter, MapSum, Message};
 use sluice_stages::Stage;
 
 use crate::client::{AppCredentials, Client};
@@ -48,6 +49,20 @@ pub struct FetchedBlock {
     pub bytes: Bytes,
 }
 
+/// What a fetch delivers: blocks, and after the blocks of a partition, what each map's
+/// writer counted of it (for maps whose writer gave counts).
+#[derive(Debug, Clone)]
+pub enum FetchItem {
+    Block(FetchedBlock),
+    /// The writer's counts of `partition`, already checked against the rows of the
+    /// blocks that arrived; their checksums are for the caller to check (their
+    /// definition is the writer's).
+    Sums {
+        partition: u32,
+        sums: Vec<MapSum>,
+    },
+}
+
 /// The server's totals for a completed fetch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FetchSummary {
@@ -66,6 +81,10 @@ pub struct FetchStream {
     decode_limits: DecodeLimits,
     rows_seen: u64,
     summary: Option<FetchSummary>,
+    /// Per (map id, partition): the next block sequence number expected, and the rows
+    /// delivered so far. A block out of sequence (lost or repeated) or rows that differ
+    /// from the writer's count is an integrity error.
+    delivered: HashMap<(u64, u32), (u32, u64)>,
 }
 
 impl FetchStream {
@@ -89,12 +108,25 @@ impl FetchStream {
             decode_limits: client.decode_limits,
             rows_seen: 0,
             summary: None,
+            delivered: HashMap::new(),
         })
     }
 
-    /// The next block, verified (header, lengths, crc32c) but not decompressed.
-    /// `Ok(None)` once the server's end frame has arrived and matched.
+    /// The next block, verified (header, lengths, crc32c, its place in its map's
+    /// sequence) but not decompressed. `Ok(None)` once the server's end frame has
+    /// arrived and matched. The writer's counts, where given, are checked on the way.
     pub async fn next_block(&mut self) -> Result<Option<FetchedBlock>, ClientError> {
+        loop {
+            match self.next_item().await? {
+                Some(FetchItem::Block(block)) => return Ok(Some(block)),
+                Some(FetchItem::Sums { .. }) => continue,
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// The next block or partition's sums (see [`FetchItem`]).
+    pub async fn next_item(&mut self) -> Result<Option<FetchItem>, ClientError> {
         loop {
             if self.session.is_done() {
                 return Ok(None);
@@ -110,12 +142,17 @@ impl FetchStream {
                     let header = Stage::Checksum
                         .time(|| BlockView::parse(&block, &self.decode_limits))?
                         .header;
+                    self.in_sequence(partition, &header)?;
                     self.rows_seen += header.rows as u64;
-                    return Ok(Some(FetchedBlock {
+                    return Ok(Some(FetchItem::Block(FetchedBlock {
                         partition,
                         header,
                         bytes: block,
-                    }));
+                    })));
+                }
+                FetchStep::Sums { partition, sums } => {
+                    self.check_sums(partition, &sums)?;
+                    return Ok(Some(FetchItem::Sums { partition, sums }));
                 }
                 FetchStep::End {
                     blocks,
@@ -144,6 +181,40 @@ impl FetchStream {
                 }
             }
         }
+    }
+
+    /// A map's blocks of a partition come in sequence, each once.
+    fn in_sequence(&mut self, partition: u32, header: &BlockHeader) -> Result<(), ClientError> {
+        let (next, rows) = self
+            .delivered
+            .entry((header.map_id, partition))
+            .or_insert((0, 0));
+        if header.seq != *next {
+            return Err(ClientError::Integrity(format!(
+                "block {} of map {} in partition {partition} where block {next} was due",
+                header.seq, header.map_id
+            )));
+        }
+        *next += 1;
+        *rows += header.rows as u64;
+        Ok(())
+    }
+
+    /// The rows of each map's blocks of `partition` match what its writer counted.
+    fn check_sums(&mut self, partition: u32, sums: &[MapSum]) -> Result<(), ClientError> {
+        for s in sums {
+            let received = self
+                .delivered
+                .remove(&(s.map_id, partition))
+                .map_or(0, |(_, rows)| rows);
+            if received != s.rows {
+                return Err(ClientError::Integrity(format!(
+                    "map {} partition {partition}: {received} rows arrived, its writer counted {}",
+                    s.map_id, s.rows
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Decompresses and decodes a block fetched by this stream.

@@ -25,6 +25,7 @@
 //!         num_partitions: 8,
 //!         partitioning: Partitioning::Hash { columns: vec![0] },
 //!         schema: batch.schema(),
+//!         replicas: Vec::new(),
 //!     })
 //!     .await?;
 //! push.send(&batch).await?;
@@ -48,9 +49,11 @@ pub use blocking::{BlockingClient, BlockingFetchStream, BlockingPushStream};
 pub use client::{AppCredentials, Client};
 pub use config::{ClientConfig, Trust};
 pub use error::ClientError;
-pub use fetch::{FetchRequest, FetchStream, FetchSummary, FetchedBlock};
+pub use fetch::{FetchItem, FetchRequest, FetchStream, FetchSummary, FetchedBlock};
 pub use push::{
     range_partitioning, reversed_range_partitioning, CommitAck, PushRequest, PushStream,
 };
-pub use sluice_proto::{AppId, ErrorCode, MapAttempt, MapFilter, Partitioning, RangeOrder};
+pub use sluice_proto::{
+    AppId, ErrorCode, MapAttempt, MapFilter, MapSum, PartitionSum, Partitioning, RangeOrder,
+};
 pub use sluice_transport::TransportTuning;

@@ -4,7 +4,8 @@ use bytes::Bytes;
 use quinn::{RecvStream, SendStream};
 use sluice_format::{encode_batch, encode_schema};
 use sluice_proto::{
-    Limits, MapAttempt, Message, Partitioning, PushStart, RangeOrder, FRAME_HEADER_LEN,
+    Limits, MapAttempt, Message, PartitionSum, Partitioning, PushStart, RangeOrder,
+    FRAME_HEADER_LEN,
 };
 use sluice_stages::Stage;
 
@@ -21,6 +22,10 @@ pub struct PushRequest {
     pub num_partitions: u32,
     pub partitioning: Partitioning,
     pub schema: SchemaRef,
+    /// Servers (`host:port`, as the server can reach them) that may keep a second copy,
+    /// in order of preference: the server forwards the map to the first that takes it
+    /// before it commits, and the ack names which one did. Empty: one copy.
+    pub replicas: Vec<String>,
 }
 
 /// Spark SQL range partitioning by `keys` against `bounds`: one column per key, strictly
@@ -63,6 +68,9 @@ pub struct CommitAck {
     pub partition_bytes: Vec<u64>,
     /// Rows per partition.
     pub partition_rows: Vec<u64>,
+    /// The server that holds the second copy (one of the request's `replicas`), if any
+    /// took it.
+    pub replica: Option<String>,
 }
 
 /// An open push stream. Send batches, then [`PushStream::commit`]. Dropping it without
@@ -87,6 +95,7 @@ impl PushStream {
             num_partitions: r.num_partitions,
             partitioning: r.partitioning,
             schema: Bytes::from(encode_schema(&r.schema)),
+            replicas: r.replicas,
         });
         write_message(&mut send, &start).await?;
         Ok(Self {
@@ -132,8 +141,18 @@ impl PushStream {
     }
 
     /// Ends the push and waits until the server has stored every row.
-    pub async fn commit(mut self) -> Result<CommitAck, ClientError> {
-        if let Err(e) = write_message(&mut self.send, &Message::PushEnd).await {
+    pub async fn commit(self) -> Result<CommitAck, ClientError> {
+        self.commit_with_sums(Vec::new()).await
+    }
+
+    /// Ends the push with what the writer itself counted of each partition it wrote
+    /// (ascending, each once): the server refuses the commit if its own counts differ,
+    /// keeps them with the map, and serves them to readers, who check them too.
+    pub async fn commit_with_sums(
+        mut self,
+        sums: Vec<PartitionSum>,
+    ) -> Result<CommitAck, ClientError> {
+        if let Err(e) = write_message(&mut self.send, &Message::PushEnd { sums }).await {
             return Err(self.server_error_or(e).await);
         }
         let _ = self.send.finish();
@@ -141,9 +160,11 @@ impl PushStream {
             Message::PushCommitted {
                 partition_bytes,
                 partition_rows,
+                replica,
             } => Ok(CommitAck {
                 partition_bytes,
                 partition_rows,
+                replica,
             }),
             other => Err(ClientError::Stream(format!(
                 "unexpected reply to PushEnd: {:?}",

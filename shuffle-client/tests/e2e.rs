@@ -143,6 +143,7 @@ async fn fetch_by_map_id_returns_exactly_that_attempt() {
                 columns: KEYS.to_vec(),
             },
             schema: schema(),
+            replicas: Vec::new(),
         })
         .await
         .unwrap();
@@ -242,6 +243,7 @@ async fn partition_id_column_out_of_range_rejects_the_batch() {
         num_partitions: 3,
         partitioning: Partitioning::PartitionIdColumn { column: 0 },
         schema: schema.clone(),
+        replicas: Vec::new(),
     };
     let mut push = client.push(request(1)).await.unwrap();
     push.send(&good).await.unwrap();
@@ -320,6 +322,7 @@ async fn range_partitioning_splits_by_the_bounds_and_rejects_unsorted_bounds() {
         num_partitions: n,
         partitioning: range_partitioning(order.clone(), bounds).unwrap(),
         schema: schema(),
+        replicas: Vec::new(),
     };
     let bounds = bounds_of(bound_keys.clone());
     try_push(&client, request(3, &bounds), &batches)
@@ -448,6 +451,7 @@ fn blocking_client_round_trips_and_trusts_a_ca_file() {
                 columns: KEYS.to_vec(),
             },
             schema: schema(),
+            replicas: Vec::new(),
         })
         .unwrap();
     for b in &rows {

@@ -60,6 +60,13 @@ impl Selection {
     pub fn contains(&self, map_id: u64, epoch: u32) -> bool {
         self.epochs.get(&MapId(map_id)) == Some(&Epoch(epoch))
     }
+
+    /// The selected (map id, epoch) pairs, by map id.
+    pub fn maps(&self) -> Vec<(u64, u32)> {
+        let mut maps: Vec<_> = self.epochs.iter().map(|(m, e)| (m.0, e.0)).collect();
+        maps.sort_unstable();
+        maps
+    }
 }
 
 impl CommitState {

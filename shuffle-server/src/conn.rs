@@ -22,6 +22,7 @@ use crate::fetch::handle_fetch;
 use crate::io::{write_message, FrameReader};
 use crate::metrics as m;
 use crate::push::handle_push;
+use crate::replica::handle_replica;
 
 /// How long a push waits for its commit acknowledgement to be received.
 const ACK_DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -223,6 +224,16 @@ async fn dispatch(
             handle_push(ctx, frames, start, send, recv).await?;
             // The push counts as open until the client has its ack, so a drain that
             // ends with no open pushes never cuts an acknowledgement off.
+            let _ = send.finish();
+            let _ = tokio::time::timeout(ACK_DELIVERY_TIMEOUT, send.stopped()).await;
+            Ok(())
+        }
+        Message::ReplicaStart(start) => {
+            let _active = ctx.activity.pushes.enter();
+            if ctx.activity.draining() {
+                return Err(RequestError::Draining);
+            }
+            handle_replica(ctx, frames, start, send, recv).await?;
             let _ = send.finish();
             let _ = tokio::time::timeout(ACK_DELIVERY_TIMEOUT, send.stopped()).await;
             Ok(())

@@ -10,6 +10,7 @@ use sluice_proto::Limits;
 use sluice_spill::{BackendKind, MemoryBudget};
 
 use crate::activity::Activity;
+use crate::peers::Peers;
 use crate::registry::Registry;
 use crate::worker::WorkerPool;
 
@@ -30,6 +31,8 @@ pub(crate) struct Ctx {
     pub activity: Activity,
     /// Lines about peers that never finished a handshake, at most one per period.
     pub quiet_log: RateLimitedLog,
+    /// Connections to the other servers, for second copies.
+    pub peers: Peers,
     pub started: Instant,
     pub backend: BackendKind,
     pub listen: SocketAddr,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use quinn::SendStream;
-use sluice_proto::{FetchRequest, MapFilter, Message};
+use sluice_proto::{FetchRequest, MapFilter, MapSum, Message};
 use sluice_spill::BlockEntry;
 
 use crate::allowance::ConnectionAllowance;
@@ -98,16 +98,32 @@ async fn send_partitions(
     let schema = Some(shuffle.shape.schema_ipc.clone());
     write_or_stall(ctx, send, &Message::FetchSchema { schema }).await?;
     let mut totals = Totals::default();
+    let selected = selection.maps();
     for partition in partitions {
         let entries = shuffle
             .store
             .blocks(partition, |e| selection.contains(e.map_id, e.epoch));
-        for chunk in chunks(&entries) {
+        for chunk in chunks(&entries, READ_CHUNK_BYTES) {
             let read_ahead = allowance
                 .hold(chunk.iter().map(|e| e.len as u64).sum())
                 .await;
             send_blocks(ctx, shuffle, partition, chunk.to_vec(), send, &mut totals).await?;
             drop(read_ahead);
+        }
+        // What each map's writer counted of this partition, for the reader to check.
+        let sums: Vec<MapSum> = selected
+            .iter()
+            .filter_map(|&(map_id, epoch)| {
+                let s = shuffle.store.sums(partition, map_id, epoch)?;
+                Some(MapSum {
+                    map_id,
+                    rows: s.rows,
+                    checksum: s.checksum,
+                })
+            })
+            .collect();
+        if !sums.is_empty() {
+            write_or_stall(ctx, send, &Message::FetchSums { partition, sums }).await?;
         }
     }
     let end = Message::FetchEnd {
@@ -119,14 +135,14 @@ async fn send_partitions(
     write_or_stall(ctx, send, &end).await
 }
 
-/// Splits entries into runs of about `READ_CHUNK_BYTES`.
-fn chunks(entries: &[BlockEntry]) -> Vec<&[BlockEntry]> {
+/// Splits entries into runs of about `max_bytes`.
+pub(crate) fn chunks(entries: &[BlockEntry], max_bytes: u64) -> Vec<&[BlockEntry]> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut bytes = 0u64;
     for (i, e) in entries.iter().enumerate() {
         bytes += e.len as u64;
-        if bytes >= READ_CHUNK_BYTES {
+        if bytes >= max_bytes {
             out.push(&entries[start..=i]);
             start = i + 1;
             bytes = 0;

@@ -12,9 +12,9 @@
 //! the async runtime (the worker pool does), and it does not depend on the client.
 
 mod activity;
-pub mod allocator;
 mod admin;
 pub mod admin_client;
+pub mod allocator;
 mod allowance;
 mod commits;
 pub mod config;
@@ -25,10 +25,14 @@ mod fetch;
 mod io;
 mod meta;
 pub mod metrics;
+mod peers;
 mod push;
+mod reclaim;
 mod registry;
+mod replica;
 mod server;
 pub mod status;
+mod sums;
 mod tls;
 mod token;
 mod worker;

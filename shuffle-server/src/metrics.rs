@@ -41,6 +41,7 @@ pub const SHUFFLES: &str = "sluice_shuffles";
 pub const DRAINING: &str = "sluice_draining";
 pub const INFO: &str = "sluice_info";
 pub const STAGE_CPU: &str = "sluice_stage_cpu_seconds";
+pub const REPLICAS: &str = "sluice_replicas_total";
 
 /// Counters without labels (they start at 0, so rates exist from the first scrape).
 const PLAIN_COUNTERS: [&str; 13] = [
@@ -60,7 +61,7 @@ const PLAIN_COUNTERS: [&str; 13] = [
 ];
 
 /// The other metrics: labelled counters, histograms and gauges.
-const OTHERS: [&str; 16] = [
+const OTHERS: [&str; 17] = [
     ERRORS,
     COMMIT_SECONDS,
     FETCH_SECONDS,
@@ -77,6 +78,7 @@ const OTHERS: [&str; 16] = [
     DRAINING,
     INFO,
     STAGE_CPU,
+    REPLICAS,
 ];
 
 /// Every metric name, for the documentation test.
@@ -212,6 +214,11 @@ fn describe() {
         Count,
         "1 while the server drains before exiting, else 0."
     );
+    describe_counter!(
+        REPLICAS,
+        Count,
+        "Second copies of maps this server forwarded; outcome: stored, or degraded (no candidate took it: committed with one copy)."
+    );
     describe_gauge!(
         STAGE_CPU,
         Seconds,
@@ -225,5 +232,8 @@ fn describe() {
     // Counters start at 0, so rates are defined from the first scrape.
     for name in PLAIN_COUNTERS {
         metrics::counter!(name).increment(0);
+    }
+    for outcome in ["stored", "degraded"] {
+        metrics::counter!(REPLICAS, "outcome" => outcome).increment(0);
     }
 }

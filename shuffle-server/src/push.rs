@@ -22,6 +22,8 @@ use crate::ctx::Ctx;
 use crate::error::RequestError;
 use crate::io::{write_message, FrameReader};
 use crate::metrics as m;
+use crate::peers::CopyOf;
+use crate::reclaim::Reclaim;
 use crate::registry::{App, Shuffle, ShuffleShape};
 
 /// The CPU side of one push stream; runs on worker threads, one call at a time. Rows
@@ -56,55 +58,6 @@ struct BlockSink {
     ipc_scratch: Vec<u8>,
     /// The push's writes in flight; its commit waits for them.
     writes: Arc<WriteGroup>,
-}
-
-/// Cleans up after a push that ends without a commit (an error, a refused batch, a lost
-/// connection): armed until the commit succeeded. On drop it gives the epoch up; if
-/// the push wrote anything, a blocking task waits for its writes in flight, then
-/// punches holes where its blocks were in the partitions it touched
-/// (`ShuffleStore::reclaim`) and returns the bytes to the quotas. A shuffle this push
-/// created that ends with no commit and no other push open is removed with its files,
-/// so a refused or abandoned push leaves no shape behind.
-struct Reclaim {
-    app: Arc<App>,
-    shuffle_id: u32,
-    shuffle: Arc<Shuffle>,
-    epoch: u32,
-    writes: Arc<WriteGroup>,
-    armed: bool,
-}
-
-impl Drop for Reclaim {
-    fn drop(&mut self) {
-        let abandoned = self.armed && self.shuffle.abandon(self.epoch);
-        let unused = self.app.push_ended(self.shuffle_id, &self.shuffle);
-        let wrote = !self.writes.touched().is_empty();
-        if !(unused || abandoned && wrote) {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!("no runtime to reclaim an abandoned push on");
-            return;
-        };
-        let (shuffle, epoch, writes) = (self.shuffle.clone(), self.epoch, self.writes.clone());
-        runtime.spawn_blocking(move || {
-            if unused {
-                // Closed already: what is in flight indexes nothing and is freed here.
-                if let Err(e) = shuffle.delete_files() {
-                    tracing::warn!(error = %e, "removing a shuffle no push committed to");
-                }
-                return;
-            }
-            writes.wait_until_pending_at_most(0);
-            match shuffle.store.reclaim(epoch, &writes.touched()) {
-                Ok(bytes) => {
-                    metrics::counter!(m::RECLAIMED_BYTES).increment(bytes);
-                    tracing::debug!(epoch, bytes, "reclaimed an abandoned push");
-                }
-                Err(e) => tracing::warn!(epoch, error = %e, "reclaiming an abandoned push"),
-            }
-        });
-    }
 }
 
 /// A finished push, ready to commit.
@@ -400,6 +353,8 @@ pub(crate) async fn handle_push(
     recv: &mut RecvStream,
 ) -> Result<(), RequestError> {
     let mut session = PushSession::start(&start, ctx.limits.max_partitions)?;
+    // What a second copy opens with: this push's shape, and the candidates to try.
+    let copy = start.clone();
     // A new shuffle creates its directory and metadata file: off the runtime.
     let (c, allowance) = (ctx.clone(), frames.allowance.clone());
     let opened = tokio::task::spawn_blocking(move || open_push(&c, &allowance, start))
@@ -422,7 +377,7 @@ pub(crate) async fn handle_push(
         () = shuffle.closed() => Err(RequestError::Deleted(
             "the shuffle was deleted during this push".into(),
         )),
-        done = push_loop(ctx, frames, &mut session, opened.writer, &shuffle, recv) => {
+        done = push_loop(ctx, frames, &mut session, opened.writer, &shuffle, &copy, recv) => {
             let ack = done?;
             reclaim.armed = false;
             write_message(send, &ack).await
@@ -437,6 +392,7 @@ async fn push_loop(
     session: &mut PushSession,
     writer: PushWriter,
     shuffle: &Arc<Shuffle>,
+    copy: &PushStart,
     recv: &mut RecvStream,
 ) -> Result<Message, RequestError> {
     let mut writer = Some(writer);
@@ -465,23 +421,40 @@ async fn push_loop(
                 result?;
                 writer = Some(w);
             }
-            PushStep::End => {
+            PushStep::End(sums) => {
                 let started = std::time::Instant::now();
                 let w = writer.take().expect("writer is returned after every batch");
+                let epoch = w.sink.epoch;
+                let done = ctx.pool.run(move || w.finish()).await??;
+                let kept = crate::sums::check(&sums, &done.partition_rows)?;
+                // The second copy first: a map commits only once both copies are
+                // committed (or no candidate is left, which is logged and counted).
+                let replica = match &copy.replicas[..] {
+                    [] => None,
+                    candidates => {
+                        let mut partitions = done.touched.clone();
+                        partitions.sort_unstable();
+                        let forward = CopyOf {
+                            start: copy,
+                            shuffle,
+                            epoch,
+                            partitions: &partitions,
+                            sums: &sums,
+                        };
+                        ctx.peers.replicate(&forward, candidates).await
+                    }
+                };
                 let committer = shuffle.clone();
-                let done = ctx
-                    .pool
-                    .run(move || {
-                        let done = w.finish()?;
-                        committer.commit(&done.record, &done.touched)?;
-                        Ok::<_, RequestError>(done)
-                    })
+                let (record, touched) = (done.record, done.touched);
+                ctx.pool
+                    .run(move || committer.commit(&record, &touched, &kept))
                     .await??;
                 metrics::counter!(m::COMMITS).increment(1);
                 metrics::histogram!(m::COMMIT_SECONDS).record(started.elapsed());
                 return Ok(Message::PushCommitted {
                     partition_bytes: done.partition_bytes,
                     partition_rows: done.partition_rows,
+                    replica,
                 });
             }
         }

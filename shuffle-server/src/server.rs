@@ -16,6 +16,7 @@ use crate::activity::Activity;
 use crate::config::{BackendName, DurabilityName, ServerConfig};
 use crate::ctx::{ConnLimits, Ctx, RateLimitedLog, ShapeLimits};
 use crate::error::StartError;
+use crate::peers::Peers;
 use crate::registry::Registry;
 use crate::worker::WorkerPool;
 
@@ -160,6 +161,13 @@ impl Server {
                 app_metadata_size: config.limits.app_metadata_size.as_u64() as usize,
             },
             quiet_log: RateLimitedLog::new(Duration::from_secs(10)),
+            peers: Peers::new(
+                endpoint.clone(),
+                peer_config(&config, &cert_pem, &tuning)?,
+                token.clone(),
+                config.proto_limits(),
+                config.limits.stall_timeout,
+            ),
             activity: Activity::default(),
             started: Instant::now(),
             backend: backend_kind,
@@ -239,6 +247,39 @@ fn open_backend(config: &ServerConfig) -> Result<Arc<dyn IoBackend>, StartError>
             }
         },
     })
+}
+
+/// How this server connects to the others it forwards second copies to: TLS trusting
+/// `replication.trust_file` (or this server's own certificate), the transport tuning.
+fn peer_config(
+    config: &ServerConfig,
+    cert_pem: &str,
+    tuning: &TransportTuning,
+) -> Result<quinn::ClientConfig, StartError> {
+    use rustls::pki_types::pem::PemObject;
+    let pem = match &config.replication.trust_file {
+        Some(path) => std::fs::read(path).map_err(|source| StartError::Io {
+            what: "reading replication.trust_file",
+            path: path.clone(),
+            source,
+        })?,
+        None => cert_pem.as_bytes().to_vec(),
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| StartError::Tls(format!("replication trust: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| StartError::Tls(format!("replication trust: {e}")))?;
+    }
+    let crypto = sluice_transport::tls::client_crypto(roots, sluice_proto::ALPN)
+        .map_err(|e| StartError::Tls(e.to_string()))?;
+    let mut client = quinn::ClientConfig::new(Arc::new(crypto));
+    let mut transport = tuning.transport_config();
+    transport.max_idle_timeout(config.limits.idle_timeout.try_into().ok());
+    transport.keep_alive_interval(Some(config.limits.idle_timeout / 4));
+    client.transport_config(Arc::new(transport));
+    Ok(client)
 }
 
 /// Accepts connections. A client whose address is not yet validated gets a stateless

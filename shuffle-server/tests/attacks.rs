@@ -200,6 +200,7 @@ fn push_start(
         num_partitions: n,
         partitioning: Partitioning::RoundRobin,
         schema: Bytes::from(sluice_format::encode_schema(schema)),
+        replicas: vec![],
     })
 }
 
@@ -257,6 +258,7 @@ async fn wide_batch(client: &Client, creds: &sluice_client::AppCredentials) -> D
             num_partitions: 1000,
             partitioning: Partitioning::RoundRobin,
             schema,
+            replicas: Vec::new(),
         })
         .await
         .unwrap();
@@ -351,7 +353,7 @@ async fn big_schemas(child: &ChildServer, creds: &sluice_client::AppCredentials)
     for shuffle in 0..6 {
         let (mut send, mut recv) = conn.open_bi().await.unwrap();
         let mut frames = encode_frame(&push_start(creds, 300 + shuffle, 4, &small));
-        frames.extend(encode_frame(&Message::PushEnd));
+        frames.extend(encode_frame(&Message::PushEnd { sums: vec![] }));
         send.write_all(&frames).await.unwrap();
         let _ = send.finish();
         let got = reply(&mut recv, Duration::from_secs(10)).await;

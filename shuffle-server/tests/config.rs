@@ -141,6 +141,7 @@ mod layers {
         full.storage.disk_quota = Some(bytesize::ByteSize::gib(1));
         full.storage.app_disk_quota = Some(bytesize::ByteSize::gib(1));
         full.admin.token_file = Some("a".into());
+        full.replication.trust_file = Some("p".into());
         let mut fields = BTreeSet::new();
         leaves(&toml::Table::try_from(&full).unwrap(), "", &mut fields);
         let keys = layers::documented_keys();

@@ -68,6 +68,7 @@ async fn pusher(
                 columns: KEYS.to_vec(),
             },
             schema: schema(),
+            replicas: Vec::new(),
         };
         let Ok(mut push) = client.push(request).await else {
             return;
@@ -241,6 +242,7 @@ async fn pushing_ten_times_the_memory_budget_stays_within_it() {
             columns: KEYS.to_vec(),
         },
         schema: schema(),
+        replicas: Vec::new(),
     };
     let pushes: Vec<_> = (0..MAPS)
         .map(|m| {

@@ -103,6 +103,7 @@ async fn a_push_cut_off_mid_stream_is_never_served_and_its_retry_is_served_once(
             columns: KEYS.to_vec(),
         },
         schema: schema(),
+        replicas: Vec::new(),
     };
     let disk_before = server.handle.status().disk.used_bytes;
     let mut push = doomed.push(request(0)).await.unwrap();
@@ -252,6 +253,7 @@ async fn a_full_disk_fails_the_push_with_disk_full_and_committed_data_stays_read
                 columns: KEYS.to_vec(),
             },
             schema: schema(),
+            replicas: Vec::new(),
         };
         match try_push(&client, request, &rows).await {
             Ok(_) => committed.push((m, rows)),
@@ -295,6 +297,7 @@ async fn a_full_disk_fails_the_push_with_disk_full_and_committed_data_stays_read
             columns: KEYS.to_vec(),
         },
         schema: schema(),
+        replicas: Vec::new(),
     };
     try_push(&client, request, &[batch(8000, 9)]).await.unwrap();
     client.close().await;

@@ -65,6 +65,7 @@ fn push_start(
         num_partitions: 4,
         partitioning,
         schema: Bytes::from(sluice_format::encode_schema(&schema())),
+        replicas: vec![],
     })
 }
 

@@ -114,6 +114,7 @@ async fn pusher(client: Arc<Client>, p: u64, ledger: Arc<Ledger>, stop: Arc<Atom
                     columns: KEYS.to_vec(),
                 },
                 schema: schema(),
+                replicas: Vec::new(),
             })
             .await
             .unwrap_or_else(|e| panic!("push of map {map_id}: {e}"));

@@ -81,6 +81,7 @@ async fn one_app_cannot_touch_another_apps_shuffles() {
         num_partitions: 4,
         partitioning: Partitioning::Hash { columns: vec![0] },
         schema: schema(),
+        replicas: Vec::new(),
     };
     let mut p = client.push(push(a.clone())).await.unwrap();
     p.send(&batch(100, 7)).await.unwrap();
@@ -201,6 +202,7 @@ async fn malformed_frames_fail_only_their_stream() {
         num_partitions: 3,
         partitioning: Partitioning::Single,
         schema: Bytes::from(sluice_format::encode_schema(&schema())),
+        replicas: vec![],
     });
     let mut push = encode_frame(&start);
     push.extend(encode_frame(&Message::PushBatch {
@@ -453,16 +455,18 @@ async fn an_empty_batch_is_accepted() {
         num_partitions: 2,
         partitioning: Partitioning::Hash { columns: vec![0] },
         schema: Bytes::from(sluice_format::encode_schema(&keys)),
+        replicas: vec![],
     }));
     push.extend(encode_frame(&Message::PushBatch {
         ipc: Bytes::from(ipc),
     }));
-    push.extend(encode_frame(&Message::PushEnd));
+    push.extend(encode_frame(&Message::PushEnd { sums: vec![] }));
     assert_eq!(
         exchange(&conn, &push).await,
         Some(Message::PushCommitted {
             partition_bytes: vec![0, 0],
             partition_rows: vec![0, 0],
+            replica: None,
         })
     );
     // Through the client: an empty batch among others.
@@ -478,6 +482,7 @@ async fn an_empty_batch_is_accepted() {
         num_partitions: 4,
         partitioning: Partitioning::Hash { columns: vec![0] },
         schema: schema(),
+        replicas: Vec::new(),
     };
     let rows = [batch(10, 1), RecordBatch::new_empty(schema()), batch(5, 2)];
     let ack = try_push(&client, request, &rows).await.unwrap();

@@ -39,6 +39,7 @@ fn push_request(
             columns: KEYS.to_vec(),
         },
         schema: schema(),
+        replicas: Vec::new(),
     }
 }
 

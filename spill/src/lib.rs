@@ -19,6 +19,7 @@ pub mod quota;
 mod record;
 mod scan;
 mod store;
+pub mod sums_log;
 pub mod uring;
 
 pub use backend::{BackendKind, IoBackend, SyscallBackend};
@@ -31,6 +32,7 @@ pub use store::{
     remove_dir, sync_dir, BlockEntry, Durability, Recovered, ShuffleStore, StoreEnv, WriteGroup,
     TRASH_PREFIX,
 };
+pub use sums_log::{SumsRecord, WriterSum};
 
 /// Storage errors, with the file they concern.
 #[derive(Debug, thiserror::Error)]

@@ -20,6 +20,7 @@ use crate::memory::MemoryBudget;
 use crate::quota::DiskQuota;
 use crate::record::{record_len, RecordBuf, ALIGN, PREFIX_LEN};
 use crate::scan::scan_file;
+use crate::sums_log::{SumsLog, SumsRecord, WriterSum};
 use crate::SpillError;
 
 /// Where a block is stored and whose rows it holds.
@@ -254,7 +255,19 @@ pub struct ShuffleStore {
     env: StoreEnv,
     partitions: Mutex<Partitions>,
     /// `None` once closed.
-    log: Mutex<Option<CommitLog>>,
+    log: Mutex<Option<Logs>>,
+    /// Each committed map's writer sums, by (map id, epoch), partitions ascending.
+    sums: Mutex<HashMap<(u64, u32), Sums>>,
+}
+
+/// One map's writer sums, partitions ascending.
+type Sums = Arc<[WriterSum]>;
+
+/// The logs a commit appends to: the writer's sums first, then the commit record.
+#[derive(Debug)]
+struct Logs {
+    commits: CommitLog,
+    sums: SumsLog,
 }
 
 #[derive(Debug, Default)]
@@ -264,6 +277,7 @@ struct Partitions {
 }
 
 const LOG_NAME: &str = "commits.log";
+const SUMS_NAME: &str = "sums.log";
 
 /// A store reopened from disk, with the commits its log holds.
 #[derive(Debug)]
@@ -281,7 +295,8 @@ impl ShuffleStore {
     /// Creates a new, empty store (its directory may not hold a previous one).
     pub fn create(dir: PathBuf, env: StoreEnv) -> Result<Self, SpillError> {
         fs::create_dir_all(&dir).map_err(|e| SpillError::io("create directory", &dir, e))?;
-        let (log, _) = CommitLog::open(&dir.join(LOG_NAME))?;
+        let (commits, _) = CommitLog::open(&dir.join(LOG_NAME))?;
+        let (sums, _) = SumsLog::open(&dir.join(SUMS_NAME))?;
         if env.durability == Durability::Fsync {
             sync_dir(&dir)?;
             if let Some(parent) = dir.parent() {
@@ -292,14 +307,16 @@ impl ShuffleStore {
             dir,
             env,
             partitions: Mutex::default(),
-            log: Mutex::new(Some(log)),
+            log: Mutex::new(Some(Logs { commits, sums })),
+            sums: Mutex::default(),
         })
     }
 
     /// Reopens a store: scans every partition file (cutting torn tails), replays the
     /// commit log and keeps the commits whose blocks are all there.
     pub fn recover(dir: PathBuf, env: StoreEnv) -> Result<Recovered, SpillError> {
-        let (log, logged) = CommitLog::open(&dir.join(LOG_NAME))?;
+        let (commits_log, logged) = CommitLog::open(&dir.join(LOG_NAME))?;
+        let (sums_log, logged_sums) = SumsLog::open(&dir.join(SUMS_NAME))?;
         let mut partitions = HashMap::new();
         let mut blocks_of: HashMap<(u64, u32), u32> = HashMap::new();
         let mut max_epoch: Option<u32> = None;
@@ -363,8 +380,21 @@ impl ShuffleStore {
                 files: partitions,
                 closed: false,
             }),
-            log: Mutex::new(Some(log)),
+            log: Mutex::new(Some(Logs {
+                commits: commits_log,
+                sums: sums_log,
+            })),
+            sums: Mutex::default(),
         };
+        // Sums count only for the commits that are served.
+        let served: HashSet<(u64, u32)> = commits.iter().map(|c| (c.map_id, c.epoch)).collect();
+        let mut sums = lock(&store.sums);
+        for r in logged_sums {
+            if served.contains(&(r.map_id, r.epoch)) {
+                sums.insert((r.map_id, r.epoch), r.sums.into());
+            }
+        }
+        drop(sums);
         Ok(Recovered {
             store,
             commits,
@@ -509,9 +539,16 @@ impl ShuffleStore {
 
     /// Makes a finished push durable (per the durability mode) and records its commit.
     /// Call after [`WriteGroup::wait`] succeeded, with the partitions it touched.
+    /// `sums` (the writer's own counts of each partition, possibly none) are logged just
+    /// before the record and served with the map's blocks ([`ShuffleStore::sums`]).
     /// A store closed meanwhile refuses the commit: a commit either is logged before the
     /// store is closed (and is deleted with it) or fails.
-    pub fn commit(&self, record: &CommitRecord, touched: &[u32]) -> Result<(), SpillError> {
+    pub fn commit(
+        &self,
+        record: &CommitRecord,
+        touched: &[u32],
+        sums: &[WriterSum],
+    ) -> Result<(), SpillError> {
         let fsync = self.env.durability == Durability::Fsync;
         if fsync {
             for &p in touched {
@@ -520,10 +557,38 @@ impl ShuffleStore {
             }
             sync_dir(&self.dir)?;
         }
-        match lock(&self.log).as_mut() {
-            Some(log) => log.append(record, fsync),
-            None => Err(self.deleted()),
+        let mut logs = lock(&self.log);
+        let Some(logs) = logs.as_mut() else {
+            return Err(self.deleted());
+        };
+        if !sums.is_empty() {
+            let logged = SumsRecord {
+                map_id: record.map_id,
+                epoch: record.epoch,
+                sums: sums.to_vec(),
+            };
+            logs.sums.append(&logged, fsync)?;
         }
+        logs.commits.append(record, fsync)?;
+        if !sums.is_empty() {
+            lock(&self.sums).insert((record.map_id, record.epoch), sums.into());
+        }
+        Ok(())
+    }
+
+    /// What the writer of the map committed as (`map_id`, `epoch`) counted of
+    /// `partition`: `None` if it gave no sums, a zero sum if it wrote nothing there.
+    pub fn sums(&self, partition: u32, map_id: u64, epoch: u32) -> Option<WriterSum> {
+        let sums = lock(&self.sums).get(&(map_id, epoch))?.clone();
+        let found = sums.binary_search_by_key(&partition, |s| s.partition);
+        Some(found.map_or(
+            WriterSum {
+                partition,
+                rows: 0,
+                checksum: 0,
+            },
+            |i| sums[i],
+        ))
     }
 
     /// fdatasync of every partition file (through the backend).
@@ -638,6 +703,7 @@ impl ShuffleStore {
         };
         // Taken after the commit in progress, if any, has appended its record.
         lock(&self.log).take();
+        lock(&self.sums).clear();
         let mut bytes = 0;
         for part in &parts {
             // Marked under the lock, so a reclaim in flight releases nothing twice.
@@ -728,4 +794,41 @@ pub fn sync_dir(dir: &Path) -> Result<(), SpillError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| SpillError::io("fsync directory", dir, e))
+}
+
+/// Faults below the protocol, for the tests that prove the readers catch them.
+#[cfg(feature = "fault-injection")]
+impl ShuffleStore {
+    /// Forgets the last indexed block of `map_id` in `partition`, as a lost index entry
+    /// would. Whether there was one.
+    pub fn inject_drop_block(&self, partition: u32, map_id: u64) -> bool {
+        let Ok(Some(part)) = self.existing(partition) else {
+            return false;
+        };
+        let mut p = lock(&part);
+        match p.index.iter().rposition(|e| e.map_id == map_id) {
+            Some(at) => {
+                p.index.remove(at);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Indexes the last block of `map_id` in `partition` a second time, as a duplicated
+    /// index entry would. Whether there was one.
+    pub fn inject_duplicate_block(&self, partition: u32, map_id: u64) -> bool {
+        let Ok(Some(part)) = self.existing(partition) else {
+            return false;
+        };
+        let mut p = lock(&part);
+        match p.index.iter().rposition(|e| e.map_id == map_id) {
+            Some(at) => {
+                let entry = p.index[at];
+                p.index.insert(at + 1, entry);
+                true
+            }
+            None => false,
+        }
+    }
 }

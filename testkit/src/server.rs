@@ -111,6 +111,7 @@ pub async fn push_map(
             columns: KEYS.to_vec(),
         },
         schema: schema(),
+        replicas: Vec::new(),
     };
     try_push(client, request, batches).await.unwrap()
 }

@@ -176,6 +176,7 @@ async fn shuffle_once(
                     num_partitions: n,
                     partitioning: Partitioning::Hash { columns: vec![0] },
                     schema: lineitem_schema(),
+                    replicas: Vec::new(),
                 })
                 .await?;
             for batch in &batches {

@@ -14,7 +14,15 @@ use super::{ConfigError, ServerConfig};
 pub const EXAMPLE_CONFIG: &str = include_str!("../../../config/sluice-server.example.toml");
 
 /// Sections whose variables must name a key (a typo there is an error, not ignored).
-const SECTIONS: [&str; 6] = ["tls", "storage", "limits", "transport", "admin", "log"];
+const SECTIONS: [&str; 7] = [
+    "tls",
+    "storage",
+    "limits",
+    "transport",
+    "replication",
+    "admin",
+    "log",
+];
 
 /// A configuration key, as documented in the example config.
 #[derive(Debug, Clone, PartialEq, Eq)]

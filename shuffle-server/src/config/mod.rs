@@ -27,6 +27,7 @@ pub struct ServerConfig {
     pub storage: StorageConfig,
     pub limits: LimitsConfig,
     pub transport: TransportConfig,
+    pub replication: ReplicationConfig,
     /// Threads that split and compress (0: one per core).
     pub worker_threads: usize,
     /// On SIGTERM, how long open pushes may take to finish before the server exits.
@@ -34,6 +35,15 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     pub admin: AdminConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicationConfig {
+    /// PEM certificates (or their CA) of the other servers, which this server connects
+    /// to when a push names them as replicas. Default: this server's own certificate
+    /// (right when every server presents the same certificate or one signed by it).
+    pub trust_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -232,6 +242,7 @@ impl Default for ServerConfig {
             storage: StorageConfig::default(),
             limits: LimitsConfig::default(),
             transport: TransportConfig::default(),
+            replication: ReplicationConfig::default(),
             worker_threads: 0,
             drain_timeout: Duration::from_secs(30),
             admin: AdminConfig::default(),

@@ -3,7 +3,7 @@
 use std::sync::Mutex;
 
 use sluice_proto::{MapAttempt, MapFilter, Partitioning};
-use sluice_spill::{CommitRecord, ShuffleStore};
+use sluice_spill::{CommitRecord, ShuffleStore, WriterSum};
 use tokio_util::sync::CancellationToken;
 
 use super::lock;
@@ -93,7 +93,12 @@ impl Shuffle {
     /// visible. The first commit of a map id wins. Blocking: call off the async runtime.
     /// The commits lock is not held during the disk writes, so fetches and new pushes
     /// of the shuffle never wait for an fsync.
-    pub fn commit(&self, record: &CommitRecord, touched: &[u32]) -> Result<(), RequestError> {
+    pub fn commit(
+        &self,
+        record: &CommitRecord,
+        touched: &[u32],
+        sums: &[WriterSum],
+    ) -> Result<(), RequestError> {
         let (map_id, epoch) = (MapId(record.map_id), Epoch(record.epoch));
         {
             let mut commits = lock(&self.commits);
@@ -104,7 +109,7 @@ impl Shuffle {
                 .seal(map_id, epoch)
                 .map_err(|why| refused(record.map_id, why))?;
         }
-        let written = self.store.commit(record, touched);
+        let written = self.store.commit(record, touched, sums);
         let mut commits = lock(&self.commits);
         match written {
             Ok(()) => {

@@ -57,6 +57,7 @@ pub fn push_request(app: &AppCredentials, shuffle_id: u32, map_id: u64) -> PushR
         num_partitions: PARTITIONS,
         partitioning: Partitioning::Hash { columns: vec![0] },
         schema: keyed_schema(),
+        replicas: Vec::new(),
     }
 }
 

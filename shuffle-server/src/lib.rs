@@ -39,4 +39,6 @@ mod worker;
 
 pub use config::ServerConfig;
 pub use error::{RequestError, StartError};
+#[cfg(feature = "fault-injection")]
+pub use server::Fault;
 pub use server::{DrainReport, Server, ServerHandle};

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
@@ -31,8 +31,16 @@ pub(crate) struct Peers {
     limits: Limits,
     /// How long a forward may wait for one frame to move.
     stall: Duration,
+    /// How long a connection to a peer may take (`limits.handshake_timeout`).
+    connect_timeout: Duration,
     conns: Mutex<HashMap<String, Connection>>,
+    /// Peers a connection to failed, until when they are not tried again (so a server
+    /// that is down costs one connect timeout per `DOWN_FOR`, not one per commit).
+    down: Mutex<HashMap<String, Instant>>,
 }
+
+/// How long a peer that could not be reached is skipped.
+const DOWN_FOR: Duration = Duration::from_secs(10);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -58,6 +66,7 @@ impl Peers {
         token: Vec<u8>,
         limits: Limits,
         stall: Duration,
+        connect_timeout: Duration,
     ) -> Self {
         Self {
             endpoint,
@@ -65,7 +74,9 @@ impl Peers {
             token,
             limits,
             stall,
+            connect_timeout,
             conns: Mutex::default(),
+            down: Mutex::default(),
         }
     }
 
@@ -175,6 +186,20 @@ impl Peers {
                 return Ok(c.clone());
             }
         }
+        if lock(&self.down)
+            .get(addr)
+            .is_some_and(|until| Instant::now() < *until)
+        {
+            return Err(peer_error(addr, "unreachable moments ago"));
+        }
+        let connected = self.connect(addr).await;
+        if connected.is_err() {
+            lock(&self.down).insert(addr.to_string(), Instant::now() + DOWN_FOR);
+        }
+        connected
+    }
+
+    async fn connect(&self, addr: &str) -> Result<Connection, RequestError> {
         let socket = tokio::net::lookup_host(addr)
             .await
             .map_err(|e| peer_error(addr, e))?
@@ -186,7 +211,7 @@ impl Peers {
             .endpoint
             .connect_with(self.config.clone(), socket, host)
             .map_err(|e| peer_error(addr, e))?;
-        let conn = tokio::time::timeout(self.stall, connecting)
+        let conn = tokio::time::timeout(self.connect_timeout, connecting)
             .await
             .map_err(|_| peer_error(addr, "connect timed out"))?
             .map_err(|e| peer_error(addr, e))?;

@@ -167,6 +167,7 @@ impl Server {
                 token.clone(),
                 config.proto_limits(),
                 config.limits.stall_timeout,
+                config.limits.handshake_timeout,
             ),
             activity: Activity::default(),
             started: Instant::now(),
@@ -333,7 +334,42 @@ fn transport(config: &ServerConfig, tuning: &TransportTuning) -> quinn::Transpor
     t
 }
 
+/// A fault below the protocol, for the tests that prove readers catch it.
+#[cfg(feature = "fault-injection")]
+#[derive(Debug, Clone, Copy)]
+pub enum Fault {
+    /// The index forgets the last block of the map in the partition.
+    DropBlock { partition: u32, map_id: u64 },
+    /// The index lists the last block of the map in the partition twice.
+    DuplicateBlock { partition: u32, map_id: u64 },
+}
+
 impl ServerHandle {
+    /// Damages a shuffle's index as a bug would; whether there was a block to damage.
+    #[cfg(feature = "fault-injection")]
+    pub fn inject(&self, app: &str, shuffle_id: u32, fault: Fault) -> bool {
+        let Some(app) = self
+            .ctx
+            .registry
+            .apps()
+            .into_iter()
+            .find(|a| a.id().as_str() == app)
+        else {
+            return false;
+        };
+        let Ok(Some(shuffle)) = app.shuffle(shuffle_id) else {
+            return false;
+        };
+        match fault {
+            Fault::DropBlock { partition, map_id } => {
+                shuffle.store.inject_drop_block(partition, map_id)
+            }
+            Fault::DuplicateBlock { partition, map_id } => {
+                shuffle.store.inject_duplicate_block(partition, map_id)
+            }
+        }
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }

@@ -65,6 +65,12 @@ fn index(name: &str, v: jint) -> Result<u32, BridgeError> {
     u32::try_from(v).map_err(|_| BridgeError::InvalidArgument(format!("{name} {v} is negative")))
 }
 
+fn millis(name: &str, v: jlong) -> Result<std::time::Duration, BridgeError> {
+    u64::try_from(v)
+        .map(std::time::Duration::from_millis)
+        .map_err(|_| BridgeError::InvalidArgument(format!("{name} {v} ms is negative")))
+}
+
 fn int_array(env: &mut JNIEnv, a: &JIntArray, len: usize) -> Result<Vec<i32>, BridgeError> {
     let mut out = vec![0i32; len];
     env.get_int_array_region(a, 0, &mut out).map_err(jni_err)?;
@@ -80,6 +86,9 @@ pub extern "system" fn Java_io_sluice_spark_NativeBridge_openSession(
     trust_file: JString,
     app: JString,
     secret: JString,
+    replication: jint,
+    idle_timeout_ms: jlong,
+    connect_timeout_ms: jlong,
 ) -> jlong {
     guarded(&mut env, 0, |env| {
         let config = SessionConfig {
@@ -92,6 +101,9 @@ pub extern "system" fn Java_io_sluice_spark_NativeBridge_openSession(
             trust_file: PathBuf::from(string(env, &trust_file)?),
             app: string(env, &app)?,
             secret: string(env, &secret)?,
+            replication: index("replication", replication)?,
+            idle_timeout: millis("idle timeout", idle_timeout_ms)?,
+            connect_timeout: millis("connect timeout", connect_timeout_ms)?,
         };
         Ok(SESSIONS.insert(Arc::new(Session::open(config)?)))
     })
@@ -165,13 +177,16 @@ pub extern "system" fn Java_io_sluice_spark_NativeBridge_commit(
     writer: jlong,
 ) -> jlongArray {
     guarded(&mut env, std::ptr::null_mut(), |env| {
-        let sizes = WRITERS.with(writer, |w| w.commit());
+        let committed = WRITERS.with(writer, |w| w.commit());
         WRITERS.remove(writer);
-        let sizes = sizes?;
-        let out = env.new_long_array(sizes.len() as i32).map_err(jni_err)?;
-        env.set_long_array_region(&out, 0, &sizes)
+        let committed = committed?;
+        // The stored bytes of each partition, then the second copy's server (-1: none).
+        let mut out = committed.partition_bytes;
+        out.push(committed.replica.map_or(-1, i64::from));
+        let array = env.new_long_array(out.len() as i32).map_err(jni_err)?;
+        env.set_long_array_region(&array, 0, &out)
             .map_err(jni_err)?;
-        Ok(out.into_raw())
+        Ok(array.into_raw())
     })
 }
 
@@ -194,6 +209,7 @@ pub extern "system" fn Java_io_sluice_spark_NativeBridge_openFetch(
     _class: JClass,
     session_handle: jlong,
     server: jint,
+    replica: jint,
     shuffle_id: jint,
     start_partition: jint,
     end_partition: jint,
@@ -213,7 +229,9 @@ pub extern "system" fn Java_io_sluice_spark_NativeBridge_openFetch(
         let partitions =
             index("start partition", start_partition)?..index("end partition", end_partition)?;
         let shuffle_id = index("shuffle id", shuffle_id)?;
-        let fetch = session(session_handle)?.fetch(server, shuffle_id, partitions, ids)?;
+        let replica = (replica >= 0).then_some(replica);
+        let fetch =
+            session(session_handle)?.fetch(server, replica, shuffle_id, partitions, ids)?;
         Ok(FETCHES.insert(fetch))
     })
 }

@@ -2,7 +2,8 @@
 //!
 //! - `records.rs`: the layouts records cross the boundary in, and the Arrow batch they
 //!   become;
-//! - `native.rs`: sessions, map writers and fetches, free of JNI types;
+//! - `native/`: sessions, map writers (with their counts) and fetches that move to a
+//!   map's second copy, free of JNI types;
 //! - `handles.rs`: the table Java's `long` handles index;
 //! - `bridge.rs`: the exports, and the one place errors and panics become exceptions.
 //!

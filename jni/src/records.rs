@@ -70,13 +70,27 @@ pub fn batch_from_java(
     .map_err(|e| BridgeError::InvalidArgument(e.to_string()))
 }
 
-/// The records of a fetched batch in the layout Java reads (see the module docs).
-pub fn batch_to_java(batch: &RecordBatch) -> Result<Vec<u8>, BridgeError> {
-    let records = batch
+/// A batch's record column.
+pub fn records(batch: &RecordBatch) -> Result<&BinaryArray, BridgeError> {
+    batch
         .columns()
         .get(1)
         .and_then(|c| c.as_any().downcast_ref::<BinaryArray>())
-        .ok_or_else(|| BridgeError::Data("a fetched batch has no binary record column".into()))?;
+        .ok_or_else(|| BridgeError::Data("a batch has no binary record column".into()))
+}
+
+/// A batch's partition-id column.
+pub fn pids(batch: &RecordBatch) -> Result<&Int32Array, BridgeError> {
+    batch
+        .columns()
+        .first()
+        .and_then(|c| c.as_any().downcast_ref::<Int32Array>())
+        .ok_or_else(|| BridgeError::Data("a batch has no partition-id column".into()))
+}
+
+/// The records of a fetched batch in the layout Java reads (see the module docs).
+pub fn batch_to_java(batch: &RecordBatch) -> Result<Vec<u8>, BridgeError> {
+    let records = records(batch)?;
     let n = records.len();
     let body = records.value_data().len();
     let mut out = Vec::with_capacity(4 + 4 * n + body);

@@ -1,70 +1,18 @@
 //! The bridge's native side against a real server over QUIC: records pushed in Java's
 //! layout come back exactly in Java's layout; failures are typed.
 
-use std::path::Path;
+mod common;
+
+use common::*;
 
 use sluice_client::{ClientError, MapAttempt};
 use sluice_jni::error::BridgeError;
-use sluice_jni::native::{Session, SessionConfig};
-
-struct Running {
-    runtime: tokio::runtime::Runtime,
-    server: sluice_server::ServerHandle,
-    addr: std::net::SocketAddr,
-}
-
-fn start(dir: &Path) -> Running {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let server = runtime.block_on(sluice_testkit::server::start(dir, |config| {
-        config.worker_threads = 1;
-    }));
-    Running {
-        addr: server.local_addr(),
-        server,
-        runtime,
-    }
-}
-
-impl Running {
-    /// The server as Spark's conf lists it.
-    fn name(&self) -> String {
-        format!("127.0.0.1:{}", self.addr.port())
-    }
-}
-
-fn session(dir: &Path, servers: Vec<String>) -> Result<Session, BridgeError> {
-    Session::open(SessionConfig {
-        servers,
-        token_file: dir.join("data/cluster-token"),
-        trust_file: dir.join("data/tls/cert.pem"),
-        app: "app-jni".into(),
-        secret: "a-test-app-secret".into(),
-    })
-}
-
-/// Records in Java's fetch layout: count, lengths, bytes.
-fn parse(bytes: &[u8]) -> Vec<Vec<u8>> {
-    let word = |at: usize| i32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-    let n = word(0);
-    let mut at = 4 + 4 * n;
-    (0..n)
-        .map(|i| {
-            let len = word(4 + 4 * i);
-            at += len;
-            bytes[at - len..at].to_vec()
-        })
-        .collect()
-}
-
-fn record(i: usize) -> Vec<u8> {
-    format!("record-{i}-{}", "é".repeat(i % 5)).into_bytes()
-}
 
 #[test]
 fn records_pushed_by_a_map_writer_are_fetched_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path());
-    let s = session(dir.path(), vec![server.name()]).unwrap();
+    let s = session(dir.path(), vec![server.name()], 1).unwrap();
     let map = MapAttempt {
         map_id: 41,
         map_index: 0,
@@ -78,14 +26,16 @@ fn records_pushed_by_a_map_writer_are_fetched_exactly() {
         pids.push((i % 3) as i32); // partition 3 stays empty
     }
     w.write(pids, &ends, data).unwrap();
-    let sizes = w.commit().unwrap();
+    let committed = w.commit().unwrap();
+    assert_eq!(committed.replica, None);
+    let sizes = committed.partition_bytes;
     assert_eq!(sizes.len(), 4);
     assert!(sizes[..3].iter().all(|&b| b > 0), "{sizes:?}");
     assert_eq!(sizes[3], 0);
 
     // Each partition holds its records in push order; the empty one holds none.
     for p in 0..4u32 {
-        let mut f = s.fetch(0, 3, p..p + 1, vec![41]).unwrap();
+        let mut f = s.fetch(0, None, 3, p..p + 1, vec![41]).unwrap();
         let mut got = Vec::new();
         while let Some(batch) = f.next_batch().unwrap() {
             got.extend(parse(&batch));
@@ -99,7 +49,7 @@ fn records_pushed_by_a_map_writer_are_fetched_exactly() {
 
     // A map output the server does not hold is a typed error naming it.
     let err = s
-        .fetch(0, 3, 0..4, vec![41, 99])
+        .fetch(0, None, 3, 0..4, vec![41, 99])
         .and_then(|mut f| {
             while f.next_batch()?.is_some() {}
             Ok(())
@@ -117,7 +67,7 @@ fn records_pushed_by_a_map_writer_are_fetched_exactly() {
 fn bad_records_and_dead_servers_are_typed_errors() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path());
-    let s = session(dir.path(), vec![server.name()]).unwrap();
+    let s = session(dir.path(), vec![server.name()], 1).unwrap();
     let map = MapAttempt {
         map_id: 1,
         map_index: 0,
@@ -138,7 +88,7 @@ fn bad_records_and_dead_servers_are_typed_errors() {
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let dead = format!("127.0.0.1:{}", socket.local_addr().unwrap().port());
     drop(socket);
-    let s = session(dir.path(), vec![dead.clone()]).unwrap();
+    let s = session(dir.path(), vec![dead.clone()], 1).unwrap();
     match s.push(0, 1, 2, map) {
         Err(BridgeError::Client { server, source }) => {
             assert_eq!(server, dead);
@@ -153,7 +103,7 @@ fn bad_records_and_dead_servers_are_typed_errors() {
         "{again}"
     );
     assert!(matches!(
-        session(dir.path(), vec![]),
+        session(dir.path(), vec![], 1).map(|_| ()),
         Err(BridgeError::Config(m)) if m.contains("no server")
     ));
 }
@@ -162,7 +112,7 @@ fn bad_records_and_dead_servers_are_typed_errors() {
 fn a_draining_server_is_skipped_by_the_next_push() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path());
-    let s = session(dir.path(), vec![server.name()]).unwrap();
+    let s = session(dir.path(), vec![server.name()], 1).unwrap();
     let map = |map_id| MapAttempt {
         map_id,
         map_index: 0,
@@ -173,10 +123,10 @@ fn a_draining_server_is_skipped_by_the_next_push() {
         w.write(vec![1], &[1], vec![7])?;
         w.commit()
     };
-    assert_eq!(push(1).unwrap().len(), 2);
+    assert_eq!(push(1).unwrap().partition_bytes.len(), 2);
     let report = server
         .runtime
-        .block_on(server.server.drain(std::time::Duration::from_secs(10)));
+        .block_on(server.handle().drain(std::time::Duration::from_secs(10)));
     assert_eq!(report.abandoned_pushes, 0);
     // The push that meets the drain fails with the retryable refusal...
     match push(2) {
@@ -199,7 +149,7 @@ fn a_draining_server_is_skipped_by_the_next_push() {
         );
     }
     // A draining server still serves fetches, so readers are not sent away.
-    let mut fetch = s.fetch(0, 1, 0..2, vec![1]).unwrap();
+    let mut fetch = s.fetch(0, None, 1, 0..2, vec![1]).unwrap();
     let mut records = 0;
     while let Some(batch) = fetch.next_batch().unwrap() {
         records += parse(&batch).len();

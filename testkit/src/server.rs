@@ -28,6 +28,24 @@ pub async fn start(dir: &Path, tweak: impl FnOnce(&mut ServerConfig)) -> ServerH
     Server::start(config).await.unwrap()
 }
 
+/// Starts a server on `dir` as a peer of the one started on `first_dir`: it presents
+/// that server's certificate and accepts its cluster token, as the servers of one
+/// cluster do, so each reaches the other (replicas) and one client trusts both.
+pub async fn start_peer(
+    dir: &Path,
+    first_dir: &Path,
+    tweak: impl FnOnce(&mut ServerConfig),
+) -> ServerHandle {
+    let first = first_dir.join("data");
+    start(dir, |config| {
+        config.tls.cert = Some(first.join("tls/cert.pem"));
+        config.tls.key = Some(first.join("tls/key.pem"));
+        config.cluster_token_file = Some(first.join("cluster-token"));
+        tweak(config);
+    })
+    .await
+}
+
 /// A client config that trusts exactly this certificate and sends this cluster token.
 pub fn client_config(cert_pem: &str, token: &[u8]) -> ClientConfig {
     ClientConfig::new(Trust::PinnedPem(cert_pem.to_string()), token.to_vec())

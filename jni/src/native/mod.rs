@@ -1,5 +1,12 @@
 //! What the Spark plugin does natively, free of JNI types: a session of connections to
-//! the Sluice servers, map writers and fetches.
+//! the Sluice servers (here), map writers (`writer.rs`) and fetches that move to a
+//! map's second copy when the first fails (`fetch.rs`).
+
+mod fetch;
+mod writer;
+
+pub use fetch::Fetch;
+pub use writer::{Committed, MapWriter};
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::ops::Range;
@@ -8,12 +15,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sluice_client::{
-    AppCredentials, BlockingClient, BlockingFetchStream, BlockingPushStream, ClientConfig,
-    ClientError, ErrorCode, FetchRequest, MapAttempt, MapFilter, Partitioning, PushRequest, Trust,
+    AppCredentials, BlockingClient, ClientConfig, ClientError, MapAttempt, Partitioning,
+    PushRequest, Trust,
 };
 
 use crate::error::BridgeError;
-use crate::records::{batch_from_java, batch_to_java, schema, PID_COLUMN};
+use crate::records::{schema, PID_COLUMN};
 
 /// How a session reaches the servers.
 #[derive(Debug, Clone)]
@@ -25,6 +32,14 @@ pub struct SessionConfig {
     pub trust_file: PathBuf,
     pub app: String,
     pub secret: String,
+    /// Copies of each map output: 1, or 2 (a second copy on another server).
+    pub replication: u32,
+    /// Silence after which a connection counts as lost (keep-alives run at a quarter
+    /// of it): how long a reader waits on a server that died before it moves to the
+    /// map's other copy or reports a fetch failure.
+    pub idle_timeout: Duration,
+    /// How long connecting to a server may take.
+    pub connect_timeout: Duration,
 }
 
 struct Server {
@@ -61,9 +76,6 @@ impl Down {
     }
 }
 
-/// Silence after which a connection counts as lost.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
-
 /// How long a server that refused a connection is treated as down.
 const DOWN_FOR: Duration = Duration::from_secs(10);
 
@@ -76,6 +88,7 @@ pub struct Session {
     servers: Vec<Server>,
     config: ClientConfig,
     app: AppCredentials,
+    replication: u32,
 }
 
 fn client_error(server: &str, source: ClientError) -> BridgeError {
@@ -100,11 +113,24 @@ impl Session {
         })?;
         let token = String::from_utf8_lossy(&token).trim().as_bytes().to_vec();
         let mut config = ClientConfig::new(Trust::CaFile(c.trust_file.clone()), token);
-        // A server that dies mid-fetch is noticed after this long (keep-alives run at a
-        // quarter of it), and the reader reports a fetch failure.
-        config.idle_timeout = IDLE_TIMEOUT;
+        if c.idle_timeout < Duration::from_secs(1) || c.connect_timeout < Duration::from_millis(100)
+        {
+            return Err(BridgeError::Config(format!(
+                "spark.sluice.network.idleTimeout must be at least 1s and \
+                 spark.sluice.network.connectTimeout at least 100ms, not {:?} and {:?}",
+                c.idle_timeout, c.connect_timeout
+            )));
+        }
+        config.idle_timeout = c.idle_timeout;
+        config.connect_timeout = c.connect_timeout;
         let app = AppCredentials::new(c.app.as_str(), c.secret.into_bytes())
             .map_err(|e| BridgeError::Config(format!("application id {:?}: {e}", c.app)))?;
+        if !(1..=2).contains(&c.replication) {
+            return Err(BridgeError::Config(format!(
+                "spark.sluice.replication must be 1 or 2, not {}",
+                c.replication
+            )));
+        }
         let servers = c
             .servers
             .iter()
@@ -129,7 +155,29 @@ impl Session {
             servers,
             config,
             app,
+            replication: c.replication,
         })
+    }
+
+    /// The servers that may keep the second copy of a map pushed to `primary`, in the
+    /// order the primary tries them (see [`replica_order`]); none with replication 1.
+    fn replicas_for(&self, primary: usize) -> Vec<String> {
+        if self.replication < 2 {
+            return Vec::new();
+        }
+        let names: Vec<&str> = self.servers.iter().map(|s| s.name.as_str()).collect();
+        replica_order(&names, primary)
+            .into_iter()
+            .map(|i| names[i].to_string())
+            .collect()
+    }
+
+    /// The index of the server named `name`.
+    fn index_of(&self, name: &str) -> Option<i32> {
+        self.servers
+            .iter()
+            .position(|s| s.name == name)
+            .map(|i| i as i32)
     }
 
     fn server(&self, i: i32) -> Result<&Server, BridgeError> {
@@ -193,12 +241,13 @@ impl Session {
     }
 
     pub fn push(
-        &self,
+        self: &Arc<Self>,
         server: i32,
         shuffle_id: u32,
         num_partitions: u32,
         map: MapAttempt,
     ) -> Result<MapWriter, BridgeError> {
+        let s = self.server(server)?;
         let request = PushRequest {
             app: self.app.clone(),
             shuffle_id,
@@ -206,35 +255,30 @@ impl Session {
             num_partitions,
             partitioning: Partitioning::PartitionIdColumn { column: PID_COLUMN },
             schema: schema(),
-            replicas: Vec::new(),
+            replicas: self.replicas_for(server as usize),
         };
-        let s = self.server(server)?;
         s.draining
             .check(s.addr, "draining")
             .map_err(|e| client_error(&s.name, e))?;
         let stream = self.call(server, |c| c.push(request.clone()))?;
-        Ok(MapWriter {
-            server: s.name.clone(),
-            draining: s.draining.clone(),
-            stream: Some(stream),
-            num_partitions,
-        })
+        Ok(MapWriter::new(self.clone(), server, stream, num_partitions))
     }
 
+    /// A fetch of `map_ids` from `primary`, which moves to `replica` (the server holding
+    /// their second copies, if any) when the primary fails or lacks a map.
     pub fn fetch(
-        &self,
-        server: i32,
+        self: &Arc<Self>,
+        primary: i32,
+        replica: Option<i32>,
         shuffle_id: u32,
         partitions: Range<u32>,
         map_ids: Vec<u64>,
     ) -> Result<Fetch, BridgeError> {
-        let request = FetchRequest::partitions(self.app.clone(), shuffle_id, partitions)
-            .with_maps(MapFilter::MapIds(map_ids));
-        let stream = self.call(server, |c| c.fetch(request.clone()))?;
-        Ok(Fetch {
-            server: self.server(server)?.name.clone(),
-            stream,
-        })
+        self.server(primary)?;
+        if let Some(r) = replica {
+            self.server(r)?;
+        }
+        Fetch::open(self.clone(), [Some(primary), replica], shuffle_id, partitions, map_ids)
     }
 
     /// Deletes the shuffle on every server; all are tried, the first failure is returned.
@@ -257,76 +301,32 @@ impl Session {
     }
 }
 
-/// One map attempt's push.
-pub struct MapWriter {
-    server: String,
-    draining: Down,
-    /// `None` once committed or failed.
-    stream: Option<BlockingPushStream>,
-    num_partitions: u32,
+/// The other servers of `names` (as "host:port") in the order a map pushed to
+/// `primary` tries them for its second copy: those on other hosts first, so a lost host
+/// keeps one copy, then those on the primary's host; each group in list order after
+/// the primary, so the copies of different primaries spread over the cluster.
+fn replica_order(names: &[&str], primary: usize) -> Vec<usize> {
+    let host = |i: usize| names[i].rsplit_once(':').map_or(names[i], |(h, _)| h);
+    let n = names.len();
+    let (away, near): (Vec<usize>, Vec<usize>) = (1..n)
+        .map(|k| (primary + k) % n)
+        .partition(|&i| host(i) != host(primary));
+    away.into_iter().chain(near).collect()
 }
 
-impl MapWriter {
-    fn note(&self, e: &ClientError) {
-        if e.code() == Some(ErrorCode::Draining) {
-            self.draining.mark(e);
-        }
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    fn stream(&mut self) -> Result<&mut BlockingPushStream, BridgeError> {
-        self.stream
-            .as_mut()
-            .ok_or_else(|| BridgeError::InvalidArgument("the push has ended".into()))
-    }
-
-    /// Sends records (see `records.rs` for the layout).
-    pub fn write(
-        &mut self,
-        pids: Vec<i32>,
-        ends: &[i32],
-        data: Vec<u8>,
-    ) -> Result<(), BridgeError> {
-        let batch = batch_from_java(pids, ends, data, self.num_partitions)?;
-        let server = self.server.clone();
-        let result = self.stream()?.send(&batch);
-        result.map_err(|e| {
-            self.stream = None;
-            self.note(&e);
-            client_error(&server, e)
-        })
-    }
-
-    /// Commits; returns the stored bytes of each partition.
-    pub fn commit(&mut self) -> Result<Vec<i64>, BridgeError> {
-        let stream = self
-            .stream
-            .take()
-            .ok_or_else(|| BridgeError::InvalidArgument("the push has ended".into()))?;
-        let ack = stream.commit().map_err(|e| {
-            self.note(&e);
-            client_error(&self.server, e)
-        })?;
-        Ok(ack
-            .partition_bytes
-            .iter()
-            .map(|&b| i64::try_from(b).unwrap_or(i64::MAX))
-            .collect())
-    }
-}
-
-/// One fetch from one server.
-pub struct Fetch {
-    server: String,
-    stream: BlockingFetchStream,
-}
-
-impl Fetch {
-    /// The next batch's records in the layout Java reads, or `None` at the end.
-    pub fn next_batch(&mut self) -> Result<Option<Vec<u8>>, BridgeError> {
-        match self.stream.next_batch() {
-            Ok(Some((_, batch))) => batch_to_java(&batch).map(Some),
-            Ok(None) => Ok(None),
-            Err(e) => Err(client_error(&self.server, e)),
-        }
+    #[test]
+    fn second_copies_go_to_other_hosts_first() {
+        let names = ["h1:7000", "h1:7001", "h2:7000", "h3:7000", "[::1]:7000"];
+        assert_eq!(replica_order(&names, 0), vec![2, 3, 4, 1]);
+        assert_eq!(replica_order(&names, 1), vec![2, 3, 4, 0]);
+        assert_eq!(replica_order(&names, 3), vec![4, 0, 1, 2]);
+        assert_eq!(replica_order(&names, 4), vec![0, 1, 2, 3]);
+        assert_eq!(replica_order(&names[..1], 0), Vec::<usize>::new());
+        // All on one host (the loopback tests): the next servers in the list.
+        assert_eq!(replica_order(&["h:1", "h:2", "h:3"], 1), vec![2, 0]);
     }
 }

@@ -1,0 +1,132 @@
+//! One map attempt's push, and what its writer counted.
+
+use std::sync::Arc;
+
+use sluice_client::{BlockingPushStream, ClientError, ErrorCode, PartitionSum};
+
+use super::{client_error, Down, Session};
+use crate::error::BridgeError;
+use crate::records::batch_from_java;
+
+/// What a writer or a reader counted of one partition of a map: rows, and the sum of
+/// the crc32c of each record's bytes (so the order of records does not matter).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Sum {
+    pub(super) rows: u64,
+    pub(super) checksum: u64,
+}
+
+impl Sum {
+    pub(super) fn add(&mut self, record: &[u8]) {
+        self.rows += 1;
+        self.checksum = self
+            .checksum
+            .wrapping_add(u64::from(crc32c::crc32c(record)));
+    }
+}
+
+/// One map attempt's push.
+pub struct MapWriter {
+    session: Arc<Session>,
+    server: String,
+    draining: Down,
+    /// `None` once committed or failed.
+    stream: Option<BlockingPushStream>,
+    num_partitions: u32,
+    /// What was written to each partition, checked by the server and every reader.
+    sums: Vec<Sum>,
+}
+
+/// A committed map output: stored bytes per partition, and where its second copy is.
+#[derive(Debug)]
+pub struct Committed {
+    pub partition_bytes: Vec<i64>,
+    /// The index of the server holding the second copy, if one does.
+    pub replica: Option<i32>,
+}
+
+impl MapWriter {
+    pub(super) fn new(
+        session: Arc<Session>,
+        server: i32,
+        stream: BlockingPushStream,
+        num_partitions: u32,
+    ) -> MapWriter {
+        let s = &session.servers[server as usize];
+        MapWriter {
+            server: s.name.clone(),
+            draining: s.draining.clone(),
+            stream: Some(stream),
+            num_partitions,
+            sums: vec![Sum::default(); num_partitions as usize],
+            session,
+        }
+    }
+
+    fn note(&self, e: &ClientError) {
+        if e.code() == Some(ErrorCode::Draining) {
+            self.draining.mark(e);
+        }
+    }
+
+    fn stream(&mut self) -> Result<&mut BlockingPushStream, BridgeError> {
+        self.stream
+            .as_mut()
+            .ok_or_else(|| BridgeError::InvalidArgument("the push has ended".into()))
+    }
+
+    /// Sends records (see `records.rs` for the layout).
+    pub fn write(
+        &mut self,
+        pids: Vec<i32>,
+        ends: &[i32],
+        data: Vec<u8>,
+    ) -> Result<(), BridgeError> {
+        let batch = batch_from_java(pids, ends, data, self.num_partitions)?;
+        let records = crate::records::records(&batch)?;
+        let pids = crate::records::pids(&batch)?;
+        for (i, pid) in pids.values().iter().enumerate() {
+            self.sums[*pid as usize].add(records.value(i));
+        }
+        let server = self.server.clone();
+        let result = self.stream()?.send(&batch);
+        result.map_err(|e| {
+            self.stream = None;
+            self.note(&e);
+            client_error(&server, e)
+        })
+    }
+
+    /// Commits with the writer's counts; returns the stored bytes of each partition and
+    /// the second copy's server.
+    pub fn commit(&mut self) -> Result<Committed, BridgeError> {
+        let stream = self
+            .stream
+            .take()
+            .ok_or_else(|| BridgeError::InvalidArgument("the push has ended".into()))?;
+        let sums = self
+            .sums
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.rows > 0)
+            .map(|(p, s)| PartitionSum {
+                partition: p as u32,
+                rows: s.rows,
+                checksum: s.checksum,
+            })
+            .collect();
+        let ack = stream.commit_with_sums(sums).map_err(|e| {
+            self.note(&e);
+            client_error(&self.server, e)
+        })?;
+        Ok(Committed {
+            partition_bytes: ack
+                .partition_bytes
+                .iter()
+                .map(|&b| i64::try_from(b).unwrap_or(i64::MAX))
+                .collect(),
+            replica: ack.replica.as_deref().and_then(|r| self.session.index_of(r)),
+        })
+    }
+}
+

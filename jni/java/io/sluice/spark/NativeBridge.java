@@ -47,7 +47,8 @@ final class NativeBridge {
   }
 
   static native long openSession(
-      String servers, String tokenFile, String trustFile, String app, String secret);
+      String servers, String tokenFile, String trustFile, String app, String secret,
+      int replication, long idleTimeoutMs, long connectTimeoutMs);
 
   static native void closeSession(long session);
 
@@ -58,15 +59,19 @@ final class NativeBridge {
   /** Sends {@code count} records: record i is data[ends[i-1], ends[i]) for pids[i]. */
   static native void write(long writer, int count, int[] pids, int[] ends, byte[] data, int len);
 
-  /** Commits the map output; returns the stored bytes of each partition. */
+  /**
+   * Commits the map output; returns the stored bytes of each partition, then one more
+   * element: the index of the server holding its second copy, or -1.
+   */
   static native long[] commit(long writer);
 
   /** Abandons an uncommitted map output. */
   static native void abort(long writer);
 
+  /** A fetch from {@code server}, moving to {@code replica} (-1: none) if it fails. */
   static native long openFetch(
-      long session, int server, int shuffleId, int startPartition, int endPartition,
-      long[] mapIds);
+      long session, int server, int replica, int shuffleId, int startPartition,
+      int endPartition, long[] mapIds);
 
   /**
    * The next batch of records: little-endian count, count lengths, then the record bytes;

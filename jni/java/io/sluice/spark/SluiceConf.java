@@ -12,6 +12,9 @@ final class SluiceConf {
   static final String APP_SECRET = "spark.sluice.appSecret";
   static final String PLACEMENT = "spark.sluice.placement";
   static final String BATCH_BYTES = "spark.sluice.writer.batchBytes";
+  static final String REPLICATION = "spark.sluice.replication";
+  static final String IDLE_TIMEOUT = "spark.sluice.network.idleTimeout";
+  static final String CONNECT_TIMEOUT = "spark.sluice.network.connectTimeout";
 
   final List<String> servers;
   final String tokenFile;
@@ -19,6 +22,11 @@ final class SluiceConf {
   /** "local" (the server on the task's host, else by map id) or "hash" (by map id). */
   final String placement;
   final int batchBytes;
+  /** Copies of each map output: 1, or 2 (the second on another server). */
+  final int replication;
+  /** Silence after which a connection to a server counts as lost. */
+  final long idleTimeoutMs;
+  final long connectTimeoutMs;
 
   SluiceConf(SparkConf conf) {
     servers = new ArrayList<>();
@@ -34,6 +42,12 @@ final class SluiceConf {
       throw new IllegalArgumentException(PLACEMENT + " must be \"local\" or \"hash\", not " + placement);
     }
     batchBytes = (int) conf.getSizeAsBytes(BATCH_BYTES, "4m");
+    replication = conf.getInt(REPLICATION, 1);
+    if (replication != 1 && replication != 2) {
+      throw new IllegalArgumentException(REPLICATION + " must be 1 or 2, not " + replication);
+    }
+    idleTimeoutMs = conf.getTimeAsMs(IDLE_TIMEOUT, "20s");
+    connectTimeoutMs = conf.getTimeAsMs(CONNECT_TIMEOUT, "10s");
   }
 
   private static String required(SparkConf conf, String key) {

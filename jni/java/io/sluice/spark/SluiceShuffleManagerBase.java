@@ -76,7 +76,8 @@ public abstract class SluiceShuffleManagerBase implements ShuffleManager {
       }
       session = NativeBridge.openSession(
           String.join(",", sluice.servers), sluice.tokenFile, sluice.trustFile,
-          conf.getAppId(), conf.get(SluiceConf.APP_SECRET));
+          conf.getAppId(), conf.get(SluiceConf.APP_SECRET), sluice.replication,
+          sluice.idleTimeoutMs, sluice.connectTimeoutMs);
     }
     return session;
   }

@@ -35,12 +35,16 @@ import scala.collection.Iterator;
 /**
  * A reduce task's input: the map outputs {@code MapOutputTracker} lists for the requested
  * map and partition ranges, fetched from the servers that hold them, deserialized, then
- * aggregated and sorted as the dependency asks (as Spark's own reader does). A server that
- * fails or lacks a listed map output raises {@code FetchFailedException} naming it, so
- * Spark recomputes exactly the maps stored there.
+ * aggregated and sorted as the dependency asks (as Spark's own reader does). Maps with a
+ * second copy are read from the other server when the first fails or lacks them; when
+ * every copy fails the reader raises {@code FetchFailedException} naming where they were,
+ * so Spark recomputes exactly those maps.
  */
 final class SluiceShuffleReader<K, C> implements ShuffleReader<K, C> {
-  /** Map outputs are recorded at block manager ids "sluice-server-<index in the list>". */
+  /**
+   * Map outputs are recorded at block manager ids "sluice-server-<index in the list>", or
+   * "sluice-server-<index>+<index of the server with the second copy>".
+   */
   static final String EXECUTOR_PREFIX = "sluice-server-";
 
   private final SluiceShuffleManagerBase manager;
@@ -66,28 +70,34 @@ final class SluiceShuffleReader<K, C> implements ShuffleReader<K, C> {
     this.metrics = metrics;
   }
 
-  /** The map outputs to read from one server. */
+  /** The map outputs to read from one server (and from their second copies' server). */
   private static final class ServerMaps {
     final BlockManagerId location;
+    final int server;
+    /** The server with the second copies, or -1. */
+    final int replica;
     final LinkedHashSet<Long> mapIds = new LinkedHashSet<>();
     long firstMapId = -1;
     int firstMapIndex = -1;
 
-    ServerMaps(BlockManagerId location) {
+    ServerMaps(BlockManagerId location, int[] copies) {
       this.location = location;
+      this.server = copies[0];
+      this.replica = copies[1];
     }
   }
 
   @SuppressWarnings({"unchecked", "rawtypes"})
-  private Map<Integer, ServerMaps> mapsByServer() {
-    Map<Integer, ServerMaps> out = new TreeMap<>();
+  private Map<Long, ServerMaps> mapsByServer() {
+    Map<Long, ServerMaps> out = new TreeMap<>();
     Iterator<?> it = SparkEnv.get().mapOutputTracker().getMapSizesByExecutorId(
         handle.shuffleId(), startMapIndex, endMapIndex, startPartition, endPartition);
     while (it.hasNext()) {
       Tuple2<BlockManagerId, ?> entry = (Tuple2<BlockManagerId, ?>) it.next();
       BlockManagerId location = entry._1();
-      int server = serverIndex(location);
-      ServerMaps maps = out.computeIfAbsent(server, s -> new ServerMaps(location));
+      int[] copies = copies(location);
+      long key = ((long) copies[0] << 32) | (copies[1] + 1);
+      ServerMaps maps = out.computeIfAbsent(key, k -> new ServerMaps(location, copies));
       Iterator<?> blocks = ((scala.collection.Iterable<?>) entry._2()).iterator();
       while (blocks.hasNext()) {
         Tuple3<BlockId, Object, Object> block = (Tuple3<BlockId, Object, Object>) blocks.next();
@@ -101,14 +111,18 @@ final class SluiceShuffleReader<K, C> implements ShuffleReader<K, C> {
     return out;
   }
 
-  private int serverIndex(BlockManagerId location) {
+  /** The server and the second copy's server (-1: none) named by a location. */
+  private int[] copies(BlockManagerId location) {
     String exec = location.executorId();
     int n = manager.sluiceConf().servers.size();
     if (exec.startsWith(EXECUTOR_PREFIX)) {
+      String[] parts = exec.substring(EXECUTOR_PREFIX.length()).split("\\+", -1);
       try {
-        int i = Integer.parseInt(exec.substring(EXECUTOR_PREFIX.length()));
-        if (i >= 0 && i < n) {
-          return i;
+        int server = Integer.parseInt(parts[0]);
+        int replica = parts.length == 2 ? Integer.parseInt(parts[1]) : -1;
+        if (parts.length <= 2 && server >= 0 && server < n && replica >= -1 && replica < n
+            && replica != server) {
+          return new int[] {server, replica};
         }
       } catch (NumberFormatException e) {
         // fall through
@@ -142,14 +156,14 @@ final class SluiceShuffleReader<K, C> implements ShuffleReader<K, C> {
 
   /** Records of every listed map output, server by server, batch by batch. */
   private final class Records extends AbstractIterator<Product2<Object, Object>> {
-    private final java.util.Iterator<Map.Entry<Integer, ServerMaps>> servers;
+    private final java.util.Iterator<Map.Entry<Long, ServerMaps>> servers;
     private final SerializerInstance serializer;
     private final boolean relocatable;
-    private Map.Entry<Integer, ServerMaps> current;
+    private ServerMaps current;
     private long fetch; // 0 when none is open
     private Iterator<Tuple2<Object, Object>> batch = null;
 
-    Records(Map<Integer, ServerMaps> maps, Serializer serializer) {
+    Records(Map<Long, ServerMaps> maps, Serializer serializer) {
       this.servers = maps.entrySet().iterator();
       this.serializer = serializer.newInstance();
       this.relocatable = serializer.supportsRelocationOfSerializedObjects();
@@ -182,10 +196,10 @@ final class SluiceShuffleReader<K, C> implements ShuffleReader<K, C> {
           if (!servers.hasNext()) {
             return false;
           }
-          current = servers.next();
+          current = servers.next().getValue();
           fetch = guard(() -> NativeBridge.openFetch(
-              manager.session(), current.getKey(), handle.shuffleId(), startPartition,
-              endPartition, mapIdArray(current.getValue().mapIds)));
+              manager.session(), current.server, current.replica, handle.shuffleId(),
+              startPartition, endPartition, mapIdArray(current.mapIds)));
         }
         long start = System.nanoTime();
         byte[] bytes = guard(() -> NativeBridge.nextBatch(fetch));
@@ -232,13 +246,13 @@ final class SluiceShuffleReader<K, C> implements ShuffleReader<K, C> {
       }
     }
 
-    /** Runs a native call; its failure is a fetch failure naming the server. */
+    /** Runs a native call; its failure (every copy failed) is a fetch failure naming them. */
     private <T> T guard(java.util.function.Supplier<T> call) {
       try {
         return call.get();
       } catch (SluiceException e) {
         closeFetch();
-        ServerMaps maps = current.getValue();
+        ServerMaps maps = current;
         throw sneaky(new FetchFailedException(
             maps.location, handle.shuffleId(), maps.firstMapId, maps.firstMapIndex,
             startPartition, e.getMessage(), e));

@@ -33,6 +33,8 @@ final class SluiceShuffleWriter<K, V> extends ShuffleWriter<K, V> {
   private final ShuffleWriteMetricsReporter metrics;
   private long writer; // 0 when no push is open
   private long[] sizes = new long[0];
+  /** The server holding the second copy of the committed output, or -1. */
+  private int replica = -1;
   private MapStatus status;
 
   SluiceShuffleWriter(
@@ -89,7 +91,10 @@ final class SluiceShuffleWriter<K, V> extends ShuffleWriter<K, V> {
       }
       buffer.push();
       long t = System.nanoTime();
-      sizes = NativeBridge.commit(writer);
+      long[] committed = NativeBridge.commit(writer);
+      // The stored bytes of each partition, then the second copy's server (-1: none).
+      sizes = java.util.Arrays.copyOf(committed, committed.length - 1);
+      replica = (int) committed[committed.length - 1];
       commitNanos = System.nanoTime() - t;
       writer = 0;
     } finally {
@@ -102,7 +107,7 @@ final class SluiceShuffleWriter<K, V> extends ShuffleWriter<K, V> {
     metrics.incBytesWritten(bytes);
     metrics.incRecordsWritten(count);
     metrics.incWriteTime(buffer.nativeNanos() + commitNanos);
-    status = SparkShims.mapStatus(location(server), sizes, mapId);
+    status = SparkShims.mapStatus(location(manager.sluiceConf(), server, replica), sizes, mapId);
   }
 
   /** Opens the push on the preferred server, or on the next one that answers. */
@@ -153,15 +158,15 @@ final class SluiceShuffleWriter<K, V> extends ShuffleWriter<K, V> {
     return x ^ (x >>> 31);
   }
 
-  /** Where Spark records this map output: the server, as a block manager id. */
-  static BlockManagerId location(SluiceConf conf, int server) {
-    return BlockManagerId$.MODULE$.apply(
-        SluiceShuffleReader.EXECUTOR_PREFIX + server, conf.host(server), conf.port(server),
-        Option.empty());
-  }
-
-  private BlockManagerId location(int server) {
-    return location(manager.sluiceConf(), server);
+  /**
+   * Where Spark records this map output: a block manager id at the server, named
+   * "sluice-server-<server>" or, with a second copy, "sluice-server-<server>+<replica>".
+   * Spark drops the outputs of an id whose fetch failed, so maps are grouped by where
+   * both their copies are, and a fetch fails only when both did.
+   */
+  static BlockManagerId location(SluiceConf conf, int server, int replica) {
+    String id = SluiceShuffleReader.EXECUTOR_PREFIX + server + (replica < 0 ? "" : "+" + replica);
+    return BlockManagerId$.MODULE$.apply(id, conf.host(server), conf.port(server), Option.empty());
   }
 
   @Override

@@ -277,8 +277,10 @@ fn peer_config(
         .map_err(|e| StartError::Tls(e.to_string()))?;
     let mut client = quinn::ClientConfig::new(Arc::new(crypto));
     let mut transport = tuning.transport_config();
-    transport.max_idle_timeout(config.limits.idle_timeout.try_into().ok());
-    transport.keep_alive_interval(Some(config.limits.idle_timeout / 4));
+    // A dead replica is noticed within peer_timeout, not the clients' idle timeout.
+    let timeout = config.replication.peer_timeout;
+    transport.max_idle_timeout(timeout.try_into().ok());
+    transport.keep_alive_interval(Some(timeout / 4));
     client.transport_config(Arc::new(transport));
     Ok(client)
 }

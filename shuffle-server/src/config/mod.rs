@@ -37,13 +37,27 @@ pub struct ServerConfig {
     pub log: LogConfig,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReplicationConfig {
     /// PEM certificates (or their CA) of the other servers, which this server connects
     /// to when a push names them as replicas. Default: this server's own certificate
     /// (right when every server presents the same certificate or one signed by it).
     pub trust_file: Option<PathBuf>,
+    /// Silence after which a replica's connection counts as lost (keep-alives run at a
+    /// quarter of it), so a commit waits at most this long on a dead replica before it
+    /// tries the next one. Default 10s.
+    #[serde(with = "humantime_serde")]
+    pub peer_timeout: Duration,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        ReplicationConfig {
+            trust_file: None,
+            peer_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -442,6 +456,9 @@ impl ServerConfig {
         }
         if !(1..=32768).contains(&self.storage.uring_entries) {
             return Err("storage.uring_entries: must be in 1..=32768".into());
+        }
+        if self.replication.peer_timeout < Duration::from_secs(1) {
+            return Err("replication.peer_timeout: must be at least 1s".into());
         }
         if self.limits.stall_timeout < Duration::from_secs(1) {
             return Err("limits.stall_timeout: must be at least 1s".into());

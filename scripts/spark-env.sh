@@ -2,7 +2,8 @@
 # jar built against it, and two sluice-server processes on loopback sharing one cluster
 # token and certificate. Sets: venv, jar, work, port_a, port_b, server, cluster_args (the
 # plugin jar, both servers, token, trust and a work dir, as the Python drivers take them),
-# and a cleanup trap that stops the servers and removes $work.
+# a script $work/b/restart that starts server b again after a test killed it, and a
+# cleanup trap that stops the servers and removes $work.
 #
 #   SLUICE_SPARK_VERSION=3.5.9 (default) or 4.1.4, 4.3.0: the pyspark release used.
 
@@ -26,7 +27,8 @@ server="$CARGO_TARGET_DIR/release/sluice-server"
 work="$(mktemp -d)"
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  # The servers started here, and any a test restarted (their pid files).
+  for p in "${pids[@]}" $(cat "$work"/*/pid 2>/dev/null); do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
 }
@@ -40,7 +42,8 @@ free_udp_port() {
 start_server() { # name port extra-toml
   local dir="$work/$1"
   mkdir -p "$dir"
-  printf 'listen = "127.0.0.1:%s"\ndata_dir = "%s/data"\n%s\n[storage]\nmemory_budget = "256MiB"\n[admin]\nlisten = "127.0.0.1:0"\n' \
+  # A lost replica is given up after 4 s (not 10): the tests kill servers.
+  printf 'listen = "127.0.0.1:%s"\ndata_dir = "%s/data"\n%s\n[storage]\nmemory_budget = "256MiB"\n[admin]\nlisten = "127.0.0.1:0"\n[replication]\npeer_timeout = "4s"\n' \
     "$2" "$dir" "$3" > "$dir/config.toml"
   "$server" --config "$dir/config.toml" > "$dir/server.log" 2>&1 &
   pids+=($!)
@@ -62,6 +65,23 @@ start_server b "$port_b" "cluster_token_file = \"$work/a/data/cluster-token\"
 cert = \"$work/a/data/tls/cert.pem\"
 key = \"$work/a/data/tls/key.pem\""
 sleep 1
+
+# Starts server b again on its data directory (a test kills it), appending to its log,
+# and returns once it listens.
+cat > "$work/b/restart" <<EOF
+#!/usr/bin/env bash
+set -euo pipefail
+before=\$(grep -c "sluice-server listening" "$work/b/server.log" || true)
+"$server" --config "$work/b/config.toml" >> "$work/b/server.log" 2>&1 &
+echo \$! > "$work/b/pid"
+for _ in \$(seq 300); do
+  [ "\$(grep -c "sluice-server listening" "$work/b/server.log")" -gt "\$before" ] && exit 0
+  sleep 0.1
+done
+echo "server b did not come back" >&2
+exit 1
+EOF
+chmod +x "$work/b/restart"
 
 cluster_args=(
   --jar "$jar"

@@ -6,7 +6,8 @@ Usage::
     python spark_jobs.py --jar /abs/sluice-spark.jar \\
         --servers 127.0.0.1:7001,127.0.0.1:7002 \\
         --token-file /abs/token --trust-file /abs/cert.pem \\
-        --work-dir /abs/dir [--jobs name1,name2] [--only-sort] [--kill-pid-file PATH]
+        --work-dir /abs/dir [--jobs name1,name2] [--only-sort]
+        [--kill-pid-file PATH --restart-cmd PATH]
 
 Run it as a script with the python of a venv that has pyspark (3.5 or 4.x); the same
 python runs the executors' Python workers. Always wrap it in ``timeout``.
@@ -34,10 +35,13 @@ Modes:
   --sort-vs-sort   run phase 2 with the sort shuffle as well: checks that every job is
                    deterministic and that the session restart works, without the plugin
                    (with --kill-pid-file, phase 2 still kills that pid).
-  --kill-pid-file  adds the job ``kill_server``: in phase 2 it SIGKILLs the pid
-                   read from that file once the reduce stage has started; the job must
-                   still complete with the sort-shuffle result. In the sort phase the job
-                   just runs.
+  --kill-pid-file, --restart-cmd  add the jobs ``server_loss_{map,reduce}_r{1,2}``: in
+                   phase 2 each SIGKILLs the pid read from that file once its map or
+                   reduce stage has started, with spark.sluice.replication 1 or 2, and
+                   runs the restart command afterwards. Each must still complete with the
+                   sort-shuffle result; its event log must show no fetch failure and no
+                   resubmitted stage with replication 2, and the recompute with 1. In the
+                   sort phase the jobs just run.
 
 ``--work-dir`` holds a private SPARK_HOME of symlinks into the pyspark package (so executor
 work dirs land there, not in site-packages), Spark's local dirs and marker files.
@@ -48,9 +52,11 @@ import collections
 import datetime
 import importlib.util
 import itertools
+import json
 import operator
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -193,12 +199,13 @@ def count_rows(value):
 class JobContext:
     """What a job gets: the session plus the phase's settings."""
 
-    def __init__(self, spark, phase, work_dir, kill_pid_file):
+    def __init__(self, spark, phase, work_dir, kill_pid_file, restart_cmd):
         self.spark = spark
         self.sc = spark.sparkContext
         self.phase = phase
         self.work_dir = work_dir
         self.kill_pid_file = kill_pid_file  # set only in the phase that kills a server
+        self.restart_cmd = restart_cmd
         self.job = None
         self._markers = itertools.count()
 
@@ -608,7 +615,7 @@ def job_sql_aqe_skew(ctx):
 
 
 # ---------------------------------------------------------------------------------------
-# Server kill job
+# Server loss jobs
 # ---------------------------------------------------------------------------------------
 
 class ServerKiller(threading.Thread):
@@ -625,8 +632,7 @@ class ServerKiller(threading.Thread):
         try:
             while not self.done.is_set():
                 if os.path.exists(self.marker):
-                    with open(self.pid_file) as f:
-                        pid = int(f.read().split()[0])
+                    pid = read_pid(self.pid_file)
                     os.kill(pid, signal.SIGKILL)
                     self.killed_pid = pid
                     return
@@ -635,36 +641,118 @@ class ServerKiller(threading.Thread):
             self.error = e
 
 
-def job_kill_server(ctx):
-    marker = ctx.new_marker("kill_server")
+def read_pid(pid_file):
+    with open(pid_file) as f:
+        return int(f.read().split()[0])
 
-    def reduce_side(idx, groups):
-        # PySpark's groupByKey has read the task's whole shuffle input by the time this
-        # runs; partition 0 is among the first reduce tasks, so the kill lands while the
-        # rest of the reduce stage still has to read.
-        if idx == 0:
-            touch(marker)
-            time.sleep(2)
-        return ((k, len(vs), sum(vs), min(vs), max(vs), zlib.crc32(repr(sorted(vs)).encode()))
-                for k, vs in groups)
 
-    data = ints(ctx.sc, 300_000).map(lambda i: (mix(i, 1) % 5000, mix(i, 2) % 100_000))
-    rdd = data.groupByKey(200).mapPartitionsWithIndex(reduce_side)
-    if not ctx.kill_pid_file:
-        return sorted_rows(rdd.collect())
-    killer = ServerKiller(marker, ctx.kill_pid_file)
-    killer.start()
+def ensure_server_up(ctx):
+    """Starts the server of --kill-pid-file again (--restart-cmd) if a job killed it."""
     try:
-        result = sorted_rows(rdd.collect())
-    finally:
-        killer.done.set()
-        killer.join()
-    if killer.error is not None:
-        raise RuntimeError(f"killing the server failed: {killer.error!r}")
-    if killer.killed_pid is None:
-        raise RuntimeError("the reduce stage never signalled; no server was killed")
-    ctx.info(f"killed server pid {killer.killed_pid} during the reduce stage")
-    return result
+        os.kill(read_pid(ctx.kill_pid_file), 0)
+        return
+    except ProcessLookupError:
+        pass
+    subprocess.run([ctx.restart_cmd], check=True, stdin=subprocess.DEVNULL)
+    ctx.info(f"restarted the server (pid {read_pid(ctx.kill_pid_file)})")
+
+
+def server_loss_job(stage):
+    """A groupByKey job during whose `stage` ("map" or "reduce") a server is SIGKILLed
+    (in the Sluice phase); the server is started again afterwards."""
+
+    def job(ctx):
+        marker = ctx.new_marker(f"kill_{stage}")
+
+        def map_side(idx, it):
+            # Four of the eight map outputs are committed by then; the rest are written
+            # with one server down.
+            if stage == "map" and idx == 4:
+                touch(marker)
+                time.sleep(2)
+            return it
+
+        def reduce_side(idx, groups):
+            # PySpark's groupByKey has read the task's whole shuffle input by the time
+            # this runs; partition 0 is among the first reduce tasks, so the kill lands
+            # while the rest of the reduce stage still has to read.
+            if stage == "reduce" and idx == 0:
+                touch(marker)
+                time.sleep(2)
+            return ((k, len(vs), sum(vs), min(vs), max(vs),
+                     zlib.crc32(repr(sorted(vs)).encode())) for k, vs in groups)
+
+        data = (ints(ctx.sc, 120_000).mapPartitionsWithIndex(map_side)
+                .map(lambda i: (mix(i, 1) % 5000, mix(i, 2) % 100_000)))
+        rdd = data.groupByKey(64).mapPartitionsWithIndex(reduce_side)
+        if not ctx.kill_pid_file:
+            return sorted_rows(rdd.collect())
+        ensure_server_up(ctx)
+        killer = ServerKiller(marker, ctx.kill_pid_file)
+        killer.start()
+        try:
+            result = sorted_rows(rdd.collect())
+        finally:
+            killer.done.set()
+            killer.join()
+            if killer.killed_pid is not None:
+                ensure_server_up(ctx)
+        if killer.error is not None:
+            raise RuntimeError(f"killing the server failed: {killer.error!r}")
+        if killer.killed_pid is None:
+            raise RuntimeError(f"the {stage} stage never signalled; no server was killed")
+        ctx.info(f"killed server pid {killer.killed_pid} during the {stage} stage")
+        return result
+
+    return job
+
+
+def replication_conf(replication):
+    # A lost server is given up after 6 s of silence, not 20: these jobs kill one.
+    return lambda phase: {"spark.sluice.replication": str(replication),
+                          "spark.sluice.network.idleTimeout": "6s",
+                          "spark.sluice.network.connectTimeout": "2s"}
+
+
+def scheduler_events(events_dir):
+    """From a finished session's event log: (fetch failures, failed tasks, resubmitted
+    stage attempts) - what Spark's own listeners saw of the job."""
+    logs = [os.path.join(events_dir, f) for f in os.listdir(events_dir)]
+    if len(logs) != 1 or logs[0].endswith(".inprogress"):
+        raise RuntimeError(f"expected one finished event log in {events_dir}, found {logs}")
+    fetch_failed = failed_tasks = resubmitted = 0
+    with open(logs[0]) as f:
+        for line in f:
+            event = json.loads(line)
+            kind = event.get("Event")
+            if kind == "SparkListenerTaskEnd":
+                reason = event.get("Task End Reason", {}).get("Reason")
+                failed_tasks += reason != "Success"
+                fetch_failed += reason == "FetchFailed"
+            elif kind == "SparkListenerStageSubmitted":
+                resubmitted += event["Stage Info"]["Stage Attempt ID"] > 0
+    return fetch_failed, failed_tasks, resubmitted
+
+
+def check_no_recompute(phase, events_dir):
+    """Replication 2: losing a server costs Spark nothing - no fetch failure, no stage
+    resubmitted (a task whose push met the kill may be retried)."""
+    fetch_failed, failed_tasks, resubmitted = scheduler_events(events_dir)
+    if phase == "sluice" and (fetch_failed or resubmitted):
+        raise RuntimeError(f"with replication 2 the lost server cost {fetch_failed} fetch "
+                           f"failures and {resubmitted} resubmitted stages")
+    return f"{fetch_failed} fetch failures, {failed_tasks} failed tasks, {resubmitted} " \
+           "resubmitted stages"
+
+
+def check_recomputed(phase, events_dir):
+    """Replication 1: the lost maps come back through Spark's recompute."""
+    fetch_failed, failed_tasks, resubmitted = scheduler_events(events_dir)
+    if phase == "sluice" and not (fetch_failed and resubmitted):
+        raise RuntimeError("with replication 1 the lost server should have cost a fetch "
+                           "failure and a recompute")
+    return f"{fetch_failed} fetch failures, {failed_tasks} failed tasks, {resubmitted} " \
+           "resubmitted stages"
 
 
 # ---------------------------------------------------------------------------------------
@@ -758,6 +846,25 @@ def job_dynamic_allocation(ctx):
 OWN_SESSION = {
     "memory_spill": memory_spill_conf,
     "dynamic_allocation": dynamic_allocation_conf,
+    "server_loss_map_r1": replication_conf(1),
+    "server_loss_map_r2": replication_conf(2),
+    "server_loss_reduce_r1": replication_conf(1),
+    "server_loss_reduce_r2": replication_conf(2),
+}
+
+# Jobs whose result is another's (the same computation): the sort phase runs it once.
+SAME_RESULT_AS = {
+    "server_loss_map_r2": "server_loss_map_r1",
+    "server_loss_reduce_r1": "server_loss_map_r1",
+    "server_loss_reduce_r2": "server_loss_map_r1",
+}
+
+# Checks of an OWN_SESSION job's event log, once its session has stopped.
+AFTER_SESSION = {
+    "server_loss_map_r1": check_recomputed,
+    "server_loss_map_r2": check_no_recompute,
+    "server_loss_reduce_r1": check_recomputed,
+    "server_loss_reduce_r2": check_no_recompute,
 }
 
 
@@ -783,9 +890,12 @@ JOBS = {
     "sql_aqe_skew": job_sql_aqe_skew,
     "memory_spill": job_memory_spill,
     "dynamic_allocation": job_dynamic_allocation,
-    "kill_server": job_kill_server,  # last: later jobs would run with a server down
+    "server_loss_map_r1": server_loss_job("map"),
+    "server_loss_map_r2": server_loss_job("map"),
+    "server_loss_reduce_r1": server_loss_job("reduce"),
+    "server_loss_reduce_r2": server_loss_job("reduce"),
 }
-NEEDS_KILL_PID_FILE = {"kill_server"}
+NEEDS_KILL_PID_FILE = {n for n in JOBS if n.startswith("server_loss_")}
 
 
 # ---------------------------------------------------------------------------------------
@@ -902,7 +1012,7 @@ def run_phase(phase, conf, names, args, kill_pid_file, reference=None):
         raise SystemExit(1)
     print(f"== phase {phase}: Spark {spark.version}, session up in "
           f"{time.monotonic() - t_start:.1f}s", flush=True)
-    ctx = JobContext(spark, phase, args.work_dir, kill_pid_file)
+    ctx = JobContext(spark, phase, args.work_dir, kill_pid_file, args.restart_cmd)
     outcomes = {}
     for name in names:
         ctx.job = name
@@ -934,10 +1044,29 @@ def run_all(phase, conf, names, args, kill_pid_file, reference=None):
     rest in one shared session. Returns {name: Outcome}."""
     outcomes = {}
     for name in [n for n in names if n in OWN_SESSION]:
+        same = SAME_RESULT_AS.get(name)
+        if reference is None and same in outcomes:
+            outcomes[name] = outcomes[same]
+            print(f"{phase} job {name}: the result of {same}", flush=True)
+            continue
         own = dict(conf)
         own.update(OWN_SESSION[name](phase))
-        spark, done = run_phase(phase, own, [name], args, None, reference)
+        events = os.path.join(args.work_dir, "events", f"{phase}-{name}")
+        if name in AFTER_SESSION:
+            os.makedirs(events, exist_ok=True)
+            own.update({"spark.eventLog.enabled": "true", "spark.eventLog.dir": events,
+                        # One file, as 3.5 writes it (4.x rolls by default).
+                        "spark.eventLog.rolling.enabled": "false"})
+        spark, done = run_phase(phase, own, [name], args, kill_pid_file, reference)
         stop_session(spark)
+        if name in AFTER_SESSION and done[name].error is None:
+            try:
+                print(f"  info {phase} {name}: {AFTER_SESSION[name](phase, events)}",
+                      flush=True)
+            except Exception as e:
+                done[name].error = describe_error(e)
+                print(f"job {name}: ERROR in phase {phase} after the session\n"
+                      f"{done[name].error}", flush=True)
         outcomes.update(done)
     shared = [n for n in names if n not in OWN_SESSION]
     if shared:
@@ -1026,13 +1155,15 @@ def parse_args(argv):
     p.add_argument("--sort-vs-sort", action="store_true",
                    help="run the second phase with the sort shuffle too (determinism check)")
     p.add_argument("--kill-pid-file", help="file with the pid of a Sluice server to SIGKILL "
-                                           "during the kill_server job")
+                                           "during the server_loss_* jobs")
+    p.add_argument("--restart-cmd", help="command that starts that server again (and returns "
+                                         "once it listens)")
     p.add_argument("--job-timeout", type=int, default=300,
                    help="cancel a job's Spark jobs after this many seconds (default 300)")
     args = p.parse_args(argv)
 
     args.work_dir = os.path.abspath(args.work_dir)
-    for attr in ("jar", "token_file", "trust_file", "kill_pid_file"):
+    for attr in ("jar", "token_file", "trust_file", "kill_pid_file", "restart_cmd"):
         if getattr(args, attr):
             setattr(args, attr, os.path.abspath(getattr(args, attr)))
     if not (args.only_sort or args.sort_vs_sort):
@@ -1043,6 +1174,8 @@ def parse_args(argv):
         if not os.path.isfile(args.jar):
             p.error(f"no such jar: {args.jar}")
 
+    if bool(args.kill_pid_file) != bool(args.restart_cmd):
+        p.error("--kill-pid-file and --restart-cmd go together")
     available = [n for n in JOBS if n not in NEEDS_KILL_PID_FILE or args.kill_pid_file]
     if args.jobs:
         args.job_names = [n.strip() for n in args.jobs.split(",") if n.strip()]

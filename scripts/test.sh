@@ -11,6 +11,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 step() { printf '\n==> %s\n' "$*"; }
 
+step "prerequisites: a JDK 17+ and Python 3 with venv (installed with apt as root)"
+scripts/prerequisites.sh
+
 step "cargo fmt --check"
 cargo fmt --all --check
 
@@ -20,7 +23,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test"
 cargo test --workspace --locked
 
-step "Spark integration (real pyspark, local-cluster; SLUICE_SPARK_VERSION picks the release)"
+step "Spark integration (real pyspark 3.5.9 and 4.3.0, local-cluster; SLUICE_SPARK_VERSIONS picks)"
 scripts/spark-test.sh
 
 step "sluice-bench --quick (end-to-end, verified)"

@@ -9,17 +9,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::child::{self, peak_rss, spawn_child, spawn_child_with};
+use common::ledger::*;
 use common::*;
-use sluice_client::{
-    AppCredentials, Client, ClientError, FetchRequest, MapAttempt, MapFilter, PushRequest,
-};
+use sluice_client::{Client, FetchRequest, MapAttempt, MapFilter, PushRequest};
 
-const PARTITIONS: u32 = 16;
 /// Kill points in the default run; `SLUICE_CRASH_ROUNDS` asks for more.
 const DEFAULT_ROUNDS: usize = 20;
 
@@ -30,92 +27,6 @@ fn child_server() {
     child::run_child_server();
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum State {
-    /// Rows being sent; the push never ended.
-    Pushing,
-    /// PushEnd sent, no ack seen.
-    EndSent,
-    Acked,
-}
-
-fn rows_of(map_id: u64) -> Vec<arrow_array::RecordBatch> {
-    let rows = 50 + (map_id as usize * 131) % 250;
-    vec![batch(rows, map_id), batch(rows / 3, map_id + 7_000_000)]
-}
-
-/// Pushes maps `first, first + stride, ...` until aborted, recording each one's state.
-async fn pusher(
-    client: Arc<Client>,
-    app: AppCredentials,
-    first: u64,
-    stride: u64,
-    states: Arc<Mutex<BTreeMap<u64, State>>>,
-) {
-    let mut m = first;
-    loop {
-        states.lock().unwrap().insert(m, State::Pushing);
-        let request = PushRequest {
-            app: app.clone(),
-            shuffle_id: 0,
-            map: MapAttempt {
-                map_id: m,
-                map_index: m as u32,
-                attempt: 0,
-            },
-            num_partitions: PARTITIONS,
-            partitioning: sluice_client::Partitioning::Hash {
-                columns: KEYS.to_vec(),
-            },
-            schema: schema(),
-            replicas: Vec::new(),
-        };
-        let Ok(mut push) = client.push(request).await else {
-            return;
-        };
-        for b in rows_of(m) {
-            if push.send(&b).await.is_err() {
-                return;
-            }
-        }
-        states.lock().unwrap().insert(m, State::EndSent);
-        if push.commit().await.is_err() {
-            return;
-        }
-        states.lock().unwrap().insert(m, State::Acked);
-        m += stride;
-    }
-}
-
-/// Reads map `m` back: `None` if the server reports it missing.
-async fn read_map(
-    client: &Client,
-    app: &AppCredentials,
-    m: u64,
-) -> Option<BTreeMap<(u32, u64), arrow_array::RecordBatch>> {
-    let request = FetchRequest::partitions(app.clone(), 0, 0..PARTITIONS)
-        .with_maps(MapFilter::MapIds(vec![m]));
-    match fetch_grouped(client, request).await {
-        Ok(got) => Some(got),
-        Err(ClientError::MissingMaps(missing)) if missing == vec![m] => None,
-        Err(e) => panic!("reading map {m}: {e}"),
-    }
-}
-
-/// The reference split of each map, computed once.
-#[derive(Default)]
-struct Expected(BTreeMap<u64, Vec<arrow_array::RecordBatch>>);
-
-impl Expected {
-    fn assert_exact(&mut self, m: u64, got: &BTreeMap<(u32, u64), arrow_array::RecordBatch>) {
-        let reference = self
-            .0
-            .entry(m)
-            .or_insert_with(|| reference_split(&rows_of(m), hash_spec(), PARTITIONS));
-        assert_map_matches(got, m, reference);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_commits_survive_sigkill() {
     let rounds = std::env::var("SLUICE_CRASH_ROUNDS")
@@ -124,7 +35,7 @@ async fn acknowledged_commits_survive_sigkill() {
         .unwrap_or(DEFAULT_ROUNDS);
     let dir = tempfile::tempdir().unwrap();
     let app = app("app-crash");
-    let states: Arc<Mutex<BTreeMap<u64, State>>> = Arc::default();
+    let ledger = Ledger::default();
     let mut rng = Rng::new(0x5eed);
     let mut expected = Expected::default();
     let (mut acked_total, mut lost_acks, mut late_commits) = (0, 0, 0);
@@ -143,8 +54,8 @@ async fn acknowledged_commits_survive_sigkill() {
                     client.clone(),
                     app.clone(),
                     first,
-                    1,
-                    states.clone(),
+                    Vec::new(),
+                    ledger.clone(),
                 ))
             })
             .collect();
@@ -161,34 +72,31 @@ async fn acknowledged_commits_survive_sigkill() {
 
         let mut child2 = spawn_child(dir.path(), direct_io);
         let reader = Client::connect(child2.addr, &child2.config).await.unwrap();
-        let snapshot: Vec<(u64, State)> = states
+        let snapshot: Vec<(u64, State)> = ledger
             .lock()
             .unwrap()
             .iter()
-            .map(|(&m, &s)| (m, s))
+            .map(|(&m, s)| (m, s.clone()))
             .collect();
         // Every acknowledged map, in one fetch.
         let acked: Vec<u64> = snapshot
             .iter()
-            .filter(|s| s.1 == State::Acked)
+            .filter(|s| matches!(s.1, State::Acked { .. }))
             .map(|s| s.0)
             .collect();
-        let request = FetchRequest::partitions(app.clone(), 0, 0..PARTITIONS)
-            .with_maps(MapFilter::MapIds(acked.clone()));
-        let got = fetch_grouped(&reader, request)
-            .await
-            .unwrap_or_else(|e| panic!("round {round}: acknowledged maps lost: {e}"));
-        for &m in &acked {
-            expected.assert_exact(m, &got);
-        }
-        for (m, state) in snapshot.into_iter().filter(|s| s.1 != State::Acked) {
+        let what = format!("round {round}");
+        assert_all_exact(&reader, &app, &acked, &mut expected, &what).await;
+        for (m, state) in snapshot {
             match (state, read_map(&reader, &app, m).await) {
                 (State::Pushing, Some(_)) => {
                     panic!("round {round}: map {m} served without its end")
                 }
                 (State::EndSent, Some(got)) => {
                     expected.assert_exact(m, &got);
-                    states.lock().unwrap().insert(m, State::Acked);
+                    ledger
+                        .lock()
+                        .unwrap()
+                        .insert(m, State::Acked { replica: None });
                     late_commits += 1;
                 }
                 (State::EndSent, None) => lost_acks += 1,
@@ -197,8 +105,11 @@ async fn acknowledged_commits_survive_sigkill() {
         }
         // Maps that were never completed are dropped from the ledger (retries would use
         // new ids, as Spark's do).
-        states.lock().unwrap().retain(|_, s| *s == State::Acked);
-        acked_total = states.lock().unwrap().len();
+        ledger
+            .lock()
+            .unwrap()
+            .retain(|_, s| matches!(s, State::Acked { .. }));
+        acked_total = ledger.lock().unwrap().len();
         reader.close().await;
         child2.process.kill().unwrap();
         child2.process.wait().unwrap();

@@ -2,11 +2,12 @@
 //! re-exported here: the embedded server (`start`, `TestServer`), clients, app
 //! credentials, every-type batches, their pushes, fetches and reference split. Here:
 //! small keyed batches and their pushes, the admin endpoint, raw frames and bare QUIC
-//! connections for hostile input, the data directory's layout, and (`child`) a server
-//! in a child process.
+//! connections for hostile input, the data directory's layout, (`child`) a server in a
+//! child process, and (`ledger`) the pushers of the SIGKILL campaigns.
 #![allow(dead_code)]
 
 pub mod child;
+pub mod ledger;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

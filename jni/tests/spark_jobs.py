@@ -1055,8 +1055,10 @@ def run_all(phase, conf, names, args, kill_pid_file, reference=None):
         if name in AFTER_SESSION:
             os.makedirs(events, exist_ok=True)
             own.update({"spark.eventLog.enabled": "true", "spark.eventLog.dir": events,
-                        # One file, as 3.5 writes it (4.x rolls by default).
-                        "spark.eventLog.rolling.enabled": "false"})
+                        # One plain JSON file, as 3.5 writes it (4.x rolls and
+                        # compresses by default).
+                        "spark.eventLog.rolling.enabled": "false",
+                        "spark.eventLog.compress": "false"})
         spark, done = run_phase(phase, own, [name], args, kill_pid_file, reference)
         stop_session(spark)
         if name in AFTER_SESSION and done[name].error is None:

@@ -131,6 +131,10 @@ pub(crate) struct Args {
     /// spark: rows of generated lineitem data.
     #[arg(long, default_value_t = 20_000_000)]
     spark_rows: u64,
+    /// e2e: 2 compares one copy of each map with two, on two servers (the server
+    /// forwards each map to the other), alternating run by run.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=2))]
+    pub(crate) replication: u32,
     /// Where the server stores data (default: a temporary directory).
     #[arg(long)]
     pub(crate) data_dir: Option<std::path::PathBuf>,

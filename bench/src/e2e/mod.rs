@@ -6,21 +6,20 @@
 use std::time::Instant;
 
 use arrow_array::RecordBatch;
-use sluice_client::{
-    AppCredentials, Client, ClientConfig, FetchRequest, MapAttempt, Partitioning, PushRequest,
-    Trust,
-};
-use sluice_server::config::CodecName;
-use sluice_server::{Server, ServerConfig};
+use sluice_client::MapAttempt;
 use sluice_splitter::{PartitionSpec, Partitioner};
 use sluice_testkit::{lineitem_batch, lineitem_schema};
 
+mod cluster;
 mod parts;
+mod replication;
 mod stages;
+
+use cluster::Cluster;
 
 use crate::data::{buffer_bytes, row_hashes, Digest};
 use crate::report::{median, Record};
-use crate::{Args, Codec};
+use crate::Args;
 
 struct MapInput {
     map: MapAttempt,
@@ -84,7 +83,7 @@ fn generate(args: &Args) -> (Vec<MapInput>, Vec<Digest>, u64) {
     (maps, expected, bytes)
 }
 
-/// One measured shuffle: a fresh server, every map pushed, every partition fetched and
+/// One measured shuffle: fresh servers, every map pushed, every partition fetched and
 /// verified against the generator's digests.
 struct Shuffle {
     push_secs: f64,
@@ -97,6 +96,8 @@ struct Shuffle {
     stages: [stages::Sample; 3],
     stored_bytes: u64,
     peak_rss_bytes: u64,
+    /// Maps whose ack names a second copy.
+    replicated_maps: usize,
     ok: bool,
 }
 
@@ -114,9 +115,13 @@ pub async fn run(args: &Args) -> Result<(bool, Vec<Record>), crate::BenchError> 
         input_bytes as f64 / 1e6,
         t0.elapsed().as_secs_f64()
     );
+    if args.replication == 2 {
+        return replication::compare(args, &maps, &expected, rows, input_bytes).await;
+    }
     let mut shuffles = Vec::new();
     for _ in 0..args.runs.max(1) {
-        shuffles.push(shuffle_once(args, &maps, &expected, rows).await?);
+        let cluster = Cluster::start(args, 1).await?;
+        shuffles.push(cluster.shuffle(args, false, &maps, &expected, rows).await?);
     }
     let (ok, mut records) = report(args, &shuffles, input_bytes, rows);
     let inputs: Vec<&[RecordBatch]> = maps.iter().map(|m| m.batches.as_slice()).collect();
@@ -124,155 +129,6 @@ pub async fn run(args: &Args) -> Result<(bool, Vec<Record>), crate::BenchError> 
     let parts = parts::measure(&inputs, args.partitions, gb).await?;
     records.extend(report_breakdown(&shuffles, gb, &parts));
     Ok((ok, records))
-}
-
-async fn shuffle_once(
-    args: &Args,
-    maps: &[MapInput],
-    expected: &[Digest],
-    rows: u64,
-) -> Result<Shuffle, crate::BenchError> {
-    let tmp = tempfile::tempdir()?;
-    let data_dir = match &args.data_dir {
-        Some(dir) => tempfile::tempdir_in(dir)?.keep(),
-        None => tmp.path().join("data"),
-    };
-    let mut config = ServerConfig::embedded(data_dir.clone());
-    config.storage.codec = match args.codec {
-        Codec::None => CodecName::None,
-        Codec::Lz4 => CodecName::Lz4,
-        Codec::Zstd => CodecName::Zstd,
-    };
-    config.storage.zstd_level = args.zstd_level;
-    let server = Server::start(config).await?;
-    let client_config = ClientConfig::new(
-        Trust::PinnedPem(server.certificate_pem().to_string()),
-        server.token().to_vec(),
-    );
-    let addr = server.local_addr();
-    let app = AppCredentials::new("sluice-bench", b"sluice-bench-app-secret".to_vec())?;
-    Client::connect(addr, &client_config)
-        .await?
-        .register_app(&app)
-        .await?;
-
-    // Push: every map concurrently, each on its own connection.
-    let before = crate::report::usage();
-    let stages_before = stages::sample();
-    let t_push = Instant::now();
-    let mut pushes = Vec::new();
-    let bar = crate::report::progress((args.maps * args.batches_per_map) as u64, "push batches");
-    for input in maps {
-        let (cfg, app, bar) = (client_config.clone(), app.clone(), bar.clone());
-        let (map, batches) = (input.map, input.batches.clone());
-        let n = args.partitions;
-        pushes.push(tokio::spawn(async move {
-            let client = Client::connect(addr, &cfg).await?;
-            let mut push = client
-                .push(PushRequest {
-                    app,
-                    shuffle_id: 0,
-                    map,
-                    num_partitions: n,
-                    partitioning: Partitioning::Hash { columns: vec![0] },
-                    schema: lineitem_schema(),
-                    replicas: Vec::new(),
-                })
-                .await?;
-            for batch in &batches {
-                push.send(batch).await?;
-                bar.inc(1);
-            }
-            let ack = push.commit().await?;
-            client.close().await;
-            Ok::<_, sluice_client::ClientError>(ack)
-        }));
-    }
-    let mut stored_bytes = 0u64;
-    let mut acked_rows = 0u64;
-    for p in pushes {
-        let ack = p.await??;
-        stored_bytes += ack.partition_bytes.iter().sum::<u64>();
-        acked_rows += ack.partition_rows.iter().sum::<u64>();
-    }
-    let push_secs = t_push.elapsed().as_secs_f64();
-    bar.finish_and_clear();
-    let after_push = crate::report::usage();
-    let stages_push = stages::sample();
-
-    // Fetch: reducers over contiguous partition ranges, decoding as a reducer would and
-    // dropping each batch once it is checked (a reducer streams its input). The check's
-    // own CPU is measured on its thread and taken out of the fetch's.
-    let t_fetch = Instant::now();
-    let mut fetches = Vec::new();
-    let n = args.partitions;
-    let reducers = args.reducers.clamp(1, n);
-    let bar = crate::report::progress(rows, "fetch rows");
-    for r in 0..reducers {
-        let range = (r * n / reducers)..((r + 1) * n / reducers);
-        let (cfg, app, bar) = (client_config.clone(), app.clone(), bar.clone());
-        fetches.push(tokio::spawn(async move {
-            let client = Client::connect(addr, &cfg).await?;
-            let mut stream = client
-                .fetch(FetchRequest::partitions(app, 0, range))
-                .await?;
-            let mut digests = vec![Digest::default(); n as usize];
-            let (mut hashes, mut check_secs) = (Vec::new(), 0.0);
-            while let Some((partition, batch)) = stream.next_batch().await? {
-                let start = sluice_stages::thread_cpu_secs();
-                bar.inc(batch.num_rows() as u64);
-                row_hashes(&batch, &mut hashes);
-                digests[partition as usize].add(&hashes);
-                check_secs += sluice_stages::thread_cpu_secs() - start;
-            }
-            client.close().await;
-            Ok::<_, sluice_client::ClientError>((digests, check_secs))
-        }));
-    }
-    let mut actual = vec![Digest::default(); n as usize];
-    let mut check_secs = 0.0;
-    for f in fetches {
-        let (digests, secs) = f.await??;
-        for (a, d) in actual.iter_mut().zip(&digests) {
-            a.merge(d);
-        }
-        check_secs += secs;
-    }
-    let fetch_secs = t_fetch.elapsed().as_secs_f64();
-    bar.finish_and_clear();
-    let after_fetch = crate::report::usage();
-    let stages_fetch = stages::sample().less(check_secs);
-    server.shutdown().await;
-    if args.data_dir.is_some() {
-        std::fs::remove_dir_all(&data_dir)?;
-    }
-
-    let mismatched: Vec<u32> = (0..n)
-        .filter(|&p| actual[p as usize] != expected[p as usize])
-        .collect();
-    if !mismatched.is_empty() || acked_rows != rows {
-        eprintln!(
-            "rows acked {acked_rows} of {rows}; {} partitions differ, first: {:?}",
-            mismatched.len(),
-            mismatched
-                .iter()
-                .take(5)
-                .map(|&p| (p, expected[p as usize], actual[p as usize]))
-                .collect::<Vec<_>>()
-        );
-    }
-    Ok(Shuffle {
-        push_secs,
-        fetch_secs,
-        push_cpu_secs: after_push.cpu_secs - before.cpu_secs,
-        fetch_cpu_secs: after_fetch.cpu_secs - after_push.cpu_secs - check_secs,
-        push_faults: after_push.page_faults - before.page_faults,
-        fetch_faults: after_fetch.page_faults - after_push.page_faults,
-        stages: [stages_before, stages_push, stages_fetch],
-        stored_bytes,
-        peak_rss_bytes: after_fetch.peak_rss_bytes,
-        ok: mismatched.is_empty() && acked_rows == rows,
-    })
 }
 
 /// Prints the medians of the runs and returns them as records.

@@ -230,8 +230,7 @@ pub extern "system" fn Java_io_sluice_spark_NativeBridge_openFetch(
             index("start partition", start_partition)?..index("end partition", end_partition)?;
         let shuffle_id = index("shuffle id", shuffle_id)?;
         let replica = (replica >= 0).then_some(replica);
-        let fetch =
-            session(session_handle)?.fetch(server, replica, shuffle_id, partitions, ids)?;
+        let fetch = session(session_handle)?.fetch(server, replica, shuffle_id, partitions, ids)?;
         Ok(FETCHES.insert(fetch))
     })
 }

@@ -91,7 +91,13 @@ fn expected(maps: &[&[(u32, Vec<u8>)]], partitions: u32) -> Vec<Vec<u8>> {
 }
 
 fn integrity_error(e: &BridgeError) -> bool {
-    matches!(e, BridgeError::Client { source: ClientError::Integrity(_), .. })
+    matches!(
+        e,
+        BridgeError::Client {
+            source: ClientError::Integrity(_),
+            ..
+        }
+    )
 }
 
 #[test]
@@ -152,7 +158,10 @@ fn a_fetch_cut_off_mid_map_goes_on_from_the_other_copy_without_repeating_a_block
     while let Some(batch) = f.next_batch().unwrap() {
         got.extend(parse(&batch));
     }
-    assert!(before > 0 && before < data.len() / 4, "{before} records before the cut");
+    assert!(
+        before > 0 && before < data.len() / 4,
+        "{before} records before the cut"
+    );
     // Exactly the map's records, in order: none lost, none twice.
     assert_eq!(got, expected(&[&data], 1));
     drop(b);
@@ -223,7 +232,11 @@ fn blocks_lost_or_listed_twice_on_one_copy_are_read_from_the_other() {
         assert!(integrity_error(&err), "map {map_id}: {err}");
         // ...and with the second copy the records come back exact.
         let got = fetch_all(&s, (0, Some(1)), 2, vec![map_id]).unwrap();
-        assert_eq!(got, expected(&[&data[map_id as usize - 1]], 2), "map {map_id}");
+        assert_eq!(
+            got,
+            expected(&[&data[map_id as usize - 1]], 2),
+            "map {map_id}"
+        );
     }
     drop(b);
 }

@@ -212,5 +212,8 @@ async fn replicated_commits_survive_sigkill_of_either_server() {
         }
     }
     eprintln!("replicated crash test: {rounds} kill points, {tally:?}");
-    assert!(tally.two_copies > 0, "no map was ever acknowledged with two copies");
+    assert!(
+        tally.two_copies > 0,
+        "no map was ever acknowledged with two copies"
+    );
 }

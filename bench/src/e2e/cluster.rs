@@ -5,8 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use sluice_client::{
-    AppCredentials, Client, ClientConfig, FetchRequest, MapFilter, Partitioning, PushRequest,
-    Trust,
+    AppCredentials, Client, ClientConfig, FetchRequest, MapFilter, Partitioning, PushRequest, Trust,
 };
 use sluice_server::config::CodecName;
 use sluice_server::{Server, ServerConfig, ServerHandle};
@@ -107,147 +106,149 @@ impl Cluster {
         expected: &[Digest],
         rows: u64,
     ) -> Result<Shuffle, crate::BenchError> {
-    let (client_config, app) = (&self.client_config, &self.app);
-    let addrs: Vec<std::net::SocketAddr> = self.servers.iter().map(|s| s.local_addr()).collect();
-    let primary = |i: usize| i % addrs.len();
-    // Push: every map concurrently, each on its own connection.
-    let before = crate::report::usage();
-    let stages_before = stages::sample();
-    let t_push = Instant::now();
-    let mut pushes = Vec::new();
-    let bar = crate::report::progress((args.maps * args.batches_per_map) as u64, "push batches");
-    for (i, input) in maps.iter().enumerate() {
-        let (cfg, app, bar) = (client_config.clone(), app.clone(), bar.clone());
-        let (map, batches) = (input.map, input.batches.clone());
-        let n = args.partitions;
-        let addr = addrs[primary(i)];
-        let replicas = match replicate {
-            true => vec![addrs[(primary(i) + 1) % addrs.len()].to_string()],
-            false => Vec::new(),
-        };
-        pushes.push(tokio::spawn(async move {
-            let client = Client::connect(addr, &cfg).await?;
-            let mut push = client
-                .push(PushRequest {
-                    app,
-                    shuffle_id: 0,
-                    map,
-                    num_partitions: n,
-                    partitioning: Partitioning::Hash { columns: vec![0] },
-                    schema: lineitem_schema(),
-                    replicas,
-                })
-                .await?;
-            for batch in &batches {
-                push.send(batch).await?;
-                bar.inc(1);
-            }
-            let ack = push.commit().await?;
-            client.close().await;
-            Ok::<_, sluice_client::ClientError>(ack)
-        }));
-    }
-    let (mut stored_bytes, mut acked_rows, mut replicated_maps) = (0u64, 0u64, 0);
-    for p in pushes {
-        let ack = p.await??;
-        stored_bytes += ack.partition_bytes.iter().sum::<u64>();
-        acked_rows += ack.partition_rows.iter().sum::<u64>();
-        replicated_maps += usize::from(ack.replica.is_some());
-    }
-    let push_secs = t_push.elapsed().as_secs_f64();
-    bar.finish_and_clear();
-    let after_push = crate::report::usage();
-    let stages_push = stages::sample();
-
-    // Fetch: reducers over contiguous partition ranges, decoding as a reducer would and
-    // dropping each batch once it is checked (a reducer streams its input). The check's
-    // own CPU is measured on its thread and taken out of the fetch's.
-    let t_fetch = Instant::now();
-    let mut fetches = Vec::new();
-    let n = args.partitions;
-    let reducers = args.reducers.clamp(1, n);
-    let bar = crate::report::progress(rows, "fetch rows");
-    for r in 0..reducers {
-        let range = (r * n / reducers)..((r + 1) * n / reducers);
-        let (cfg, app, bar) = (client_config.clone(), app.clone(), bar.clone());
-        // From each server, the maps pushed to it (all of them when there is one).
-        let sources: Vec<(std::net::SocketAddr, FetchRequest)> = addrs
-            .iter()
-            .enumerate()
-            .map(|(s, &addr)| {
-                let request = FetchRequest::partitions(app.clone(), 0, range.clone());
-                let request = match addrs.len() {
-                    1 => request,
-                    _ => request.with_maps(MapFilter::MapIds(
-                        (0..maps.len())
-                            .filter(|&i| primary(i) == s)
-                            .map(|i| maps[i].map.map_id)
-                            .collect(),
-                    )),
-                };
-                (addr, request)
-            })
-            .collect();
-        fetches.push(tokio::spawn(async move {
-            let mut digests = vec![Digest::default(); n as usize];
-            let (mut hashes, mut check_secs) = (Vec::new(), 0.0);
-            for (addr, request) in sources {
+        let (client_config, app) = (&self.client_config, &self.app);
+        let addrs: Vec<std::net::SocketAddr> =
+            self.servers.iter().map(|s| s.local_addr()).collect();
+        let primary = |i: usize| i % addrs.len();
+        // Push: every map concurrently, each on its own connection.
+        let before = crate::report::usage();
+        let stages_before = stages::sample();
+        let t_push = Instant::now();
+        let mut pushes = Vec::new();
+        let bar =
+            crate::report::progress((args.maps * args.batches_per_map) as u64, "push batches");
+        for (i, input) in maps.iter().enumerate() {
+            let (cfg, app, bar) = (client_config.clone(), app.clone(), bar.clone());
+            let (map, batches) = (input.map, input.batches.clone());
+            let n = args.partitions;
+            let addr = addrs[primary(i)];
+            let replicas = match replicate {
+                true => vec![addrs[(primary(i) + 1) % addrs.len()].to_string()],
+                false => Vec::new(),
+            };
+            pushes.push(tokio::spawn(async move {
                 let client = Client::connect(addr, &cfg).await?;
-                let mut stream = client.fetch(request).await?;
-                while let Some((partition, batch)) = stream.next_batch().await? {
-                    let start = sluice_stages::thread_cpu_secs();
-                    bar.inc(batch.num_rows() as u64);
-                    row_hashes(&batch, &mut hashes);
-                    digests[partition as usize].add(&hashes);
-                    check_secs += sluice_stages::thread_cpu_secs() - start;
+                let mut push = client
+                    .push(PushRequest {
+                        app,
+                        shuffle_id: 0,
+                        map,
+                        num_partitions: n,
+                        partitioning: Partitioning::Hash { columns: vec![0] },
+                        schema: lineitem_schema(),
+                        replicas,
+                    })
+                    .await?;
+                for batch in &batches {
+                    push.send(batch).await?;
+                    bar.inc(1);
                 }
+                let ack = push.commit().await?;
                 client.close().await;
-            }
-            Ok::<_, sluice_client::ClientError>((digests, check_secs))
-        }));
-    }
-    let mut actual = vec![Digest::default(); n as usize];
-    let mut check_secs = 0.0;
-    for f in fetches {
-        let (digests, secs) = f.await??;
-        for (a, d) in actual.iter_mut().zip(&digests) {
-            a.merge(d);
+                Ok::<_, sluice_client::ClientError>(ack)
+            }));
         }
-        check_secs += secs;
-    }
-    let fetch_secs = t_fetch.elapsed().as_secs_f64();
-    bar.finish_and_clear();
-    let after_fetch = crate::report::usage();
-    let stages_fetch = stages::sample().less(check_secs);
+        let (mut stored_bytes, mut acked_rows, mut replicated_maps) = (0u64, 0u64, 0);
+        for p in pushes {
+            let ack = p.await??;
+            stored_bytes += ack.partition_bytes.iter().sum::<u64>();
+            acked_rows += ack.partition_rows.iter().sum::<u64>();
+            replicated_maps += usize::from(ack.replica.is_some());
+        }
+        let push_secs = t_push.elapsed().as_secs_f64();
+        bar.finish_and_clear();
+        let after_push = crate::report::usage();
+        let stages_push = stages::sample();
 
-    let mismatched: Vec<u32> = (0..n)
-        .filter(|&p| actual[p as usize] != expected[p as usize])
-        .collect();
-    if !mismatched.is_empty() || acked_rows != rows {
-        eprintln!(
-            "rows acked {acked_rows} of {rows}; {} partitions differ, first: {:?}",
-            mismatched.len(),
-            mismatched
+        // Fetch: reducers over contiguous partition ranges, decoding as a reducer would and
+        // dropping each batch once it is checked (a reducer streams its input). The check's
+        // own CPU is measured on its thread and taken out of the fetch's.
+        let t_fetch = Instant::now();
+        let mut fetches = Vec::new();
+        let n = args.partitions;
+        let reducers = args.reducers.clamp(1, n);
+        let bar = crate::report::progress(rows, "fetch rows");
+        for r in 0..reducers {
+            let range = (r * n / reducers)..((r + 1) * n / reducers);
+            let (cfg, app, bar) = (client_config.clone(), app.clone(), bar.clone());
+            // From each server, the maps pushed to it (all of them when there is one).
+            let sources: Vec<(std::net::SocketAddr, FetchRequest)> = addrs
                 .iter()
-                .take(5)
-                .map(|&p| (p, expected[p as usize], actual[p as usize]))
-                .collect::<Vec<_>>()
-        );
-    }
-    Ok(Shuffle {
-        push_secs,
-        fetch_secs,
-        push_cpu_secs: after_push.cpu_secs - before.cpu_secs,
-        fetch_cpu_secs: after_fetch.cpu_secs - after_push.cpu_secs - check_secs,
-        push_faults: after_push.page_faults - before.page_faults,
-        fetch_faults: after_fetch.page_faults - after_push.page_faults,
-        stages: [stages_before, stages_push, stages_fetch],
-        stored_bytes,
-        peak_rss_bytes: after_fetch.peak_rss_bytes,
-        replicated_maps,
-        ok: mismatched.is_empty()
-            && acked_rows == rows
-            && replicated_maps == if replicate { maps.len() } else { 0 },
-    })
+                .enumerate()
+                .map(|(s, &addr)| {
+                    let request = FetchRequest::partitions(app.clone(), 0, range.clone());
+                    let request = match addrs.len() {
+                        1 => request,
+                        _ => request.with_maps(MapFilter::MapIds(
+                            (0..maps.len())
+                                .filter(|&i| primary(i) == s)
+                                .map(|i| maps[i].map.map_id)
+                                .collect(),
+                        )),
+                    };
+                    (addr, request)
+                })
+                .collect();
+            fetches.push(tokio::spawn(async move {
+                let mut digests = vec![Digest::default(); n as usize];
+                let (mut hashes, mut check_secs) = (Vec::new(), 0.0);
+                for (addr, request) in sources {
+                    let client = Client::connect(addr, &cfg).await?;
+                    let mut stream = client.fetch(request).await?;
+                    while let Some((partition, batch)) = stream.next_batch().await? {
+                        let start = sluice_stages::thread_cpu_secs();
+                        bar.inc(batch.num_rows() as u64);
+                        row_hashes(&batch, &mut hashes);
+                        digests[partition as usize].add(&hashes);
+                        check_secs += sluice_stages::thread_cpu_secs() - start;
+                    }
+                    client.close().await;
+                }
+                Ok::<_, sluice_client::ClientError>((digests, check_secs))
+            }));
+        }
+        let mut actual = vec![Digest::default(); n as usize];
+        let mut check_secs = 0.0;
+        for f in fetches {
+            let (digests, secs) = f.await??;
+            for (a, d) in actual.iter_mut().zip(&digests) {
+                a.merge(d);
+            }
+            check_secs += secs;
+        }
+        let fetch_secs = t_fetch.elapsed().as_secs_f64();
+        bar.finish_and_clear();
+        let after_fetch = crate::report::usage();
+        let stages_fetch = stages::sample().less(check_secs);
+
+        let mismatched: Vec<u32> = (0..n)
+            .filter(|&p| actual[p as usize] != expected[p as usize])
+            .collect();
+        if !mismatched.is_empty() || acked_rows != rows {
+            eprintln!(
+                "rows acked {acked_rows} of {rows}; {} partitions differ, first: {:?}",
+                mismatched.len(),
+                mismatched
+                    .iter()
+                    .take(5)
+                    .map(|&p| (p, expected[p as usize], actual[p as usize]))
+                    .collect::<Vec<_>>()
+            );
+        }
+        Ok(Shuffle {
+            push_secs,
+            fetch_secs,
+            push_cpu_secs: after_push.cpu_secs - before.cpu_secs,
+            fetch_cpu_secs: after_fetch.cpu_secs - after_push.cpu_secs - check_secs,
+            push_faults: after_push.page_faults - before.page_faults,
+            fetch_faults: after_fetch.page_faults - after_push.page_faults,
+            stages: [stages_before, stages_push, stages_fetch],
+            stored_bytes,
+            peak_rss_bytes: after_fetch.peak_rss_bytes,
+            replicated_maps,
+            ok: mismatched.is_empty()
+                && acked_rows == rows
+                && replicated_maps == if replicate { maps.len() } else { 0 },
+        })
     }
 }

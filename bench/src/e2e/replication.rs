@@ -19,7 +19,11 @@ pub async fn compare(
     for _ in 0..args.runs.max(1) {
         for (copies, out) in runs.iter_mut().enumerate() {
             let cluster = Cluster::start(args, 2).await?;
-            out.push(cluster.shuffle(args, copies == 1, maps, expected, rows).await?);
+            out.push(
+                cluster
+                    .shuffle(args, copies == 1, maps, expected, rows)
+                    .await?,
+            );
         }
     }
     let gb = input_bytes as f64 / 1e9;
@@ -63,9 +67,9 @@ pub async fn compare(
         );
         let unit = if *unit == "s" { "s/GB" } else { unit };
         for (copies, value) in [("1 copy", one[i]), ("2 copies", two[i])] {
-            records.push(Record::new("e2e_replication", copies, *metric, value, unit));
+            records.push(Record::new("e2e_replication", copies, metric, value, unit));
         }
-        records.push(Record::new("e2e_replication", "2 / 1", *metric, ratio, "x"));
+        records.push(Record::new("e2e_replication", "2 / 1", metric, ratio, "x"));
     }
     let replicated = runs[1].iter().map(|r| r.replicated_maps).min().unwrap_or(0);
     println!(

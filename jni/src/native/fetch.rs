@@ -68,7 +68,9 @@ impl Fetch {
             self.partitions.clone(),
         )
         .with_maps(MapFilter::MapIds(self.map_ids.clone()));
-        let stream = self.session.call(self.server(), |c| c.fetch(request.clone()))?;
+        let stream = self
+            .session
+            .call(self.server(), |c| c.fetch(request.clone()))?;
         self.stream = Some(stream);
         Ok(())
     }
@@ -171,4 +173,3 @@ impl Fetch {
         }
     }
 }
-

@@ -278,7 +278,13 @@ impl Session {
         if let Some(r) = replica {
             self.server(r)?;
         }
-        Fetch::open(self.clone(), [Some(primary), replica], shuffle_id, partitions, map_ids)
+        Fetch::open(
+            self.clone(),
+            [Some(primary), replica],
+            shuffle_id,
+            partitions,
+            map_ids,
+        )
     }
 
     /// Deletes the shuffle on every server; all are tried, the first failure is returned.

@@ -125,8 +125,10 @@ impl MapWriter {
                 .iter()
                 .map(|&b| i64::try_from(b).unwrap_or(i64::MAX))
                 .collect(),
-            replica: ack.replica.as_deref().and_then(|r| self.session.index_of(r)),
+            replica: ack
+                .replica
+                .as_deref()
+                .and_then(|r| self.session.index_of(r)),
         })
     }
 }
-

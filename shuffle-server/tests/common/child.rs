@@ -87,7 +87,12 @@ pub fn spawn_child_configured(dir: &Path, toml: &str) -> ChildServer {
 /// A child server on `dir`, peer of the one on `first_dir` (see [`PEER_OF_ENV`]); the
 /// first must have started once (its certificate and token exist).
 pub fn spawn_child_peer(dir: &Path, first_dir: &Path, direct_io: bool) -> ChildServer {
-    spawn(dir, None, direct_io, Some((PEER_OF_ENV, first_dir.as_os_str())))
+    spawn(
+        dir,
+        None,
+        direct_io,
+        Some((PEER_OF_ENV, first_dir.as_os_str())),
+    )
 }
 
 /// Spawns the child, with one more variable in its environment if `env` is given.
@@ -158,8 +163,8 @@ fn await_ready(dir: &Path, token_dir: &Path) -> Result<(String, Vec<u8>), String
         std::thread::sleep(Duration::from_millis(10));
     };
     let token_path = token_dir.join("data/cluster-token");
-    let token = std::fs::read(&token_path)
-        .map_err(|e| format!("reading {}: {e}", token_path.display()))?;
+    let token =
+        std::fs::read(&token_path).map_err(|e| format!("reading {}: {e}", token_path.display()))?;
     Ok((ready, token))
 }
 

@@ -7,9 +7,16 @@
 #   the other; each is installed into a cached venv on first use.
 #   SLUICE_SPARK_VERSION=4.1.4: test this one release only.
 #   SLUICE_SPARK_JOBS=name,name: run only these jobs.
+#   SLUICE_SPARK_REFERENCE_DIR: sort-shuffle results shared between versions (set by
+#   the loop over versions; see --reference-dir in spark_jobs.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${SLUICE_SPARK_VERSION:-}" ]; then
+  # The first version's sort-shuffle results are the later versions' reference (a result
+  # that differs is checked against that version's own sort shuffle): one sort phase.
+  SLUICE_SPARK_REFERENCE_DIR="$(mktemp -d)"
+  export SLUICE_SPARK_REFERENCE_DIR
+  trap 'rm -rf "$SLUICE_SPARK_REFERENCE_DIR"' EXIT
   for version in ${SLUICE_SPARK_VERSIONS:-3.5.9 4.3.0}; do
     printf '\n==> Spark %s\n' "$version"
     SLUICE_SPARK_VERSION="$version" "$0"
@@ -18,12 +25,15 @@ if [ -z "${SLUICE_SPARK_VERSION:-}" ]; then
 fi
 source scripts/spark-env.sh
 
-jobs=()
-if [ -n "${SLUICE_SPARK_JOBS:-}" ]; then jobs=(--jobs "$SLUICE_SPARK_JOBS"); fi
+options=()
+if [ -n "${SLUICE_SPARK_JOBS:-}" ]; then options=(--jobs "$SLUICE_SPARK_JOBS"); fi
+if [ -n "${SLUICE_SPARK_REFERENCE_DIR:-}" ]; then
+  options+=(--reference-dir "$SLUICE_SPARK_REFERENCE_DIR")
+fi
 status=0
 timeout 1500 "$venv/bin/python" jni/tests/spark_jobs.py \
   "${cluster_args[@]}" \
   --kill-pid-file "$work/b/pid" --restart-cmd "$work/b/restart" \
-  "${jobs[@]}" || status=$?
+  "${options[@]}" || status=$?
 if [ "$status" -ne 0 ]; then server_logs; fi
 exit "$status"

@@ -55,6 +55,7 @@ import itertools
 import json
 import operator
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -966,8 +967,10 @@ def stop_session(spark):
 # ---------------------------------------------------------------------------------------
 
 class Outcome:
-    def __init__(self, value=None, secs=0.0, error=None):
+    def __init__(self, value=None, secs=0.0, error=None, spark=None):
         self.value, self.secs, self.error = value, secs, error
+        # The Spark version whose sort shuffle gave this result, if not this one's.
+        self.spark = spark
 
 
 def describe_error(exc, max_lines=40):
@@ -1093,6 +1096,9 @@ def report_comparison(phase, name, ref, outcome):
     elif outcome.value == ref.value:
         print(f"job {name}: OK ({count_rows(outcome.value)} rows, {outcome.secs:.1f}s)",
               flush=True)
+    elif ref.spark is not None:
+        print(f"job {name}: differs from Spark {ref.spark}'s sort result; this version's "
+              "sort shuffle decides", flush=True)
     else:
         print(f"job {name}: MISMATCH ({outcome.secs:.1f}s)", flush=True)
         for line in diff_values(ref.value, outcome.value, "sort", phase):
@@ -1160,12 +1166,17 @@ def parse_args(argv):
                                            "during the server_loss_* jobs")
     p.add_argument("--restart-cmd", help="command that starts that server again (and returns "
                                          "once it listens)")
+    p.add_argument("--reference-dir",
+                   help="directory of sort-shuffle results shared between Spark versions: "
+                        "results found there are the reference instead of a sort phase, "
+                        "results computed here are saved there")
     p.add_argument("--job-timeout", type=int, default=300,
                    help="cancel a job's Spark jobs after this many seconds (default 300)")
     args = p.parse_args(argv)
 
     args.work_dir = os.path.abspath(args.work_dir)
-    for attr in ("jar", "token_file", "trust_file", "kill_pid_file", "restart_cmd"):
+    for attr in ("jar", "token_file", "trust_file", "kill_pid_file", "restart_cmd",
+                 "reference_dir"):
         if getattr(args, attr):
             setattr(args, attr, os.path.abspath(getattr(args, attr)))
     if not (args.only_sort or args.sort_vs_sort):
@@ -1190,6 +1201,32 @@ def parse_args(argv):
     else:
         args.job_names = available
     return args
+
+
+def load_references(directory, names):
+    """The sort results an earlier Spark version saved in `directory`, by job name."""
+    found = {}
+    for name in names if directory else []:
+        path = os.path.join(directory, f"{name}.pickle")
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                saved = pickle.load(f)  # written by save_references in this test run
+            found[name] = Outcome(value=saved["value"], spark=saved["spark"])
+            print(f"sort job {name}: the result of Spark {saved['spark']}'s sort shuffle",
+                  flush=True)
+    return found
+
+
+def save_references(directory, outcomes):
+    """Saves the sort results that succeeded, for the next Spark version of this run."""
+    if not directory:
+        return
+    from pyspark import __version__ as spark_version
+    os.makedirs(directory, exist_ok=True)
+    for name, outcome in outcomes.items():
+        if outcome.error is None:
+            with open(os.path.join(directory, f"{name}.pickle"), "wb") as f:
+                pickle.dump({"spark": spark_version, "value": outcome.value}, f)
 
 
 def sluice_conf(args):
@@ -1218,7 +1255,11 @@ def main(argv=None):
         return conf
 
     print(f"jobs: {', '.join(args.job_names)}", flush=True)
-    reference = run_all("sort", conf_for("sort"), args.job_names, args, None)
+    shared = load_references(args.reference_dir, args.job_names)
+    to_run = [n for n in args.job_names if n not in shared]
+    reference = run_all("sort", conf_for("sort"), to_run, args, None)
+    save_references(args.reference_dir, reference)
+    reference.update(shared)
     failed = [n for n, o in reference.items() if o.error is not None]
     if args.only_sort:
         print(f"sort phase: {len(args.job_names) - len(failed)}/{len(args.job_names)} jobs ran"
@@ -1228,6 +1269,16 @@ def main(argv=None):
     phase = "sort2" if args.sort_vs_sort else "sluice"
     outcomes = run_all(phase, conf_for(phase), args.job_names, args, args.kill_pid_file,
                        reference=reference)
+    # A result that differs from another version's sort result is held against this
+    # version's sort shuffle before it counts as a mismatch.
+    differ = [n for n in shared if outcomes[n].error is None
+              and outcomes[n].value != reference[n].value]
+    if differ:
+        print(f"== sort shuffle on this version for {', '.join(differ)}", flush=True)
+        rerun = run_all("sort", conf_for("sort"), differ, args, None)
+        reference.update(rerun)
+        for name in differ:
+            report_comparison(phase, name, reference[name], outcomes[name])
 
     bad = [n for n in args.job_names
            if reference[n].error is not None or outcomes[n].error is not None

@@ -666,9 +666,12 @@ def server_loss_job(stage):
         marker = ctx.new_marker(f"kill_{stage}")
 
         def map_side(idx, it):
-            # Four of the eight map outputs are committed by then; the rest are written
-            # with one server down.
-            if stage == "map" and idx == 4:
+            # Eleven or more of the sixteen map outputs are committed by then, and the
+            # rest are written with one server down. Map ids are task ids, 0..15 in a
+            # fresh session: of 0..11, the writer places 1, 9, 10 and 11 on server b
+            # (with 8 maps only 1 went there, and when map 1 was still running at the
+            # kill, b lost nothing committed).
+            if stage == "map" and idx == 12:
                 touch(marker)
                 time.sleep(2)
             return it
@@ -683,7 +686,7 @@ def server_loss_job(stage):
             return ((k, len(vs), sum(vs), min(vs), max(vs),
                      zlib.crc32(repr(sorted(vs)).encode())) for k, vs in groups)
 
-        data = (ints(ctx.sc, 120_000).mapPartitionsWithIndex(map_side)
+        data = (ints(ctx.sc, 120_000, 16).mapPartitionsWithIndex(map_side)
                 .map(lambda i: (mix(i, 1) % 5000, mix(i, 2) % 100_000)))
         rdd = data.groupByKey(64).mapPartitionsWithIndex(reduce_side)
         if not ctx.kill_pid_file:

@@ -72,12 +72,7 @@ async fn acknowledged_commits_survive_sigkill() {
 
         let mut child2 = spawn_child(dir.path(), direct_io);
         let reader = Client::connect(child2.addr, &child2.config).await.unwrap();
-        let snapshot: Vec<(u64, State)> = ledger
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(&m, s)| (m, s.clone()))
-            .collect();
+        let snapshot = snapshot(&ledger);
         // Every acknowledged map, in one fetch.
         let acked: Vec<u64> = snapshot
             .iter()

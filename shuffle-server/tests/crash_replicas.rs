@@ -82,12 +82,7 @@ async fn check_server(
     found: &mut BTreeSet<u64>,
     what: &str,
 ) -> usize {
-    let snapshot: Vec<(u64, State)> = ledger
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(&m, s)| (m, s.clone()))
-        .collect();
+    let snapshot = snapshot(ledger);
     let held: Vec<u64> = snapshot
         .iter()
         .filter_map(|(m, s)| match s {

@@ -25,6 +25,12 @@ pub enum State {
 
 pub type Ledger = Arc<Mutex<BTreeMap<u64, State>>>;
 
+/// A copy of every map's state, taken under the lock (the pushers keep going).
+pub fn snapshot(ledger: &Ledger) -> Vec<(u64, State)> {
+    let ledger = ledger.lock().unwrap();
+    ledger.iter().map(|(&m, s)| (m, s.clone())).collect()
+}
+
 pub fn rows_of(map_id: u64) -> Vec<arrow_array::RecordBatch> {
     let rows = 50 + (map_id as usize * 131) % 250;
     vec![batch(rows, map_id), batch(rows / 3, map_id + 7_000_000)]

@@ -13,7 +13,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}"
 version="$(cd "$pyspark_dir" && ls jars | sed -n 's/^spark-core_[0-9.]*-\(.*\)\.jar$/\1/p')"
 out="${2:-$CARGO_TARGET_DIR/sluice-spark-$version.jar}"
 
-cargo build --release --locked -p sluice-jni
+scripts/build-release.sh >&2
 build="$(mktemp -d)"
 trap 'rm -rf "$build"' EXIT
 mkdir -p "$build/classes/native/linux-x86_64"

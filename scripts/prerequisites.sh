@@ -31,6 +31,18 @@ if ! command -v strip >/dev/null; then
   packages+=(binutils)
 fi
 
+# As root, the network-path tests (shuffle-server/tests/netpath.rs) put the server in
+# a network namespace of its own: they need ip and tc (iproute2) and nft (nftables).
+# Without root they are skipped, so these are only needed (and installed) as root.
+if [ "$(id -u)" -eq 0 ]; then
+  for tool in ip:iproute2 tc:iproute2 nft:nftables; do
+    if ! PATH="$PATH:/usr/sbin:/sbin" command -v "${tool%%:*}" >/dev/null; then
+      missing+=("${tool%%:*} (${tool##*:}, for the network-namespace tests)")
+      packages+=("${tool##*:}")
+    fi
+  done
+fi
+
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null && [ -z "${SLUICE_APT_TRIED:-}" ]; then

@@ -21,7 +21,7 @@ fi
 pyspark_dir="$("$venv/bin/python" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')"
 
 jar="$(jni/build-jar.sh "$pyspark_dir" | tail -1)"
-cargo build --release --locked -p sluice-server
+scripts/build-release.sh
 server="$CARGO_TARGET_DIR/release/sluice-server"
 
 work="$(mktemp -d)"

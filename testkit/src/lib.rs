@@ -9,10 +9,13 @@
 //! bridge take it only as a dev-dependency, and only the benchmark (a dev tool) uses it
 //! as a normal one. Nothing here checks or hardens anything: a helper panics on the
 //! first error, as a test wants. Generated data must not change: benchmark results and
-//! test seeds depend on it (the tests in `tests/golden.rs` pin it).
+//! test seeds depend on it (the tests in `tests/golden.rs` pin it). The `netns` feature
+//! adds [`netns`]: a client and a server network namespace joined by a veth pair.
 
 pub mod every_type;
 pub mod lineitem;
+#[cfg(feature = "netns")]
+pub mod netns;
 mod rng;
 #[cfg(feature = "server")]
 pub mod server;

@@ -135,6 +135,15 @@ pub(crate) struct Args {
     /// forwards each map to the other), alternating run by run.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=2))]
     pub(crate) replication: u32,
+    /// e2e and net: run over a veth pair between two network namespaces instead of
+    /// loopback (root only): `veth[,rate=1gbit][,loss=0.1%][,mtu=1500]` (MTU 1500 by
+    /// default; the rate is a tbf limit on each direction, the loss a random drop of
+    /// arriving packets at each end).
+    #[arg(long, value_parser = sluice_testkit::netns::LinkSpec::parse)]
+    link: Option<sluice_testkit::netns::LinkSpec>,
+    /// Loopback, or the link made from `--link`.
+    #[arg(skip)]
+    pub(crate) path: net::path::NetPath,
     /// Where the server stores data (default: a temporary directory).
     #[arg(long)]
     pub(crate) data_dir: Option<std::path::PathBuf>,
@@ -155,6 +164,20 @@ fn main() -> ExitCode {
         if matches!(args.mode, Mode::E2e | Mode::Net) {
             args.maps = args.maps.min(2);
             args.batches_per_map = args.batches_per_map.min(8);
+        }
+    }
+    if let Some(spec) = args.link {
+        if !matches!(args.mode, Mode::E2e | Mode::Net) {
+            eprintln!("sluice-bench: --link is for --mode e2e and --mode net");
+            return ExitCode::from(2);
+        }
+        // Before the runtime exists: its threads start in the client namespace.
+        match net::path::NetPath::over_link(spec) {
+            Ok(path) => args.path = path,
+            Err(e) => {
+                eprintln!("sluice-bench: {e}");
+                return ExitCode::from(2);
+            }
         }
     }
     let (ok, records) = match run_mode(&args) {

@@ -152,6 +152,12 @@ impl Client {
     }
 
     /// Closes the connection and waits until the close has been sent.
+    /// The QUIC connection's counters: bytes and datagrams on the wire, packets lost,
+    /// and the path (RTT, the MTU discovery settled at).
+    pub fn connection_stats(&self) -> quinn::ConnectionStats {
+        self.conn.stats()
+    }
+
     pub async fn close(self) {
         self.conn.close(0u32.into(), b"client closed");
         self.endpoint.wait_idle().await;

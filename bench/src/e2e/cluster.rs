@@ -8,7 +8,7 @@ use sluice_client::{
     AppCredentials, Client, ClientConfig, FetchRequest, MapFilter, Partitioning, PushRequest, Trust,
 };
 use sluice_server::config::CodecName;
-use sluice_server::{Server, ServerConfig, ServerHandle};
+use sluice_server::{ServerConfig, ServerHandle};
 use sluice_testkit::lineitem_schema;
 
 use super::{stages, MapInput, Shuffle};
@@ -24,6 +24,42 @@ pub(super) struct Cluster {
     client_config: ClientConfig,
     app: AppCredentials,
     _tmp: tempfile::TempDir,
+}
+
+/// What the clients' connections put on the wire and took off it (UDP payload bytes,
+/// QUIC headers and tags included), and the smallest path MTU they discovered.
+#[derive(Debug, Clone, Copy)]
+struct Wire {
+    sent: u64,
+    received: u64,
+    mtu: u16,
+}
+
+impl Default for Wire {
+    fn default() -> Self {
+        Self {
+            sent: 0,
+            received: 0,
+            mtu: u16::MAX,
+        }
+    }
+}
+
+impl Wire {
+    fn of(client: &Client) -> Self {
+        let stats = client.connection_stats();
+        Self {
+            sent: stats.udp_tx.bytes,
+            received: stats.udp_rx.bytes,
+            mtu: stats.path.current_mtu,
+        }
+    }
+
+    fn add(&mut self, other: Wire) {
+        self.sent += other.sent;
+        self.received += other.received;
+        self.mtu = self.mtu.min(other.mtu);
+    }
 }
 
 impl Cluster {
@@ -48,7 +84,7 @@ impl Cluster {
                 config.tls.key = Some(first.join("tls/key.pem"));
                 config.cluster_token_file = Some(first.join("cluster-token"));
             }
-            servers.push(Server::start(config).await?);
+            servers.push(args.path.start_server(config).await?);
             data_dirs.push(data_dir);
         }
         let client_config = ClientConfig::new(
@@ -144,13 +180,16 @@ impl Cluster {
                     bar.inc(1);
                 }
                 let ack = push.commit().await?;
+                let wire = Wire::of(&client);
                 client.close().await;
-                Ok::<_, sluice_client::ClientError>(ack)
+                Ok::<_, sluice_client::ClientError>((ack, wire))
             }));
         }
         let (mut stored_bytes, mut acked_rows, mut replicated_maps) = (0u64, 0u64, 0);
+        let mut push_wire = Wire::default();
         for p in pushes {
-            let ack = p.await??;
+            let (ack, wire) = p.await??;
+            push_wire.add(wire);
             stored_bytes += ack.partition_bytes.iter().sum::<u64>();
             acked_rows += ack.partition_rows.iter().sum::<u64>();
             replicated_maps += usize::from(ack.replica.is_some());
@@ -192,6 +231,7 @@ impl Cluster {
             fetches.push(tokio::spawn(async move {
                 let mut digests = vec![Digest::default(); n as usize];
                 let (mut hashes, mut check_secs) = (Vec::new(), 0.0);
+                let mut wire = Wire::default();
                 for (addr, request) in sources {
                     let client = Client::connect(addr, &cfg).await?;
                     let mut stream = client.fetch(request).await?;
@@ -202,15 +242,18 @@ impl Cluster {
                         digests[partition as usize].add(&hashes);
                         check_secs += sluice_stages::thread_cpu_secs() - start;
                     }
+                    wire.add(Wire::of(&client));
                     client.close().await;
                 }
-                Ok::<_, sluice_client::ClientError>((digests, check_secs))
+                Ok::<_, sluice_client::ClientError>((digests, check_secs, wire))
             }));
         }
         let mut actual = vec![Digest::default(); n as usize];
         let mut check_secs = 0.0;
+        let mut fetch_wire = Wire::default();
         for f in fetches {
-            let (digests, secs) = f.await??;
+            let (digests, secs, wire) = f.await??;
+            fetch_wire.add(wire);
             for (a, d) in actual.iter_mut().zip(&digests) {
                 a.merge(d);
             }
@@ -244,6 +287,11 @@ impl Cluster {
             fetch_faults: after_fetch.page_faults - after_push.page_faults,
             stages: [stages_before, stages_push, stages_fetch],
             stored_bytes,
+            push_udp_bytes: push_wire.sent,
+            fetch_udp_bytes: fetch_wire.received,
+            // The pushing clients send the bulk, so their MTU discovery has the traffic to
+            // run on (a reducer sends almost nothing).
+            path_mtu: push_wire.mtu,
             peak_rss_bytes: after_fetch.peak_rss_bytes,
             replicated_maps,
             ok: mismatched.is_empty()

@@ -95,6 +95,11 @@ struct Shuffle {
     /// Process CPU by stage at the push's start, its end and the fetch's end.
     stages: [stages::Sample; 3],
     stored_bytes: u64,
+    /// UDP payload bytes the pushing clients sent, and the fetching clients received.
+    push_udp_bytes: u64,
+    fetch_udp_bytes: u64,
+    /// The smallest UDP payload size MTU discovery settled at, over the pushes.
+    path_mtu: u16,
     peak_rss_bytes: u64,
     /// Maps whose ack names a second copy.
     replicated_maps: usize,
@@ -115,6 +120,9 @@ pub async fn run(args: &Args) -> Result<(bool, Vec<Record>), crate::BenchError> 
         input_bytes as f64 / 1e6,
         t0.elapsed().as_secs_f64()
     );
+    if args.path.is_link() {
+        eprintln!("path: {}", args.path.describe());
+    }
     if args.replication == 2 {
         return replication::compare(args, &maps, &expected, rows, input_bytes).await;
     }
@@ -126,7 +134,7 @@ pub async fn run(args: &Args) -> Result<(bool, Vec<Record>), crate::BenchError> 
     let (ok, mut records) = report(args, &shuffles, input_bytes, rows);
     let inputs: Vec<&[RecordBatch]> = maps.iter().map(|m| m.batches.as_slice()).collect();
     let gb = input_bytes as f64 / 1e9;
-    let parts = parts::measure(&inputs, args.partitions, gb).await?;
+    let parts = parts::measure(&args.path, &inputs, args.partitions, gb).await?;
     records.extend(report_breakdown(&shuffles, gb, &parts));
     Ok((ok, records))
 }
@@ -165,6 +173,13 @@ fn report(args: &Args, runs: &[Shuffle], input_bytes: u64, rows: u64) -> (bool, 
     line("compression ratio", format!("{ratio:.2}"));
     line("push", format!("{push:.3} GB/s"));
     line("fetch", format!("{fetch:.3} GB/s"));
+    // What crossed the network: IPC batches on the push, compressed blocks on the fetch.
+    let push_wire = med(&|r| r.push_udp_bytes as f64 / 1e9 / r.push_secs);
+    let fetch_wire = med(&|r| r.fetch_udp_bytes as f64 / 1e9 / r.fetch_secs);
+    let path_mtu = runs.iter().map(|r| r.path_mtu).min().unwrap_or(0);
+    line("push on the wire", format!("{push_wire:.3} GB/s"));
+    line("fetch on the wire", format!("{fetch_wire:.3} GB/s"));
+    line("path MTU (pushes, UDP)", path_mtu.to_string());
     line("CPU per GB", format!("{cpu_per_gb:.2} s"));
     line("  push", format!("{push_cpu:.2} s"));
     line("  fetch", format!("{fetch_cpu:.2} s"));
@@ -184,6 +199,9 @@ fn report(args: &Args, runs: &[Shuffle], input_bytes: u64, rows: u64) -> (bool, 
     let records = vec![
         record("push", push, "GB/s"),
         record("fetch", fetch, "GB/s"),
+        record("push_wire", push_wire, "GB/s"),
+        record("fetch_wire", fetch_wire, "GB/s"),
+        record("path_mtu", path_mtu as f64, "bytes"),
         record("compression_ratio", ratio, "x"),
         record("cpu_per_gb", cpu_per_gb, "s/GB"),
         record("push_cpu_per_gb", push_cpu, "s/GB"),

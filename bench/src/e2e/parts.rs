@@ -11,9 +11,10 @@ use sluice_format::encode_batch;
 use sluice_splitter::{PartitionSpec, PartitionWriter, Partitioner, SplitError, WriterLimits};
 use sluice_stages::thread_cpu_secs;
 use sluice_testkit::lineitem_schema;
-use sluice_transport::TransportTuning;
 
+use crate::net::path::NetPath;
 use crate::net::raw::{quinn_transfer, Direction};
+use crate::net::Setting;
 use crate::report::usage;
 
 /// CPU seconds per GB of input of each part.
@@ -39,14 +40,16 @@ impl Parts {
 
 /// Measures every part on `maps` (each map's batches, split as one push is).
 pub async fn measure(
+    path: &NetPath,
     maps: &[&[RecordBatch]],
     partitions: u32,
     input_gb: f64,
 ) -> Result<Parts, crate::BenchError> {
     let split = split_secs(maps, partitions) / input_gb;
     let (compress, decompress, checksum, stored) = codec_secs(maps);
-    let push_transport = quinn_secs((input_gb * 1e9) as u64, Direction::Push).await? / input_gb;
-    let fetch_transport = quinn_secs(stored, Direction::Fetch).await? / input_gb;
+    let push_transport =
+        quinn_secs(path, (input_gb * 1e9) as u64, Direction::Push).await? / input_gb;
+    let fetch_transport = quinn_secs(path, stored, Direction::Fetch).await? / input_gb;
     Ok(Parts {
         split,
         compress: compress / input_gb,
@@ -120,16 +123,14 @@ fn codec_secs(maps: &[&[RecordBatch]]) -> (f64, f64, f64, u64) {
 }
 
 /// Process CPU seconds of moving `bytes` through raw quinn with Sluice's tuning.
-async fn quinn_secs(bytes: u64, direction: Direction) -> Result<f64, crate::BenchError> {
+async fn quinn_secs(
+    path: &NetPath,
+    bytes: u64,
+    direction: Direction,
+) -> Result<f64, crate::BenchError> {
     let before = usage().cpu_secs;
-    quinn_transfer(
-        &TransportTuning::SERVER,
-        &TransportTuning::CLIENT,
-        bytes,
-        1,
-        direction,
-    )
-    .await
-    .map_err(|e| format!("raw quinn transfer: {e}"))?;
+    quinn_transfer(path, &Setting::default_tuning(), bytes, direction)
+        .await
+        .map_err(|e| format!("raw quinn transfer: {e}"))?;
     Ok(usage().cpu_secs - before)
 }

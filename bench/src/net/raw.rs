@@ -1,16 +1,19 @@
-//! The network's limit: a raw quinn bulk transfer over one connection on loopback, with
-//! the transport settings Sluice uses, but none of its protocol: the sender writes
-//! shared 1 MiB chunks (no copy), the receiver counts and drops them. Also plain tokio
-//! TCP (no encryption), for reference.
+//! The network's limit: a raw quinn bulk transfer over one connection (loopback or a
+//! veth link), with the transport settings Sluice uses, but none of its protocol: the
+//! sender writes shared 1 MiB chunks (no copy), the receiver counts and drops them.
+//! Also tokio TCP, plain and under TLS 1.3, for reference.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sluice_transport::{tls, TransportTuning};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::path::NetPath;
+use super::Setting;
 
 use crate::BenchError as Error;
 
@@ -31,41 +34,71 @@ struct Ends {
     client: quinn::ClientConfig,
 }
 
-fn ends(server_tuning: &TransportTuning, client_tuning: &TransportTuning) -> Result<Ends, Error> {
+fn identity() -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), Error> {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
-    let cert_der = cert.cert.der().clone();
-    let key = rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der())?;
+    let key = PrivateKeyDer::try_from(cert.signing_key.serialize_der())?;
+    Ok((cert.cert.der().clone(), key))
+}
+
+fn ends(setting: &Setting) -> Result<Ends, Error> {
+    let (cert_der, key) = identity()?;
+    let with_ack = |tuning: &TransportTuning| {
+        let mut t = tuning.transport_config();
+        if let Some(threshold) = setting.ack_eliciting_threshold {
+            let mut ack = quinn::AckFrequencyConfig::default();
+            ack.ack_eliciting_threshold(threshold.into());
+            t.ack_frequency_config(Some(ack));
+        }
+        if setting.bbr {
+            t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
+        }
+        Arc::new(t)
+    };
     let crypto = tls::server_crypto(vec![cert_der.clone()], key, b"bulk")?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    server.transport_config(Arc::new(server_tuning.transport_config()));
+    server.transport_config(with_ack(&setting.server));
 
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert_der)?;
     let crypto = tls::client_crypto(roots, b"bulk")?;
     let mut client = quinn::ClientConfig::new(Arc::new(crypto));
-    client.transport_config(Arc::new(client_tuning.transport_config()));
+    client.transport_config(with_ack(&setting.client));
     Ok(Ends { server, client })
 }
 
-/// GB/s of moving `bytes` (rounded down to a multiple of `streams`) over one connection
-/// on `streams` concurrent streams; every stream's byte count is checked.
+/// One measured transfer: its rate, and what the client's connection saw of the path.
+#[derive(Debug, Clone, Copy)]
+pub struct Transfer {
+    /// Stream bytes per second.
+    pub gbps: f64,
+    /// UDP payload bytes per second the client sent (push) or received (fetch): the
+    /// stream bytes plus QUIC's headers, tags and retransmissions.
+    pub udp_gbps: f64,
+    /// The UDP payload size MTU discovery settled at.
+    pub mtu: u16,
+    /// Packets the client's end declared lost.
+    pub lost_packets: u64,
+}
+
+/// Moves `bytes` (rounded down to a multiple of the setting's streams) over one
+/// connection on that many concurrent streams; every stream's byte count is checked.
 pub async fn quinn_transfer(
-    server_tuning: &TransportTuning,
-    client_tuning: &TransportTuning,
+    path: &NetPath,
+    setting: &Setting,
     bytes: u64,
-    streams: u32,
     direction: Direction,
-) -> Result<f64, Error> {
-    let Ends { server, client } = ends(server_tuning, client_tuning)?;
-    let loopback: SocketAddr = "127.0.0.1:0".parse()?;
-    let server_ep = server_tuning.endpoint(loopback, Some(server))?;
+) -> Result<Transfer, Error> {
+    let Ends { server, client } = ends(setting)?;
+    let server_ep =
+        path.server_side(|| setting.server.endpoint(path.server_bind(), Some(server)))??;
     let server_addr = server_ep.local_addr()?;
     let serving = tokio::spawn(serve(server_ep.clone()));
-    let client_ep = client_tuning.endpoint(loopback, None)?;
+    let client_ep = setting.client.endpoint(path.client_bind(), None)?;
     let conn = client_ep
         .connect_with(client, server_addr, "localhost")?
         .await?;
 
+    let streams = setting.streams;
     let chunk = Bytes::from((0..CHUNK).map(|i| (i * 7 + 3) as u8).collect::<Vec<u8>>());
     let per_stream = bytes / streams as u64;
     let start = Instant::now();
@@ -103,12 +136,23 @@ pub async fn quinn_transfer(
     for t in tasks {
         t.await??;
     }
-    let gbps = (per_stream * streams as u64) as f64 / 1e9 / start.elapsed().as_secs_f64();
+    let secs = start.elapsed().as_secs_f64();
+    let gbps = (per_stream * streams as u64) as f64 / 1e9 / secs;
+    let stats = conn.stats();
+    let udp = match direction {
+        Direction::Push => stats.udp_tx.bytes,
+        Direction::Fetch => stats.udp_rx.bytes,
+    };
     conn.close(0u32.into(), b"done");
     client_ep.wait_idle().await;
     server_ep.close(0u32.into(), b"done");
     serving.abort();
-    Ok(gbps)
+    Ok(Transfer {
+        gbps,
+        udp_gbps: udp as f64 / 1e9 / secs,
+        mtu: stats.path.current_mtu,
+        lost_packets: stats.path.lost_packets,
+    })
 }
 
 async fn serve(endpoint: Endpoint) -> Result<(), Error> {
@@ -162,26 +206,66 @@ async fn drain(recv: &mut RecvStream) -> Result<u64, Error> {
     Ok(got)
 }
 
-/// GB/s of moving `bytes` over one loopback TCP connection (no TLS), 1 MiB writes.
-pub async fn tcp_transfer(bytes: u64) -> Result<f64, Error> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// GB/s of moving `bytes` over one TCP connection, 1 MiB writes: plain, or under TLS
+/// 1.3 with the same crypto as QUIC (rustls, ring, AES-128-GCM).
+pub async fn tcp_transfer(path: &NetPath, bytes: u64, tls: bool) -> Result<f64, Error> {
+    let listener = path.server_side(|| std::net::TcpListener::bind(path.server_bind()))??;
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
     let addr = listener.local_addr()?;
+    let (acceptor, connector) = if tls {
+        let (acceptor, connector) = tls_ends()?;
+        (Some(acceptor), Some(connector))
+    } else {
+        (None, None)
+    };
     let receiver = tokio::spawn(async move {
-        let (mut socket, _) = listener.accept().await?;
-        let mut buf = vec![0u8; CHUNK];
-        let mut got = 0u64;
-        loop {
-            match socket.read(&mut buf).await? {
-                0 => break,
-                n => got += n as u64,
-            }
+        let (socket, _) = listener.accept().await?;
+        socket.set_nodelay(true)?;
+        match acceptor {
+            Some(a) => receive(a.accept(socket).await?).await,
+            None => receive(socket).await,
         }
-        socket.write_all(b"k").await?;
-        Ok::<_, std::io::Error>(got)
     });
-    let chunk = vec![0x5au8; CHUNK];
-    let mut socket = tokio::net::TcpStream::connect(addr).await?;
+    let socket = tokio::net::TcpStream::connect(addr).await?;
+    socket.set_nodelay(true)?;
     let start = Instant::now();
+    match connector {
+        Some(c) => {
+            let name = rustls::pki_types::ServerName::try_from("localhost")?;
+            send(c.connect(name, socket).await?, bytes).await?
+        }
+        None => send(socket, bytes).await?,
+    }
+    let gbps = bytes as f64 / 1e9 / start.elapsed().as_secs_f64();
+    let got = receiver.await??;
+    if got != bytes {
+        return Err(format!("received {got} of {bytes} bytes").into());
+    }
+    Ok(gbps)
+}
+
+fn tls_ends() -> Result<(tokio_rustls::TlsAcceptor, tokio_rustls::TlsConnector), Error> {
+    let (cert_der, key) = identity()?;
+    let provider = Arc::new(tls::crypto_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert_der.clone()], key)?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert_der)?;
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok((
+        tokio_rustls::TlsAcceptor::from(Arc::new(server)),
+        tokio_rustls::TlsConnector::from(Arc::new(client)),
+    ))
+}
+
+async fn send<S: AsyncRead + AsyncWrite + Unpin>(mut socket: S, bytes: u64) -> Result<(), Error> {
+    let chunk = vec![0x5au8; CHUNK];
     let mut left = bytes;
     while left > 0 {
         let n = left.min(CHUNK as u64) as usize;
@@ -191,12 +275,21 @@ pub async fn tcp_transfer(bytes: u64) -> Result<f64, Error> {
     socket.shutdown().await?;
     let mut ack = [0u8; 1];
     socket.read_exact(&mut ack).await?;
-    let gbps = bytes as f64 / 1e9 / start.elapsed().as_secs_f64();
-    let got = receiver.await??;
-    if got != bytes {
-        return Err(format!("received {got} of {bytes} bytes").into());
+    Ok(())
+}
+
+async fn receive<S: AsyncRead + AsyncWrite + Unpin>(mut socket: S) -> Result<u64, Error> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut got = 0u64;
+    loop {
+        match socket.read(&mut buf).await? {
+            0 => break,
+            n => got += n as u64,
+        }
     }
-    Ok(gbps)
+    socket.write_all(b"k").await?;
+    socket.flush().await?;
+    Ok(got)
 }
 
 #[cfg(test)]
@@ -206,18 +299,21 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_byte_arrives_in_both_directions() {
         // 3 streams: the per-stream share is rounded and each stream's count checked.
+        let path = NetPath::default();
+        let mut setting = Setting::default_tuning();
+        setting.streams = 3;
         for direction in [Direction::Push, Direction::Fetch] {
-            let gbps = quinn_transfer(
-                &TransportTuning::SERVER,
-                &TransportTuning::CLIENT,
-                8 << 20,
-                3,
-                direction,
-            )
+            let t = quinn_transfer(&path, &setting, 8 << 20, direction)
+                .await
+                .unwrap();
+            assert!(t.gbps > 0.0 && t.mtu >= 1200, "{direction:?}: {t:?}");
+        }
+        setting.ack_eliciting_threshold = Some(10);
+        quinn_transfer(&path, &setting, 8 << 20, Direction::Push)
             .await
             .unwrap();
-            assert!(gbps > 0.0, "{direction:?}");
+        for tls in [false, true] {
+            assert!(tcp_transfer(&path, 8 << 20, tls).await.unwrap() > 0.0);
         }
-        assert!(tcp_transfer(8 << 20).await.unwrap() > 0.0);
     }
 }

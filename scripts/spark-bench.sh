@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 source scripts/spark-env.sh
 
 status=0
-timeout 3600 "$venv/bin/python" bench/spark/spark_bench.py \
+timeout 3600 "${in_client[@]}" "$venv/bin/python" bench/spark/spark_bench.py \
   "${cluster_args[@]}" \
   --spark-version "$version" \
   "$@" || status=$?

@@ -9,6 +9,8 @@
 #   SLUICE_SPARK_JOBS=name,name: run only these jobs.
 #   SLUICE_SPARK_REFERENCE_DIR: sort-shuffle results shared between versions (set by
 #   the loop over versions; see --reference-dir in spark_jobs.py).
+#   SLUICE_SPARK_NETNS=0|1: servers in a network namespace of their own, reached over a
+#   veth pair (see spark-env.sh). Default: 1 for the last version when root, else 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${SLUICE_SPARK_VERSION:-}" ]; then
@@ -17,9 +19,16 @@ if [ -z "${SLUICE_SPARK_VERSION:-}" ]; then
   SLUICE_SPARK_REFERENCE_DIR="$(mktemp -d)"
   export SLUICE_SPARK_REFERENCE_DIR
   trap 'rm -rf "$SLUICE_SPARK_REFERENCE_DIR"' EXIT
-  for version in ${SLUICE_SPARK_VERSIONS:-3.5.9 4.3.0}; do
-    printf '\n==> Spark %s\n' "$version"
-    SLUICE_SPARK_VERSION="$version" "$0"
+  read -r -a versions <<< "${SLUICE_SPARK_VERSIONS:-3.5.9 4.3.0}"
+  for version in "${versions[@]}"; do
+    netns="${SLUICE_SPARK_NETNS:-}"
+    if [ -z "$netns" ]; then
+      # One version's whole suite, the server kills included, over a real device.
+      netns=0
+      if [ "$(id -u)" -eq 0 ] && [ "$version" = "${versions[-1]}" ]; then netns=1; fi
+    fi
+    printf '\n==> Spark %s%s\n' "$version" "$([ "$netns" = 1 ] && echo ', servers in their own network namespace')"
+    SLUICE_SPARK_VERSION="$version" SLUICE_SPARK_NETNS="$netns" "$0"
   done
   exit 0
 fi
@@ -31,7 +40,7 @@ if [ -n "${SLUICE_SPARK_REFERENCE_DIR:-}" ]; then
   options+=(--reference-dir "$SLUICE_SPARK_REFERENCE_DIR")
 fi
 status=0
-timeout 1500 "$venv/bin/python" jni/tests/spark_jobs.py \
+timeout 1500 "${in_client[@]}" "$venv/bin/python" jni/tests/spark_jobs.py \
   "${cluster_args[@]}" \
   --kill-pid-file "$work/b/pid" --restart-cmd "$work/b/restart" \
   "${options[@]}" || status=$?

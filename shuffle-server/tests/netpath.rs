@@ -183,7 +183,11 @@ fn a_link_down_past_the_idle_timeout_commits_nothing_and_the_retry_is_served_onc
             "{err}"
         );
         // The idle clock starts at the last packet received, just before the outage.
-        assert!(down.elapsed() < idle * 3, "failed only after {:?}", down.elapsed());
+        assert!(
+            down.elapsed() < idle * 3,
+            "failed only after {:?}",
+            down.elapsed()
+        );
         tokio::time::sleep((idle * 2).saturating_sub(down.elapsed())).await;
         link.set_up(true).unwrap();
 
@@ -195,8 +199,13 @@ fn a_link_down_past_the_idle_timeout_commits_nothing_and_the_retry_is_served_onc
         )
         .await
         .unwrap_err();
-        assert!(matches!(err, ClientError::MissingMaps(ref m) if m == &[7]), "{err}");
-        try_push(&client, request(&app, map(7, 1)), &rows).await.unwrap();
+        assert!(
+            matches!(err, ClientError::MissingMaps(ref m) if m == &[7]),
+            "{err}"
+        );
+        try_push(&client, request(&app, map(7, 1)), &rows)
+            .await
+            .unwrap();
         assert_serves_exactly(&client, &app, &[7]).await;
         // Read as Spark reads it (each map index from its committed attempt): once.
         let all = fetch_grouped(&client, FetchRequest::partitions(app.clone(), 0, 0..N))

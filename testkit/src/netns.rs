@@ -69,7 +69,11 @@ impl LinkSpec {
                         return Err(bad("MTU must be in 1280..=65535"));
                     }
                 }
-                "rate" => spec.rate_mbit = Some(parse_rate(value).ok_or_else(|| bad("expected e.g. 1gbit, 2500mbit"))?),
+                "rate" => {
+                    spec.rate_mbit = Some(
+                        parse_rate(value).ok_or_else(|| bad("expected e.g. 1gbit, 2500mbit"))?,
+                    )
+                }
                 "loss" => {
                     spec.loss = match value.strip_suffix('%') {
                         Some(p) => p.parse::<f64>().map(|p| p / 100.0),
@@ -164,13 +168,42 @@ impl Link {
         run(
             "ip",
             &[
-                "link", "add", "name", DEVICE, "netns", &link.client_ns, "mtu", &mtu, "type",
-                "veth", "peer", "name", DEVICE, "netns", &link.server_ns, "mtu", &mtu,
+                "link",
+                "add",
+                "name",
+                DEVICE,
+                "netns",
+                &link.client_ns,
+                "mtu",
+                &mtu,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                DEVICE,
+                "netns",
+                &link.server_ns,
+                "mtu",
+                &mtu,
             ],
         )?;
-        for (ns, addr) in [(&link.client_ns, CLIENT_ADDR), (&link.server_ns, SERVER_ADDR)] {
+        for (ns, addr) in [
+            (&link.client_ns, CLIENT_ADDR),
+            (&link.server_ns, SERVER_ADDR),
+        ] {
             run("ip", &["-n", ns, "link", "set", "lo", "up"])?;
-            run("ip", &["-n", ns, "addr", "add", &format!("{addr}/30"), "dev", DEVICE])?;
+            run(
+                "ip",
+                &[
+                    "-n",
+                    ns,
+                    "addr",
+                    "add",
+                    &format!("{addr}/30"),
+                    "dev",
+                    DEVICE,
+                ],
+            )?;
             run("ip", &["-n", ns, "link", "set", DEVICE, "up"])?;
             if let Some(mbit) = spec.rate_mbit {
                 // A burst of 10 ms at the rate (at least 64 KiB): tbf needs one of at
@@ -236,7 +269,9 @@ impl Link {
         for ns in [&self.client_ns, &self.server_ns] {
             let out = output(
                 "ip",
-                &["netns", "exec", ns, "nft", "list", "chain", "inet", "sluice", "input"],
+                &[
+                    "netns", "exec", ns, "nft", "list", "chain", "inet", "sluice", "input",
+                ],
             )?;
             total += out
                 .split_whitespace()

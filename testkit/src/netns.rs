@@ -37,6 +37,10 @@ pub struct LinkSpec {
     pub rate_mbit: Option<u64>,
     /// Share of the packets arriving at each end that are dropped, in 0.0..1.0.
     pub loss: f64,
+    /// `None`: veth passes a GSO batch (up to 10 datagrams) whole, as one packet.
+    /// `Some(gro)`: each end cuts batches into datagrams as a NIC puts them on the wire
+    /// (`tx-udp-segmentation off`), and the receiving end merges them back (GRO) or not.
+    pub gro: Option<bool>,
 }
 
 impl Default for LinkSpec {
@@ -45,12 +49,13 @@ impl Default for LinkSpec {
             mtu: 1500,
             rate_mbit: None,
             loss: 0.0,
+            gro: None,
         }
     }
 }
 
 impl LinkSpec {
-    /// Parses `veth[,rate=1gbit|2500mbit][,loss=0.1%|0.001][,mtu=9000]`.
+    /// Parses `veth[,rate=1gbit|2500mbit][,loss=0.1%|0.001][,mtu=9000][,gro=on|off]`.
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut parts = text.split(',');
         if parts.next() != Some("veth") {
@@ -84,7 +89,14 @@ impl LinkSpec {
                         return Err(bad("loss must be in 0..100%"));
                     }
                 }
-                _ => return Err(bad("unknown (mtu, rate, loss)")),
+                "gro" => {
+                    spec.gro = Some(match value {
+                        "on" => true,
+                        "off" => false,
+                        _ => return Err(bad("expected on or off")),
+                    })
+                }
+                _ => return Err(bad("unknown (mtu, rate, loss, gro)")),
             }
         }
         Ok(spec)
@@ -98,6 +110,9 @@ impl LinkSpec {
         }
         if self.loss > 0.0 {
             text.push_str(&format!(",loss={}%", self.loss * 100.0));
+        }
+        if let Some(gro) = self.gro {
+            text.push_str(if gro { ",gro=on" } else { ",gro=off" });
         }
         text
     }
@@ -139,10 +154,13 @@ impl Link {
         if spec.loss > 0.0 {
             tools.push("nft");
         }
+        if spec.gro.is_some() {
+            tools.push("ethtool");
+        }
         let missing: Vec<&str> = tools.into_iter().filter(|t| !on_path(t)).collect();
         (!missing.is_empty()).then(|| {
             format!(
-                "missing {} (Debian: apt-get install iproute2 nftables)",
+                "missing {} (Debian: apt-get install iproute2 nftables ethtool)",
                 missing.join(", ")
             )
         })
@@ -205,6 +223,16 @@ impl Link {
                 ],
             )?;
             run("ip", &["-n", ns, "link", "set", DEVICE, "up"])?;
+            if let Some(gro) = spec.gro {
+                let gro = if gro { "on" } else { "off" };
+                run(
+                    "ip",
+                    &[
+                        "netns", "exec", ns, "ethtool", "-K", DEVICE, "tx-udp-segmentation",
+                        "off", "gro", gro,
+                    ],
+                )?;
+            }
             if let Some(mbit) = spec.rate_mbit {
                 // A burst of 10 ms at the rate (at least 64 KiB): tbf needs one of at
                 // least rate / HZ to reach its rate at all.
@@ -388,13 +416,14 @@ mod tests {
 
     #[test]
     fn link_specs_parse_and_print_back() {
-        let spec = LinkSpec::parse("veth,rate=2.5gbit,loss=0.1%,mtu=9000").unwrap();
+        let spec = LinkSpec::parse("veth,rate=2.5gbit,loss=0.1%,mtu=9000,gro=off").unwrap();
         assert_eq!(
             spec,
             LinkSpec {
                 mtu: 9000,
                 rate_mbit: Some(2500),
-                loss: 0.001
+                loss: 0.001,
+                gro: Some(false),
             }
         );
         assert_eq!(LinkSpec::parse(&spec.describe()).unwrap(), spec);
@@ -406,6 +435,7 @@ mod tests {
             ("veth,rate=fast", "expected e.g. 1gbit"),
             ("veth,loss=100%", "loss must be in 0..100%"),
             ("veth,speed=1", "unknown"),
+            ("veth,gro=yes", "expected on or off"),
             ("veth,mtu", "expected key=value"),
         ] {
             let err = LinkSpec::parse(bad).unwrap_err();

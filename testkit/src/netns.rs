@@ -228,8 +228,16 @@ impl Link {
                 run(
                     "ip",
                     &[
-                        "netns", "exec", ns, "ethtool", "-K", DEVICE, "tx-udp-segmentation",
-                        "off", "gro", gro,
+                        "netns",
+                        "exec",
+                        ns,
+                        "ethtool",
+                        "-K",
+                        DEVICE,
+                        "tx-udp-segmentation",
+                        "off",
+                        "gro",
+                        gro,
                     ],
                 )?;
             }

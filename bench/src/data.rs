@@ -23,32 +23,55 @@ pub fn buffer_bytes(batch: &RecordBatch) -> u64 {
 }
 
 /// Per-row content hashes (independent of row order and of how rows are batched).
+/// Each column is cast once and walked in a tight loop: this runs on the reducers'
+/// threads during the fetch, on the cores the measured shuffle uses.
 pub fn row_hashes(batch: &RecordBatch, out: &mut Vec<u64>) {
     out.clear();
     out.resize(batch.num_rows(), 0x9e37_79b9_7f4a_7c15);
     for (c, column) in batch.columns().iter().enumerate() {
         let seed = c as i32 * 31 + 7;
-        for (i, h) in out.iter_mut().enumerate() {
-            let v = value_hash(column.as_ref(), i, seed) as u32 as u64;
-            *h = (*h ^ v).wrapping_mul(0x100_0000_01b3).rotate_left(17);
+        let column = column.as_ref();
+        match column.data_type() {
+            DataType::Int64 => {
+                let a = column.as_primitive::<Int64Type>();
+                mix_column(out, column, seed, |i| hash_long(a.value(i), seed));
+            }
+            DataType::Int32 => {
+                let a = column.as_primitive::<Int32Type>();
+                mix_column(out, column, seed, |i| hash_int(a.value(i), seed));
+            }
+            DataType::Date32 => {
+                let a = column.as_primitive::<Date32Type>();
+                mix_column(out, column, seed, |i| hash_int(a.value(i), seed));
+            }
+            DataType::Decimal128(_, _) => {
+                let a = column.as_primitive::<Decimal128Type>();
+                mix_column(out, column, seed, |i| {
+                    hash_bytes(&a.value(i).to_le_bytes(), seed)
+                });
+            }
+            DataType::Utf8 => {
+                let a = column.as_string::<i32>();
+                mix_column(out, column, seed, |i| {
+                    hash_bytes(a.value(i).as_bytes(), seed)
+                });
+            }
+            other => panic!("bench data has no {other} column"),
         }
     }
 }
 
-fn value_hash(column: &dyn Array, i: usize, seed: i32) -> i32 {
-    if column.is_null(i) {
-        return seed.wrapping_mul(-1);
-    }
-    match column.data_type() {
-        DataType::Int64 => hash_long(column.as_primitive::<Int64Type>().value(i), seed),
-        DataType::Int32 => hash_int(column.as_primitive::<Int32Type>().value(i), seed),
-        DataType::Date32 => hash_int(column.as_primitive::<Date32Type>().value(i), seed),
-        DataType::Decimal128(_, _) => {
-            let v = column.as_primitive::<Decimal128Type>().value(i);
-            hash_bytes(&v.to_le_bytes(), seed)
-        }
-        DataType::Utf8 => hash_bytes(column.as_string::<i32>().value(i).as_bytes(), seed),
-        other => panic!("bench data has no {other} column"),
+/// Mixes one column's value hashes (a null hashes as `-seed`) into the row hashes.
+fn mix_column(out: &mut [u64], column: &dyn Array, seed: i32, value: impl Fn(usize) -> i32) {
+    let nulls = column.nulls();
+    for (i, h) in out.iter_mut().enumerate() {
+        let v = match nulls {
+            Some(n) if n.is_null(i) => seed.wrapping_mul(-1),
+            _ => value(i),
+        };
+        *h = (*h ^ v as u32 as u64)
+            .wrapping_mul(0x100_0000_01b3)
+            .rotate_left(17);
     }
 }
 
@@ -70,5 +93,23 @@ impl Digest {
     pub fn merge(&mut self, other: &Digest) {
         self.rows += other.rows;
         self.sum = self.sum.wrapping_add(other.sum);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_hashes_are_pinned() {
+        // Nulls in several columns (about 1% of the values), every column type.
+        let batch = sluice_testkit::lineitem_batch(4096, 42);
+        let mut hashes = Vec::new();
+        row_hashes(&batch, &mut hashes);
+        let mut digest = Digest::default();
+        digest.add(&hashes);
+        // Computed by the per-value version this replaced: the digests must not move.
+        assert_eq!(digest.rows, 4096);
+        assert_eq!(digest.sum, 15_828_777_338_543_114_029);
     }
 }

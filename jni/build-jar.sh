@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Sluice Spark plugin jar: the Java classes compiled against a pyspark
-# package's jars, with the native library (sluice-jni, release build) inside.
+# package's jars, with the native library (sluice-jni; a release build unless
+# SLUICE_BUILD_PROFILE=debug, see scripts/build-binaries.sh) inside.
 #
 #   jni/build-jar.sh PYSPARK_DIR [OUT_JAR]
 #
@@ -13,7 +14,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}"
 version="$(cd "$pyspark_dir" && ls jars | sed -n 's/^spark-core_[0-9.]*-\(.*\)\.jar$/\1/p')"
 out="${2:-$CARGO_TARGET_DIR/sluice-spark-$version.jar}"
 
-scripts/build-release.sh >&2
+bin="$(scripts/build-binaries.sh)"
 build="$(mktemp -d)"
 trap 'rm -rf "$build"' EXIT
 mkdir -p "$build/classes/native/linux-x86_64"
@@ -28,6 +29,6 @@ javac -Xlint:all,-path,-serial,-processing -Werror --release 17 -d "$build/class
   -cp "$pyspark_dir/jars/*" jni/java/io/sluice/spark/*.java "$entry"/io/sluice/spark/*.java
 # Debug info stays in the build tree; the jar carries the stripped library.
 strip --strip-debug -o "$build/classes/native/linux-x86_64/libsluice_jni.so" \
-  "$CARGO_TARGET_DIR/release/libsluice_jni.so"
+  "$bin/libsluice_jni.so"
 jar cf "$out" -C "$build/classes" .
 echo "$out"

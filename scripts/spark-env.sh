@@ -24,8 +24,7 @@ fi
 pyspark_dir="$("$venv/bin/python" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')"
 
 jar="$(jni/build-jar.sh "$pyspark_dir" | tail -1)"
-scripts/build-release.sh
-server="$CARGO_TARGET_DIR/release/sluice-server"
+server="$(scripts/build-binaries.sh)/sluice-server"
 
 work="$(mktemp -d)"
 pids=()
@@ -107,7 +106,7 @@ cat > "$work/b/restart" <<EOF
 #!/usr/bin/env bash
 set -euo pipefail
 before=\$(grep -c "sluice-server listening" "$work/b/server.log" || true)
-$(printf '%q ' "${in_server[@]}")"$server" --config "$work/b/config.toml" >> "$work/b/server.log" 2>&1 &
+${in_server[*]+$(printf '%q ' "${in_server[@]}")}"$server" --config "$work/b/config.toml" >> "$work/b/server.log" 2>&1 &
 echo \$! > "$work/b/pid"
 for _ in \$(seq 300); do
   [ "\$(grep -c "sluice-server listening" "$work/b/server.log")" -gt "\$before" ] && exit 0

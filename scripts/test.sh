@@ -26,11 +26,12 @@ step "cargo test"
 if [ "$(id -u)" -eq 0 ]; then export SLUICE_REQUIRE_NETNS=1; fi
 cargo test --workspace --locked
 
+# The Spark step and the benchmark step run debug binaries (scripts/build-binaries.sh):
+# their dependencies are the ones cargo test built.
+export SLUICE_BUILD_PROFILE=debug
+
 step "Spark integration (real pyspark 3.5.9 and 4.3.0, local-cluster; SLUICE_SPARK_VERSIONS picks)"
 scripts/spark-test.sh
 
 step "sluice-bench --quick (end-to-end, verified)"
-# The same build as the Spark step (one feature set): `cargo run -p sluice-bench` alone
-# would compile the dependencies again.
-scripts/build-release.sh
-"$CARGO_TARGET_DIR/release/sluice-bench" --quick
+"$(scripts/build-binaries.sh)/sluice-bench" --quick

@@ -42,7 +42,8 @@ fn identity() -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), Error
 
 fn ends(setting: &Setting) -> Result<Ends, Error> {
     let (cert_der, key) = identity()?;
-    let with_ack = |tuning: &TransportTuning| {
+    // The tuning, plus the knobs only this benchmark turns.
+    let transport = |tuning: &TransportTuning| {
         let mut t = tuning.transport_config();
         if let Some(threshold) = setting.ack_eliciting_threshold {
             let mut ack = quinn::AckFrequencyConfig::default();
@@ -56,13 +57,13 @@ fn ends(setting: &Setting) -> Result<Ends, Error> {
     };
     let crypto = tls::server_crypto(vec![cert_der.clone()], key, b"bulk")?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    server.transport_config(with_ack(&setting.server));
+    server.transport_config(transport(&setting.server));
 
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert_der)?;
     let crypto = tls::client_crypto(roots, b"bulk")?;
     let mut client = quinn::ClientConfig::new(Arc::new(crypto));
-    client.transport_config(with_ack(&setting.client));
+    client.transport_config(transport(&setting.client));
     Ok(Ends { server, client })
 }
 
@@ -247,17 +248,10 @@ pub async fn tcp_transfer(path: &NetPath, bytes: u64, tls: bool) -> Result<f64, 
 
 fn tls_ends() -> Result<(tokio_rustls::TlsAcceptor, tokio_rustls::TlsConnector), Error> {
     let (cert_der, key) = identity()?;
-    let provider = Arc::new(tls::crypto_provider());
-    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_no_client_auth()
-        .with_single_cert(vec![cert_der.clone()], key)?;
+    let server = tls::server_tls(vec![cert_der.clone()], key, b"bulk")?;
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert_der)?;
-    let client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let client = tls::client_tls(roots, b"bulk")?;
     Ok((
         tokio_rustls::TlsAcceptor::from(Arc::new(server)),
         tokio_rustls::TlsConnector::from(Arc::new(client)),

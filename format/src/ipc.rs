@@ -8,9 +8,9 @@ use arrow_array::RecordBatch;
 use arrow_buffer::Buffer;
 use arrow_ipc::reader::StreamDecoder;
 use arrow_ipc::writer::{
-    write_message, DictionaryTracker, IpcDataGenerator, IpcWriteContext, IpcWriteOptions,
+    write_message, DictionaryTracker, IpcDataGenerator, IpcWriteOptions, StreamWriter,
 };
-use arrow_schema::{DataType, Schema, SchemaRef};
+use arrow_schema::{Schema, SchemaRef};
 
 use crate::error::FormatError;
 
@@ -52,46 +52,42 @@ pub fn decode_schema(bytes: &[u8]) -> Result<SchemaRef, FormatError> {
 
 /// Encodes one record batch (and the dictionaries it uses) as IPC messages, appended to
 /// `out`. The schema is not included.
+///
+/// The messages are written straight into `out`: arrow's stream writer copies each
+/// column buffer once, where encoding to `EncodedData` first grew a body buffer of its
+/// own per batch (fresh memory, faulted in and zeroed) and then copied it again.
 pub fn encode_batch(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), FormatError> {
-    let options = IpcWriteOptions::default();
-    let generator = IpcDataGenerator::default();
-    // A fresh tracker per batch makes every body self-contained. Dictionary ids are
-    // assigned while encoding the schema, so a schema with dictionaries primes it.
-    let mut tracker = DictionaryTracker::new(false);
-    if batch
-        .schema()
-        .fields()
-        .iter()
-        .any(|f| has_dictionary(f.data_type()))
-    {
-        generator.schema_to_bytes_with_dictionary_tracker(&batch.schema(), &mut tracker, &options);
-    }
-    let (dictionaries, encoded) = generator.encode(
-        batch,
-        &mut tracker,
-        &options,
-        &mut IpcWriteContext::default(),
-    )?;
-    for dictionary in dictionaries {
-        write_message(&mut *out, dictionary, &options)?;
-    }
-    write_message(&mut *out, encoded, &options)?;
+    // A fresh writer per batch makes every body self-contained: its dictionary tracker
+    // sends every dictionary the batch uses. The schema message it writes first is
+    // dropped.
+    let sink = AppendAfterSchema {
+        out,
+        schema_done: false,
+    };
+    let mut writer =
+        StreamWriter::try_new_with_options(sink, &batch.schema(), IpcWriteOptions::default())?;
+    writer.get_mut().schema_done = true;
+    writer.write(batch)?;
+    // Not finished: the end-of-stream marker is not part of a body.
     Ok(())
 }
 
-fn has_dictionary(data_type: &DataType) -> bool {
-    match data_type {
-        DataType::Dictionary(_, _) => true,
-        DataType::List(f)
-        | DataType::LargeList(f)
-        | DataType::ListView(f)
-        | DataType::LargeListView(f)
-        | DataType::FixedSizeList(f, _)
-        | DataType::Map(f, _) => has_dictionary(f.data_type()),
-        DataType::Struct(fields) => fields.iter().any(|f| has_dictionary(f.data_type())),
-        DataType::Union(fields, _) => fields.iter().any(|(_, f)| has_dictionary(f.data_type())),
-        DataType::RunEndEncoded(_, values) => has_dictionary(values.data_type()),
-        _ => false,
+/// Appends to a buffer what a stream writer writes after its schema message.
+struct AppendAfterSchema<'a> {
+    out: &'a mut Vec<u8>,
+    schema_done: bool,
+}
+
+impl std::io::Write for AppendAfterSchema<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if self.schema_done {
+            self.out.extend_from_slice(bytes);
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

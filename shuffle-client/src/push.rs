@@ -115,7 +115,9 @@ impl PushStream {
         let mut pending = vec![batch.clone()];
         while let Some(b) = pending.pop() {
             // Encoded into a fresh buffer that becomes the frame payload without a copy.
-            let mut ipc = Vec::with_capacity(self.encoded_hint);
+            // An eighth more than the last batch took: a batch a little larger than the
+            // last must not double the buffer (a copy, and fresh pages to fault in).
+            let mut ipc = Vec::with_capacity(self.encoded_hint + self.encoded_hint / 8);
             Stage::ClientEncode.time(|| encode_batch(&b, &mut ipc))?;
             self.encoded_hint = ipc.len();
             if ipc.len() + FRAME_HEADER_LEN > self.limits.max_frame_len as usize {

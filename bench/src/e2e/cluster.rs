@@ -283,6 +283,7 @@ impl Cluster {
             fetch_secs,
             push_cpu_secs: after_push.cpu_secs - before.cpu_secs,
             fetch_cpu_secs: after_fetch.cpu_secs - after_push.cpu_secs - check_secs,
+            check_cpu_secs: check_secs,
             push_faults: after_push.page_faults - before.page_faults,
             fetch_faults: after_fetch.page_faults - after_push.page_faults,
             stages: [stages_before, stages_push, stages_fetch],

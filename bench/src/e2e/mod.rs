@@ -90,6 +90,9 @@ struct Shuffle {
     fetch_secs: f64,
     push_cpu_secs: f64,
     fetch_cpu_secs: f64,
+    /// The reducers' row check: not the shuffle's, so not in `fetch_cpu_secs`, but it
+    /// runs on the same cores during the fetch.
+    check_cpu_secs: f64,
     push_faults: u64,
     fetch_faults: u64,
     /// Process CPU by stage at the push's start, its end and the fetch's end.
@@ -183,6 +186,8 @@ fn report(args: &Args, runs: &[Shuffle], input_bytes: u64, rows: u64) -> (bool, 
     line("CPU per GB", format!("{cpu_per_gb:.2} s"));
     line("  push", format!("{push_cpu:.2} s"));
     line("  fetch", format!("{fetch_cpu:.2} s"));
+    let check_cpu = med(&|r| r.check_cpu_secs / gb);
+    line("  check (not counted)", format!("{check_cpu:.2} s"));
     line("peak RSS", format!("{peak_rss_mib:.0} MiB"));
     let push_faults = med(&|r| r.push_faults as f64 / gb);
     let fetch_faults = med(&|r| r.fetch_faults as f64 / gb);
@@ -206,6 +211,7 @@ fn report(args: &Args, runs: &[Shuffle], input_bytes: u64, rows: u64) -> (bool, 
         record("cpu_per_gb", cpu_per_gb, "s/GB"),
         record("push_cpu_per_gb", push_cpu, "s/GB"),
         record("fetch_cpu_per_gb", fetch_cpu, "s/GB"),
+        record("check_cpu_per_gb", check_cpu, "s/GB"),
         // Includes the generated input, which the benchmark holds in memory.
         record("peak_rss", peak_rss_mib, "MiB"),
         record("push_page_faults_per_gb", push_faults, "1/GB"),

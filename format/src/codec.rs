@@ -101,15 +101,15 @@ impl CodecConfig {
 }
 
 /// Decompresses `stored` into a fresh buffer of exactly `raw_len` bytes. The caller has
-/// already checked `raw_len` against its limits.
+/// already checked `raw_len` against its limits. The decoders write into the buffer's
+/// capacity (no pass to zero it first) and fail on output beyond `raw_len`.
 pub(crate) fn decompress(
     codec: Codec,
     stored: &[u8],
     raw_len: u32,
 ) -> Result<Vec<u8>, FormatError> {
     let raw_len_usize = raw_len as usize;
-    let mut out = vec![0u8; raw_len_usize];
-    let actual = match codec {
+    let out = match codec {
         Codec::None => {
             if stored.len() != raw_len_usize {
                 return Err(FormatError::LengthMismatch {
@@ -117,22 +117,14 @@ pub(crate) fn decompress(
                     actual: stored.len(),
                 });
             }
-            out.copy_from_slice(stored);
-            raw_len_usize
+            stored.to_vec()
         }
-        Codec::Lz4 => lz4_flex::block::decompress_into(stored, &mut out).map_err(|e| {
-            FormatError::Decompress {
-                codec: "lz4",
-                message: e.to_string(),
-            }
-        })?,
-        Codec::Zstd => zstd::bulk::decompress_to_buffer(stored, &mut out).map_err(|e| {
-            FormatError::Decompress {
-                codec: "zstd",
-                message: e.to_string(),
-            }
-        })?,
+        Codec::Lz4 => lz4_flex::block::decompress(stored, raw_len_usize)
+            .map_err(|e| decompress_error("lz4", e))?,
+        Codec::Zstd => zstd::bulk::decompress(stored, raw_len_usize)
+            .map_err(|e| decompress_error("zstd", e))?,
     };
+    let actual = out.len();
     if actual != raw_len_usize {
         return Err(FormatError::LengthMismatch {
             expected: raw_len,
@@ -140,4 +132,11 @@ pub(crate) fn decompress(
         });
     }
     Ok(out)
+}
+
+fn decompress_error(codec: &'static str, e: impl std::fmt::Display) -> FormatError {
+    FormatError::Decompress {
+        codec,
+        message: e.to_string(),
+    }
 }

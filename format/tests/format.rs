@@ -299,3 +299,61 @@ fn rows_claimed_without_bytes_are_bounded() {
         }
     }
 }
+
+/// A block whose checksums are right but whose body is not what its header claims (a
+/// hostile writer can compute crc32c too): the decoders fail with an error, never
+/// write past `raw_len`, and a short output is a length mismatch.
+#[test]
+fn bodies_with_valid_checksums_but_wrong_contents_are_errors() {
+    let raw: Vec<u8> = (0..4000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+    let lz4 = lz4_flex::block::compress(&raw);
+    let zstd = zstd::bulk::compress(&raw, 1).unwrap();
+    // An lz4 sequence of one literal and a match 60000 bytes back, before the output.
+    let bad_offset = vec![0x10, b'x', 0x60, 0xea, 0x00, 0x00];
+    let block = |codec, body: &[u8], raw_len: u32| {
+        let header = BlockHeader {
+            codec,
+            map_id: 1,
+            map_index: 0,
+            attempt: 0,
+            seq: 0,
+            rows: 1,
+            raw_len,
+            stored_len: body.len() as u32,
+            body_crc: crc32c::crc32c(body),
+        };
+        let mut b = header.encode().to_vec();
+        b.extend_from_slice(body);
+        decode_block(&b, &DecodeLimits::default()).map(|(_, raw)| raw)
+    };
+    let full = raw.len() as u32;
+    assert_eq!(block(Codec::Lz4, &lz4, full).unwrap(), raw);
+    assert_eq!(block(Codec::Zstd, &zstd, full).unwrap(), raw);
+    for (codec, body) in [(Codec::Lz4, &lz4), (Codec::Zstd, &zstd)] {
+        // More output than the header claims: refused, not written past the buffer.
+        assert!(
+            matches!(
+                block(codec, body, full / 2),
+                Err(FormatError::Decompress { .. })
+            ),
+            "{codec:?} longer than raw_len"
+        );
+        // Less output than claimed.
+        assert!(
+            matches!(
+                block(codec, body, full + 1),
+                Err(FormatError::LengthMismatch { expected, actual })
+                    if expected == full + 1 && actual == full as usize
+            ),
+            "{codec:?} shorter than raw_len"
+        );
+    }
+    assert!(matches!(
+        block(Codec::Lz4, &bad_offset, 100),
+        Err(FormatError::Decompress { codec: "lz4", .. })
+    ));
+    assert!(matches!(
+        block(Codec::Zstd, b"not a zstd frame", 100),
+        Err(FormatError::Decompress { codec: "zstd", .. })
+    ));
+}

@@ -772,6 +772,30 @@ def stage_memory_spilled(sc):
     return sum(stages.apply(i).memoryBytesSpilled() for i in range(stages.length()))
 
 
+def stage_shuffle_records(sc):
+    """Records written and read by the shuffles of every stage of this session so far,
+    as Spark's own status store has them from the tasks' metrics."""
+    jsc = sc._jsc.sc()
+    jsc.listenerBus().waitUntilEmpty(60_000)
+    no_quantiles = sc._gateway.new_array(sc._gateway.jvm.double, 0)
+    stages = jsc.statusStore().stageList(None, False, False, no_quantiles, None)
+    stages = [stages.apply(i) for i in range(stages.length())]
+    return (sum(s.shuffleWriteRecords() for s in stages),
+            sum(s.shuffleReadRecords() for s in stages))
+
+
+def job_shuffle_metrics(ctx):
+    """Spark's task metrics count every shuffled record on both sides, as sort shuffle's
+    do (the UI, the event log and listeners read them)."""
+    written_before, read_before = stage_shuffle_records(ctx.sc)
+    rows = ctx.spark.range(0, 50_000, numPartitions=4).repartition(16).count()
+    pairs = ints(ctx.sc, 20_000, parts=4).map(lambda i: (i % 300, i)).groupByKey(8).count()
+    written_after, read_after = stage_shuffle_records(ctx.sc)
+    return {"rows": rows, "groups": pairs,
+            "records_written": written_after - written_before,
+            "records_read": read_after - read_before}
+
+
 def memory_spill_conf(phase):
     # About 7 MB of execution memory per executor, far less than a writer's 64 MiB batch:
     # Spark must call the Sluice writer's spill() to grant it more.
@@ -892,6 +916,7 @@ JOBS = {
     "sql_distinct": job_sql_distinct,
     "sql_aqe_coalesce": job_sql_aqe_coalesce,
     "sql_aqe_skew": job_sql_aqe_skew,
+    "shuffle_metrics": job_shuffle_metrics,
     "memory_spill": job_memory_spill,
     "dynamic_allocation": job_dynamic_allocation,
     "server_loss_map_r1": server_loss_job("map"),

@@ -167,17 +167,30 @@ final class SluiceShuffleReader<K, C> implements ShuffleReader<K, C> {
       this.servers = maps.entrySet().iterator();
       this.serializer = serializer.newInstance();
       this.relocatable = serializer.supportsRelocationOfSerializedObjects();
-      context.addTaskCompletionListener((TaskCompletionListener) ctx -> closeFetch());
+      context.addTaskCompletionListener((TaskCompletionListener) ctx -> finish());
     }
 
     @Override
     public boolean hasNext() {
       while (batch == null || !batch.hasNext()) {
         if (!advance()) {
+          finish();
           return false;
         }
       }
       return true;
+    }
+
+    /**
+     * Ends the read: closes the open fetch and folds this reader's metrics into the
+     * task's. Spark keeps a reader's counts apart until they are merged, and merges them
+     * itself only on an executor heartbeat, so without this the task's shuffle read
+     * metrics (UI, event log, listeners) would miss most of what it read. Merging sets
+     * the totals of every reader of the task, so calling it again is harmless.
+     */
+    private void finish() {
+      closeFetch();
+      context.taskMetrics().mergeShuffleReadMetrics();
     }
 
     @Override

@@ -1,7 +1,7 @@
 //! `sluice-bench`: Sluice's standalone benchmark. `--mode e2e` (default) runs a verified
 //! end-to-end shuffle through an embedded server; `split`, `codec`, `spill` and `net`
 //! measure one stage each against the machine's limit (and peers) in the same run;
-//! `spark` times a pyspark job under sort shuffle and under Sluice. `--json PATH` writes
+//! `spark` times Spark workloads under sort shuffle and under Sluice. `--json PATH` writes
 //! every result, and a chart of them next to it (`PATH` with `.svg`). BENCHMARKS.md has
 //! the current numbers.
 //!
@@ -44,8 +44,9 @@ enum Mode {
     /// The transport: raw quinn bulk transfers under each tuning, TCP for reference,
     /// and e2e push and fetch against the raw quinn limit.
     Net,
-    /// A shuffle-heavy pyspark job under sort shuffle and under Sluice, alternating
-    /// (installs pyspark into a cached venv; minutes).
+    /// Spark workloads (`--spark-workloads`) under sort shuffle and under Sluice,
+    /// alternating: wall time, CPU of executors and servers, Spark's task metrics
+    /// (installs pyspark into a cached venv, generates TPC-H data; minutes to hours).
     Spark,
 }
 
@@ -128,9 +129,16 @@ pub(crate) struct Args {
     /// net: MiB per raw transfer.
     #[arg(long, default_value_t = 2048)]
     net_mib: u64,
-    /// spark: rows of generated lineitem data.
+    /// spark: the workloads, of groupby, wide200, wide2000 and tpch (TPC-H SF1,
+    /// 22 queries).
+    #[arg(long, value_delimiter = ',', default_values_t = ["groupby".to_string()])]
+    spark_workloads: Vec<String>,
+    /// spark: rows of generated lineitem data (groupby).
     #[arg(long, default_value_t = 20_000_000)]
     spark_rows: u64,
+    /// spark: rows of the generated wide table (wide200, wide2000).
+    #[arg(long, default_value_t = 8_000_000)]
+    spark_wide_rows: u64,
     /// e2e: 2 compares one copy of each map with two, on two servers (the server
     /// forwards each map to the other), alternating run by run.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=2))]
@@ -262,7 +270,9 @@ fn run_mode(args: &Args) -> Result<(bool, Vec<report::Record>), BenchError> {
         }
         Mode::Spark => {
             let spark_args = spark::SparkArgs {
+                workloads: args.spark_workloads.clone(),
                 rows: quick(1_000_000, args.spark_rows as usize) as u64,
+                wide_rows: quick(1_000_000, args.spark_wide_rows as usize) as u64,
                 runs: args.runs,
             };
             (true, spark::run(&spark_args)?)

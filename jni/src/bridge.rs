@@ -13,6 +13,7 @@ use sluice_client::MapAttempt;
 use crate::error::BridgeError;
 use crate::handles::Handles;
 use crate::native::{Fetch, MapWriter, Session, SessionConfig};
+use crate::records::java_layout;
 
 // Sessions are shared by every task of a JVM: the table holds an `Arc` that calls clone
 // out, so no call holds the table's lock while it talks to a server.
@@ -242,13 +243,23 @@ pub extern "system" fn Java_io_sluice_spark_NativeBridge_nextBatch(
     fetch: jlong,
 ) -> jbyteArray {
     guarded(&mut env, std::ptr::null_mut(), |env| {
-        match FETCHES.with(fetch, |f| f.next_batch())? {
-            Some(bytes) => Ok(env
-                .byte_array_from_slice(&bytes)
-                .map_err(jni_err)?
-                .into_raw()),
-            None => Ok(std::ptr::null_mut()),
-        }
+        FETCHES.with(fetch, |f| {
+            let Some(batch) = f.next_batch()? else {
+                return Ok(std::ptr::null_mut());
+            };
+            let body = java_layout(&batch, &mut f.header)?;
+            let len = i32::try_from(f.header.len() + body.len()).map_err(|_| {
+                BridgeError::Data(format!("a batch of {} bytes", f.header.len() + body.len()))
+            })?;
+            // Header and record bytes go straight into the array Java receives.
+            let array = env.new_byte_array(len).map_err(jni_err)?;
+            let header: &[i8] = bytemuck::cast_slice(&f.header);
+            env.set_byte_array_region(&array, 0, header)
+                .map_err(jni_err)?;
+            env.set_byte_array_region(&array, header.len() as i32, bytemuck::cast_slice(body))
+                .map_err(jni_err)?;
+            Ok(array.into_raw())
+        })
     })
 }
 

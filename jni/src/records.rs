@@ -88,20 +88,26 @@ pub fn pids(batch: &RecordBatch) -> Result<&Int32Array, BridgeError> {
         .ok_or_else(|| BridgeError::Data("a batch has no partition-id column".into()))
 }
 
-/// The records of a fetched batch in the layout Java reads (see the module docs).
-pub fn batch_to_java(batch: &RecordBatch) -> Result<Vec<u8>, BridgeError> {
+/// The records of a fetched batch in the layout Java reads (see the module docs), in two
+/// parts so that the record bytes are copied once, straight into Java's array: the
+/// header (`count`, then each record's length) is written into `header` (cleared
+/// first, so one buffer serves every batch), and the record bytes are borrowed from
+/// the batch.
+pub fn java_layout<'a>(
+    batch: &'a RecordBatch,
+    header: &mut Vec<u8>,
+) -> Result<&'a [u8], BridgeError> {
     let records = records(batch)?;
     let n = records.len();
-    let body = records.value_data().len();
-    let mut out = Vec::with_capacity(4 + 4 * n + body);
-    out.extend_from_slice(&(n as i32).to_le_bytes());
-    for w in records.value_offsets().windows(2) {
-        out.extend_from_slice(&(w[1] - w[0]).to_le_bytes());
-    }
+    header.clear();
+    header.reserve(4 + 4 * n);
+    header.extend_from_slice(&(n as i32).to_le_bytes());
     let offsets = records.value_offsets();
+    for w in offsets.windows(2) {
+        header.extend_from_slice(&(w[1] - w[0]).to_le_bytes());
+    }
     let (first, last) = (offsets[0] as usize, offsets[n] as usize);
-    out.extend_from_slice(&records.value_data()[first..last]);
-    Ok(out)
+    Ok(&records.value_data()[first..last])
 }
 
 #[cfg(test)]
@@ -113,7 +119,10 @@ mod tests {
         let data = b"alphabetagamma".to_vec();
         let batch = batch_from_java(vec![2, 0, 2], &[5, 9, 14], data, 3).unwrap();
         assert_eq!(batch.num_rows(), 3);
-        let out = batch_to_java(&batch.slice(1, 2)).unwrap();
+        let mut out = vec![9; 100]; // a used buffer: cleared first
+        let sliced = batch.slice(1, 2);
+        let body = java_layout(&sliced, &mut out).unwrap();
+        out.extend_from_slice(body);
         let mut want = Vec::new();
         want.extend_from_slice(&2i32.to_le_bytes());
         want.extend_from_slice(&4i32.to_le_bytes());

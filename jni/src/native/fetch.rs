@@ -4,12 +4,13 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
+use arrow_array::RecordBatch;
+
 use sluice_client::{BlockingFetchStream, ClientError, FetchItem, FetchRequest, MapFilter};
 
 use super::writer::Sum;
 use super::{client_error, Session};
 use crate::error::BridgeError;
-use crate::records::batch_to_java;
 
 /// A fetch of some maps' partitions from the server holding them, and from the server
 /// holding their second copies when the first fails: it is cut off, reports a map
@@ -30,6 +31,8 @@ pub struct Fetch {
     stream: Option<BlockingFetchStream>,
     /// Per (map, partition): the next block due and what was handed to Java.
     delivered: HashMap<(u64, u32), (u32, Sum)>,
+    /// The header of each batch handed to Java (record count and lengths), reused.
+    pub header: Vec<u8>,
 }
 
 impl Fetch {
@@ -50,6 +53,7 @@ impl Fetch {
             map_ids,
             stream: None,
             delivered: HashMap::new(),
+            header: Vec::new(),
         };
         if let Err(e) = fetch.connect() {
             fetch.fail_over(e)?;
@@ -91,8 +95,9 @@ impl Fetch {
         self.connect()
     }
 
-    /// The next batch's records in the layout Java reads, or `None` at the end.
-    pub fn next_batch(&mut self) -> Result<Option<Vec<u8>>, BridgeError> {
+    /// The next batch of records (checked against its writer's counts), or `None` at
+    /// the end.
+    pub fn next_batch(&mut self) -> Result<Option<RecordBatch>, BridgeError> {
         loop {
             if self.stream.is_none() {
                 return Ok(None);
@@ -122,7 +127,7 @@ impl Fetch {
 
     /// The next batch of the copy being read, skipping blocks already delivered and
     /// checking each finished (map, partition) against its writer's counts.
-    fn next_from_copy(&mut self) -> Result<Option<Vec<u8>>, ClientError> {
+    fn next_from_copy(&mut self) -> Result<Option<RecordBatch>, ClientError> {
         let stream = self.stream.as_mut().expect("a copy is being read");
         loop {
             match stream.next_item()? {
@@ -146,9 +151,7 @@ impl Fetch {
                         sum.add(record);
                     }
                     *next += 1;
-                    return batch_to_java(&batch)
-                        .map(Some)
-                        .map_err(|e| ClientError::Stream(e.to_string()));
+                    return Ok(Some(batch));
                 }
                 Some(FetchItem::Sums { partition, sums }) => {
                     for s in sums {

@@ -83,8 +83,12 @@ pub fn session(
     .map(Arc::new)
 }
 
-/// Records in Java's fetch layout: count, lengths, bytes.
-pub fn parse(bytes: &[u8]) -> Vec<Vec<u8>> {
+/// The records of a fetched batch, read back from the layout Java receives (count,
+/// lengths, bytes), as the bridge writes it into Java's array.
+pub fn parse(batch: &arrow_array::RecordBatch) -> Vec<Vec<u8>> {
+    let mut bytes = Vec::new();
+    let body = sluice_jni::records::java_layout(batch, &mut bytes).unwrap();
+    bytes.extend_from_slice(body);
     let word = |at: usize| i32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
     let n = word(0);
     let mut at = 4 + 4 * n;

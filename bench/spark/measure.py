@@ -103,17 +103,14 @@ READ_FIELDS = {
 }
 
 
-def task_metrics(events_dir, since_ms):
+def task_metrics(event_log, since_ms):
     """Sums of the task metrics above over tasks launched at or after ``since_ms``
-    (epoch milliseconds), from the one finished event log in ``events_dir``."""
-    logs = [os.path.join(events_dir, f) for f in os.listdir(events_dir)]
-    if len(logs) != 1 or logs[0].endswith(".inprogress"):
-        raise RuntimeError(f"expected one finished event log in {events_dir}, found {logs}")
+    (epoch milliseconds), from a session's finished event log."""
     sums = {name: 0.0 for name, _ in
             list(TASK_FIELDS.values()) + list(WRITE_FIELDS.values()) + list(READ_FIELDS.values())}
     sums["tasks"] = 0
     sums["failed_tasks"] = 0
-    with open(logs[0]) as f:
+    with open(event_log) as f:
         for line in f:
             event = json.loads(line)
             if event.get("Event") != "SparkListenerTaskEnd":

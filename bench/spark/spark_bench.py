@@ -225,7 +225,7 @@ def run_once(harness, args, name, mode, i):
     finally:
         harness.stop_session(spark)
     run = {"secs": round(secs, 3), "cpu": {k: round(v, 2) for k, v in cpu.items()},
-           "metrics": measure.task_metrics(events, since_ms)}
+           "metrics": measure.task_metrics(harness.event_log(events), since_ms)}
     if details is not None:
         run["queries"] = details
     shutil.rmtree(events)

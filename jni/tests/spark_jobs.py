@@ -718,14 +718,19 @@ def replication_conf(replication):
                           "spark.sluice.network.connectTimeout": "2s"}
 
 
-def scheduler_events(events_dir):
-    """From a finished session's event log: (fetch failures, failed tasks, resubmitted
-    stage attempts) - what Spark's own listeners saw of the job."""
+def event_log(events_dir):
+    """The one finished event log a stopped session wrote into ``events_dir``."""
     logs = [os.path.join(events_dir, f) for f in os.listdir(events_dir)]
     if len(logs) != 1 or logs[0].endswith(".inprogress"):
         raise RuntimeError(f"expected one finished event log in {events_dir}, found {logs}")
+    return logs[0]
+
+
+def scheduler_events(events_dir):
+    """From a finished session's event log: (fetch failures, failed tasks, resubmitted
+    stage attempts) - what Spark's own listeners saw of the job."""
     fetch_failed = failed_tasks = resubmitted = 0
-    with open(logs[0]) as f:
+    with open(event_log(events_dir)) as f:
         for line in f:
             event = json.loads(line)
             kind = event.get("Event")
@@ -763,23 +768,24 @@ def check_recomputed(phase, events_dir):
 # Jobs with a session of their own (static confs)
 # ---------------------------------------------------------------------------------------
 
-def stage_memory_spilled(sc):
-    """Sum of the memory bytes spilled by every stage of this session so far."""
+def session_stages(sc):
+    """Every stage of this session so far, as Spark's own status store has them (from
+    the tasks' metrics), once the listeners have caught up."""
     jsc = sc._jsc.sc()
     jsc.listenerBus().waitUntilEmpty(60_000)
     no_quantiles = sc._gateway.new_array(sc._gateway.jvm.double, 0)
     stages = jsc.statusStore().stageList(None, False, False, no_quantiles, None)
-    return sum(stages.apply(i).memoryBytesSpilled() for i in range(stages.length()))
+    return [stages.apply(i) for i in range(stages.length())]
+
+
+def stage_memory_spilled(sc):
+    """Sum of the memory bytes spilled by every stage of this session so far."""
+    return sum(s.memoryBytesSpilled() for s in session_stages(sc))
 
 
 def stage_shuffle_records(sc):
-    """Records written and read by the shuffles of every stage of this session so far,
-    as Spark's own status store has them from the tasks' metrics."""
-    jsc = sc._jsc.sc()
-    jsc.listenerBus().waitUntilEmpty(60_000)
-    no_quantiles = sc._gateway.new_array(sc._gateway.jvm.double, 0)
-    stages = jsc.statusStore().stageList(None, False, False, no_quantiles, None)
-    stages = [stages.apply(i) for i in range(stages.length())]
+    """Records written and read by the shuffles of every stage of this session so far."""
+    stages = session_stages(sc)
     return (sum(s.shuffleWriteRecords() for s in stages),
             sum(s.shuffleReadRecords() for s in stages))
 

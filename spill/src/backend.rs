@@ -33,10 +33,17 @@ pub trait IoBackend: Send + Sync + std::fmt::Debug {
     fn kind(&self) -> BackendKind;
     /// Writes all of `data` at `offset` of `file`.
     fn write(&self, file: Arc<File>, offset: u64, data: WriteBuf, done: WriteDone);
-    /// Reads exactly `len` bytes at `offset`.
+    /// Reads exactly `len` bytes at `offset`, on the calling thread.
     fn read(&self, file: &Arc<File>, offset: u64, len: usize) -> io::Result<Vec<u8>>;
-    /// Makes the file's written data durable (`fdatasync`).
+    /// Makes the file's written data durable (`fdatasync`), on the calling thread.
     fn sync_data(&self, file: &Arc<File>) -> io::Result<()>;
+}
+
+/// Exactly `len` bytes at `offset` of `file`, read on the calling thread (`pread`).
+pub(crate) fn read_at(file: &File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    file.read_exact_at(&mut buf, offset)?;
+    Ok(buf)
 }
 
 /// `pwrite`/`pread` on the calling thread.
@@ -53,9 +60,7 @@ impl IoBackend for SyscallBackend {
     }
 
     fn read(&self, file: &Arc<File>, offset: u64, len: usize) -> io::Result<Vec<u8>> {
-        let mut buf = vec![0u8; len];
-        file.read_exact_at(&mut buf, offset)?;
-        Ok(buf)
+        read_at(file, offset, len)
     }
 
     fn sync_data(&self, file: &Arc<File>) -> io::Result<()> {

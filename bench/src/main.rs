@@ -44,6 +44,10 @@ enum Mode {
     /// The transport: raw quinn bulk transfers under each tuning, TCP for reference,
     /// and e2e push and fetch against the raw quinn limit.
     Net,
+    /// Small reduce tasks as Spark runs them (one partition from each of two servers,
+    /// through the blocking client), on an idle machine and with every core busy: the
+    /// time to the first block and to the task's end.
+    Latency,
     /// Spark workloads (`--spark-workloads`) under sort shuffle and under Sluice,
     /// alternating: wall time, CPU of executors and servers, Spark's task metrics
     /// (installs pyspark into a cached venv, generates TPC-H data; minutes to hours).
@@ -169,7 +173,7 @@ fn main() -> ExitCode {
     let mut args = Args::parse();
     if args.quick {
         args.runs = 1;
-        if matches!(args.mode, Mode::E2e | Mode::Net) {
+        if matches!(args.mode, Mode::E2e | Mode::Net | Mode::Latency) {
             args.maps = args.maps.min(2);
             args.batches_per_map = args.batches_per_map.min(8);
         }
@@ -231,6 +235,7 @@ fn run_mode(args: &Args) -> Result<(bool, Vec<report::Record>), BenchError> {
     let quick = |quick: usize, full: usize| if args.quick { quick } else { full };
     Ok(match args.mode {
         Mode::E2e => runtime()?.block_on(e2e::run(args))?,
+        Mode::Latency => runtime()?.block_on(e2e::latency::run(args))?,
         Mode::Split => {
             let split_args = split::SplitArgs {
                 batches: quick(16, args.split_batches),

@@ -107,7 +107,19 @@ impl Cluster {
         })
     }
 
-    async fn stop(self, args: &Args) -> Result<(), crate::BenchError> {
+    pub(super) fn addrs(&self) -> Vec<std::net::SocketAddr> {
+        self.servers.iter().map(|s| s.local_addr()).collect()
+    }
+
+    pub(super) fn client_config(&self) -> &ClientConfig {
+        &self.client_config
+    }
+
+    pub(super) fn app(&self) -> &AppCredentials {
+        &self.app
+    }
+
+    pub(super) async fn stop(self, args: &Args) -> Result<(), crate::BenchError> {
         for server in self.servers {
             server.shutdown().await;
         }
@@ -143,8 +155,7 @@ impl Cluster {
         rows: u64,
     ) -> Result<Shuffle, crate::BenchError> {
         let (client_config, app) = (&self.client_config, &self.app);
-        let addrs: Vec<std::net::SocketAddr> =
-            self.servers.iter().map(|s| s.local_addr()).collect();
+        let addrs = self.addrs();
         let primary = |i: usize| i % addrs.len();
         // Push: every map concurrently, each on its own connection.
         let before = crate::report::usage();

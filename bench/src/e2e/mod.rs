@@ -11,6 +11,7 @@ use sluice_splitter::{PartitionSpec, Partitioner};
 use sluice_testkit::{lineitem_batch, lineitem_schema};
 
 mod cluster;
+pub(crate) mod latency;
 mod parts;
 mod replication;
 mod stages;

@@ -79,6 +79,8 @@ final class SluiceShuffleReader<K, C> implements ShuffleReader<K, C> {
     final LinkedHashSet<Long> mapIds = new LinkedHashSet<>();
     long firstMapId = -1;
     int firstMapIndex = -1;
+    /** The stored bytes the map output tracker lists for this fetch (its estimate). */
+    long bytes;
 
     ServerMaps(BlockManagerId location, int[] copies) {
       this.location = location;
@@ -102,6 +104,7 @@ final class SluiceShuffleReader<K, C> implements ShuffleReader<K, C> {
       while (blocks.hasNext()) {
         Tuple3<BlockId, Object, Object> block = (Tuple3<BlockId, Object, Object>) blocks.next();
         long mapId = ((ShuffleBlockId) block._1()).mapId();
+        maps.bytes += (Long) block._2();
         if (maps.mapIds.add(mapId) && maps.firstMapId < 0) {
           maps.firstMapId = mapId;
           maps.firstMapIndex = (Integer) block._3();
@@ -154,17 +157,31 @@ final class SluiceShuffleReader<K, C> implements ShuffleReader<K, C> {
     return new InterruptibleIterator<>(context, result);
   }
 
+  /**
+   * Stored bytes of fetches opened ahead of the one being read. Their servers start
+   * sending at once, so a task pays one server's latency instead of one per server;
+   * the bound keeps what they send within the client's stream window (16 MiB), so a
+   * server never waits on a reader still busy with another server's fetch (it would
+   * give up after its stall timeout).
+   */
+  static final long OPEN_AHEAD_BYTES = 8L << 20;
+
   /** Records of every listed map output, server by server, batch by batch. */
   private final class Records extends AbstractIterator<Product2<Object, Object>> {
-    private final java.util.Iterator<Map.Entry<Long, ServerMaps>> servers;
+    private final List<ServerMaps> servers;
+    /** Each server's fetch handle: 0 before it is opened and after it is closed. */
+    private final long[] fetches;
     private final SerializerInstance serializer;
     private final boolean relocatable;
-    private ServerMaps current;
-    private long fetch; // 0 when none is open
+    /** The fetch being read. */
+    private int at;
+    /** Fetches after {@code at} that are open. */
+    private int openedUpTo;
     private Iterator<Tuple2<Object, Object>> batch = null;
 
     Records(Map<Long, ServerMaps> maps, Serializer serializer) {
-      this.servers = maps.entrySet().iterator();
+      this.servers = new ArrayList<>(maps.values());
+      this.fetches = new long[servers.size()];
       this.serializer = serializer.newInstance();
       this.relocatable = serializer.supportsRelocationOfSerializedObjects();
       context.addTaskCompletionListener((TaskCompletionListener) ctx -> finish());
@@ -182,14 +199,16 @@ final class SluiceShuffleReader<K, C> implements ShuffleReader<K, C> {
     }
 
     /**
-     * Ends the read: closes the open fetch and folds this reader's metrics into the
+     * Ends the read: closes the open fetches and folds this reader's metrics into the
      * task's. Spark keeps a reader's counts apart until they are merged, and merges them
      * itself only on an executor heartbeat, so without this the task's shuffle read
      * metrics (UI, event log, listeners) would miss most of what it read. Merging sets
      * the totals of every reader of the task, so calling it again is harmless.
      */
     private void finish() {
-      closeFetch();
+      for (int i = 0; i < fetches.length; i++) {
+        closeFetch(i);
+      }
       context.taskMetrics().mergeShuffleReadMetrics();
     }
 
@@ -202,23 +221,16 @@ final class SluiceShuffleReader<K, C> implements ShuffleReader<K, C> {
       return batch.next();
     }
 
-    /** Loads the next batch, opening the next server's fetch as needed. */
+    /** Loads the next batch, moving to the next server's fetch as one ends. */
     private boolean advance() {
-      while (true) {
-        if (fetch == 0) {
-          if (!servers.hasNext()) {
-            return false;
-          }
-          current = servers.next().getValue();
-          fetch = guard(() -> NativeBridge.openFetch(
-              manager.session(), current.server, current.replica, handle.shuffleId(),
-              startPartition, endPartition, mapIdArray(current.mapIds)));
-        }
+      while (at < servers.size()) {
+        openThrough(at);
         long start = System.nanoTime();
-        byte[] bytes = guard(() -> NativeBridge.nextBatch(fetch));
+        byte[] bytes = guard(at, () -> NativeBridge.nextBatch(fetches[at]));
         metrics.incFetchWaitTime((System.nanoTime() - start) / 1_000_000);
         if (bytes == null) {
-          closeFetch();
+          closeFetch(at);
+          at++;
           continue;
         }
         metrics.incRemoteBytesRead(bytes.length);
@@ -226,6 +238,34 @@ final class SluiceShuffleReader<K, C> implements ShuffleReader<K, C> {
         batch = decode(bytes);
         return true;
       }
+      return false;
+    }
+
+    /**
+     * Opens fetch {@code i} if it is not yet, and the fetches after it while the bytes
+     * they are listed with stay within {@link #OPEN_AHEAD_BYTES}.
+     */
+    private void openThrough(int i) {
+      if (openedUpTo <= i) {
+        open(i);
+        openedUpTo = i + 1;
+      }
+      long ahead = 0;
+      for (int j = i + 1; j < openedUpTo; j++) {
+        ahead += servers.get(j).bytes;
+      }
+      while (openedUpTo < servers.size()
+          && ahead + servers.get(openedUpTo).bytes <= OPEN_AHEAD_BYTES) {
+        ahead += servers.get(openedUpTo).bytes;
+        open(openedUpTo++);
+      }
+    }
+
+    private void open(int i) {
+      ServerMaps maps = servers.get(i);
+      fetches[i] = guard(i, () -> NativeBridge.openFetch(
+          manager.session(), maps.server, maps.replica, handle.shuffleId(),
+          startPartition, endPartition, mapIdArray(maps.mapIds)));
     }
 
     private Iterator<Tuple2<Object, Object>> decode(byte[] bytes) {
@@ -252,20 +292,25 @@ final class SluiceShuffleReader<K, C> implements ShuffleReader<K, C> {
       return new Listed<>(out);
     }
 
-    private void closeFetch() {
-      if (fetch != 0) {
-        NativeBridge.closeFetch(fetch);
-        fetch = 0;
+    private void closeFetch(int i) {
+      if (fetches[i] != 0) {
+        NativeBridge.closeFetch(fetches[i]);
+        fetches[i] = 0;
       }
     }
 
-    /** Runs a native call; its failure (every copy failed) is a fetch failure naming them. */
-    private <T> T guard(java.util.function.Supplier<T> call) {
+    /**
+     * Runs a native call on fetch {@code i}; its failure (every copy failed) is a fetch
+     * failure naming that fetch's server. Every open fetch is closed first.
+     */
+    private <T> T guard(int i, java.util.function.Supplier<T> call) {
       try {
         return call.get();
       } catch (SluiceException e) {
-        closeFetch();
-        ServerMaps maps = current;
+        for (int j = 0; j < fetches.length; j++) {
+          closeFetch(j);
+        }
+        ServerMaps maps = servers.get(i);
         throw sneaky(new FetchFailedException(
             maps.location, handle.shuffleId(), maps.firstMapId, maps.firstMapIndex,
             startPartition, e.getMessage(), e));

@@ -4,13 +4,17 @@
 //! block through the blocking client (the JNI bridge's), and the time to its first
 //! block and to its end are recorded. Rounds alternate between an idle machine and one
 //! whose every core runs a spinning thread, as Spark's executors and driver keep a
-//! small machine busy: there every hand-off between threads waits for a core.
+//! small machine busy: there every hand-off between threads waits for a core. Each
+//! round also times small map tasks: one push of 100 rows to one partition of one server,
+//! committed (as a reduce task that feeds a final aggregation does).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluice_client::{BlockingClient, Client, FetchRequest, MapFilter, Partitioning, PushRequest};
+use sluice_client::{
+    BlockingClient, Client, FetchRequest, MapAttempt, MapFilter, Partitioning, PushRequest,
+};
 use sluice_testkit::lineitem_schema;
 
 use super::{generate, Cluster, MapInput};
@@ -22,7 +26,12 @@ use crate::Args;
 struct Round {
     first_block: Vec<f64>,
     task: Vec<f64>,
+    /// Small pushes: open, send, commit.
+    push: Vec<f64>,
 }
+
+/// Small map tasks per round.
+const SMALL_PUSHES: u64 = 200;
 
 pub(crate) async fn run(args: &Args) -> Result<(bool, Vec<Record>), crate::BenchError> {
     let (maps, _, _) = generate(args);
@@ -33,6 +42,7 @@ pub(crate) async fn run(args: &Args) -> Result<(bool, Vec<Record>), crate::Bench
     let partitions = args.partitions;
     let map_count = maps.len();
     let runs = args.runs.max(1);
+    let small = maps[0].batches[0].slice(0, 100.min(maps[0].batches[0].num_rows()));
     let rounds = tokio::task::spawn_blocking(move || {
         let clients = addrs
             .iter()
@@ -55,10 +65,32 @@ pub(crate) async fn run(args: &Args) -> Result<(bool, Vec<Record>), crate::Bench
                 .collect()
         };
         let mut rounds: [Vec<Round>; 2] = Default::default();
+        let mut next_map = 1_000_000;
         for _ in 0..runs {
             for (busy, out) in rounds.iter_mut().enumerate() {
                 let load = (busy == 1).then(Load::start);
-                out.push(tasks(&clients, partitions, &requests)?);
+                let mut round = tasks(&clients, partitions, &requests)?;
+                for _ in 0..SMALL_PUSHES {
+                    next_map += 1;
+                    let start = Instant::now();
+                    let mut push = clients[0].push(PushRequest {
+                        app: app.clone(),
+                        shuffle_id: 1,
+                        map: MapAttempt {
+                            map_id: next_map,
+                            map_index: next_map as u32,
+                            attempt: 0,
+                        },
+                        num_partitions: 1,
+                        partitioning: Partitioning::Hash { columns: vec![0] },
+                        schema: lineitem_schema(),
+                        replicas: Vec::new(),
+                    })?;
+                    push.send(&small)?;
+                    push.commit()?;
+                    round.push.push(start.elapsed().as_secs_f64() * 1e6);
+                }
+                out.push(round);
                 drop(load);
             }
         }
@@ -186,8 +218,15 @@ fn report(args: &Args, rounds: &[Vec<Round>; 2]) -> Vec<Record> {
         rounds[0].len()
     );
     println!(
-        "{:<12} {:>16} {:>10} {:>10} {:>10} {:>10}",
-        "", "first block p50", "task p50", "task p90", "task p99", "round s"
+        "{:<12} {:>16} {:>10} {:>10} {:>10} {:>10} {:>12} {:>12}",
+        "",
+        "first block p50",
+        "task p50",
+        "task p90",
+        "task p99",
+        "round s",
+        "push p50",
+        "push p90"
     );
     let mut records = Vec::new();
     for (name, runs) in ["idle", "cores busy"].iter().zip(rounds) {
@@ -197,15 +236,20 @@ fn report(args: &Args, rounds: &[Vec<Round>; 2]) -> Vec<Record> {
         let p90 = med(&|r| quantile(&r.task, 0.9));
         let p99 = med(&|r| quantile(&r.task, 0.99));
         let secs = med(&|r| r.task.iter().sum::<f64>() / 1e6);
+        let push50 = med(&|r| quantile(&r.push, 0.5));
+        let push90 = med(&|r| quantile(&r.push, 0.9));
         println!(
-            "{name:<12} {:>13.0} us {:>7.0} us {:>7.0} us {:>7.0} us {secs:>10.2}",
-            first, p50, p90, p99
+            "{name:<12} {:>13.0} us {:>7.0} us {:>7.0} us {:>7.0} us {secs:>10.2} {:>9.0} us \
+             {:>9.0} us",
+            first, p50, p90, p99, push50, push90
         );
         for (metric, value) in [
             ("first_block_p50", first),
             ("task_p50", p50),
             ("task_p90", p90),
             ("task_p99", p99),
+            ("small_push_p50", push50),
+            ("small_push_p90", push90),
         ] {
             records.push(Record::new("latency", case(name), metric, value, "us"));
         }

@@ -1,5 +1,7 @@
-//! How bytes reach the disk: the plain-syscall backend here, io_uring in `uring.rs`.
-//! Both run the same store and the same tests.
+//! How written bytes reach the disk: the plain-syscall backend here, io_uring in
+//! `uring.rs`. Both run the same store and the same tests. Reads and fdatasync are not
+//! a backend's: their callers wait for them, so the store runs them on its own thread
+//! (see `uring.rs` for why the ring would only slow them).
 
 use std::fs::File;
 use std::io;
@@ -27,26 +29,15 @@ impl BackendKind {
     }
 }
 
-/// Positional file I/O. Writes may complete out of order and on another thread;
+/// Positional file writes. They may complete out of order and on another thread;
 /// `done` is called exactly once per write.
 pub trait IoBackend: Send + Sync + std::fmt::Debug {
     fn kind(&self) -> BackendKind;
     /// Writes all of `data` at `offset` of `file`.
     fn write(&self, file: Arc<File>, offset: u64, data: WriteBuf, done: WriteDone);
-    /// Reads exactly `len` bytes at `offset`, on the calling thread.
-    fn read(&self, file: &Arc<File>, offset: u64, len: usize) -> io::Result<Vec<u8>>;
-    /// Makes the file's written data durable (`fdatasync`), on the calling thread.
-    fn sync_data(&self, file: &Arc<File>) -> io::Result<()>;
 }
 
-/// Exactly `len` bytes at `offset` of `file`, read on the calling thread (`pread`).
-pub(crate) fn read_at(file: &File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; len];
-    file.read_exact_at(&mut buf, offset)?;
-    Ok(buf)
-}
-
-/// `pwrite`/`pread` on the calling thread.
+/// `pwrite` on the calling thread.
 #[derive(Debug, Default)]
 pub struct SyscallBackend;
 
@@ -57,13 +48,5 @@ impl IoBackend for SyscallBackend {
 
     fn write(&self, file: Arc<File>, offset: u64, data: WriteBuf, done: WriteDone) {
         done(file.write_all_at(data.as_slice(), offset));
-    }
-
-    fn read(&self, file: &Arc<File>, offset: u64, len: usize) -> io::Result<Vec<u8>> {
-        read_at(file, offset, len)
-    }
-
-    fn sync_data(&self, file: &Arc<File>) -> io::Result<()> {
-        file.sync_data()
     }
 }

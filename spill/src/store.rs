@@ -8,6 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
@@ -591,7 +592,7 @@ impl ShuffleStore {
         ))
     }
 
-    /// fdatasync of every partition file (through the backend).
+    /// fdatasync of every partition file, on the calling thread.
     pub fn sync_all(&self) -> Result<(), SpillError> {
         self.all_partitions()
             .iter()
@@ -600,9 +601,7 @@ impl ShuffleStore {
 
     fn sync_partition(&self, part: &Mutex<PartitionFile>) -> Result<(), SpillError> {
         let (file, path) = lock(part).handle()?;
-        self.env
-            .backend
-            .sync_data(&file)
+        file.sync_data()
             .map_err(|e| SpillError::io("fdatasync", &path, e))
     }
 
@@ -619,7 +618,7 @@ impl ShuffleStore {
         part.index.iter().filter(|e| keep(e)).copied().collect()
     }
 
-    /// Reads the bytes of indexed blocks of `partition`.
+    /// Reads the bytes of indexed blocks of `partition`, on the calling thread (`pread`).
     pub fn read(&self, partition: u32, entries: &[BlockEntry]) -> Result<Vec<Vec<u8>>, SpillError> {
         if entries.is_empty() {
             return Ok(Vec::new());
@@ -629,10 +628,10 @@ impl ShuffleStore {
         entries
             .iter()
             .map(|e| {
-                self.env
-                    .backend
-                    .read(&file, e.offset, e.len as usize)
-                    .map_err(|err| SpillError::io("read", &path, err))
+                let mut buf = vec![0u8; e.len as usize];
+                file.read_exact_at(&mut buf, e.offset)
+                    .map_err(|err| SpillError::io("read", &path, err))?;
+                Ok(buf)
             })
             .collect()
     }

@@ -2,10 +2,11 @@
 //! (many in flight at once, across files); each write's completion runs its callback on
 //! the ring thread, which is where a block becomes visible in its index.
 //!
-//! Reads and syncs do not go through the ring: their callers wait for them, so the ring
-//! would only add two thread hand-offs to each (caller to ring thread and back). On a
-//! busy host each hand-off waits for a core, which made a small fetch's first block take
-//! 4-5 ms instead of 0.3 (ARCHITECTURE.md, "Reads").
+//! Reads and syncs do not go through the ring (the store runs them itself): their
+//! callers wait for them, so the ring would only add two thread hand-offs to each
+//! (caller to ring thread and back). On a busy host each hand-off waits for a core,
+//! which made a small fetch's first block take 4-8 ms instead of 0.3 (ARCHITECTURE.md,
+//! decision 11, "Backends").
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -18,7 +19,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{unbounded, Receiver, Sender, TryRecvError};
 use io_uring::{opcode, types, IoUring};
 
-use crate::backend::{read_at, BackendKind, IoBackend, WriteDone};
+use crate::backend::{BackendKind, IoBackend, WriteDone};
 use crate::direct::WriteBuf;
 
 /// Ring settings.
@@ -146,14 +147,6 @@ impl IoBackend for UringBackend {
             done_len: 0,
             done,
         });
-    }
-
-    fn read(&self, file: &Arc<File>, offset: u64, len: usize) -> io::Result<Vec<u8>> {
-        read_at(file, offset, len)
-    }
-
-    fn sync_data(&self, file: &Arc<File>) -> io::Result<()> {
-        file.sync_data()
     }
 }
 

@@ -175,7 +175,7 @@ final class SluiceShuffleReader<K, C> implements ShuffleReader<K, C> {
     private final boolean relocatable;
     /** The fetch being read. */
     private int at;
-    /** Fetches after {@code at} that are open. */
+    /** Fetches below this index have been opened (those below {@code at} closed again). */
     private int openedUpTo;
     private Iterator<Tuple2<Object, Object>> batch = null;
 
@@ -206,9 +206,7 @@ final class SluiceShuffleReader<K, C> implements ShuffleReader<K, C> {
      * the totals of every reader of the task, so calling it again is harmless.
      */
     private void finish() {
-      for (int i = 0; i < fetches.length; i++) {
-        closeFetch(i);
-      }
+      closeFetches();
       context.taskMetrics().mergeShuffleReadMetrics();
     }
 
@@ -223,14 +221,19 @@ final class SluiceShuffleReader<K, C> implements ShuffleReader<K, C> {
 
     /** Loads the next batch, moving to the next server's fetch as one ends. */
     private boolean advance() {
+      if (openedUpTo == 0 && !servers.isEmpty()) {
+        openThrough(0);
+      }
       while (at < servers.size()) {
-        openThrough(at);
         long start = System.nanoTime();
         byte[] bytes = guard(at, () -> NativeBridge.nextBatch(fetches[at]));
         metrics.incFetchWaitTime((System.nanoTime() - start) / 1_000_000);
         if (bytes == null) {
           closeFetch(at);
           at++;
+          if (at < servers.size()) {
+            openThrough(at);
+          }
           continue;
         }
         metrics.incRemoteBytesRead(bytes.length);
@@ -292,6 +295,12 @@ final class SluiceShuffleReader<K, C> implements ShuffleReader<K, C> {
       return new Listed<>(out);
     }
 
+    private void closeFetches() {
+      for (int i = 0; i < fetches.length; i++) {
+        closeFetch(i);
+      }
+    }
+
     private void closeFetch(int i) {
       if (fetches[i] != 0) {
         NativeBridge.closeFetch(fetches[i]);
@@ -307,9 +316,7 @@ final class SluiceShuffleReader<K, C> implements ShuffleReader<K, C> {
       try {
         return call.get();
       } catch (SluiceException e) {
-        for (int j = 0; j < fetches.length; j++) {
-          closeFetch(j);
-        }
+        closeFetches();
         ServerMaps maps = servers.get(i);
         throw sneaky(new FetchFailedException(
             maps.location, handle.shuffleId(), maps.firstMapId, maps.firstMapIndex,

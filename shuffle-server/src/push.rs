@@ -68,6 +68,17 @@ struct Finished {
     partition_rows: Vec<u64>,
 }
 
+impl Finished {
+    /// The acknowledgement of its commit.
+    fn ack(self, replica: Option<String>) -> Message {
+        Message::PushCommitted {
+            partition_bytes: self.partition_bytes,
+            partition_rows: self.partition_rows,
+            replica,
+        }
+    }
+}
+
 impl From<SplitError> for RequestError {
     fn from(e: SplitError) -> Self {
         RequestError::InvalidData(e.to_string())
@@ -116,6 +127,7 @@ impl PushWriter {
     /// Stores every remaining row and waits until all of the push's blocks are written.
     fn finish(mut self) -> Result<Finished, RequestError> {
         let sink = &mut self.sink;
+        sink.writes.write_inline();
         Stage::Split.time(|| self.writer.finish(|p, block| sink.store(p, block)))?;
         let (blocks, touched) = sink.writes.wait()?;
         let record = CommitRecord {
@@ -424,39 +436,59 @@ async fn push_loop(
             PushStep::End(sums) => {
                 let started = std::time::Instant::now();
                 let w = writer.take().expect("writer is returned after every batch");
-                let epoch = w.sink.epoch;
-                let done = ctx.pool.run(move || w.finish()).await??;
-                let kept = crate::sums::check(&sums, &done.partition_rows)?;
-                // The second copy first: a map commits only once both copies are
-                // committed (or no candidate is left, which is logged and counted).
-                let replica = match &copy.replicas[..] {
-                    [] => None,
-                    candidates => {
-                        let mut partitions = done.touched.clone();
-                        partitions.sort_unstable();
-                        let forward = CopyOf {
-                            start: copy,
-                            shuffle,
-                            epoch,
-                            partitions: &partitions,
-                            sums: &sums,
-                        };
-                        ctx.peers.replicate(&forward, candidates).await
-                    }
+                let ack = if copy.replicas.is_empty() {
+                    // One worker job from the last rows to the durable commit: each
+                    // hand-off back to the runtime waits for a core on a busy host.
+                    let committer = shuffle.clone();
+                    ctx.pool
+                        .run(move || {
+                            let done = w.finish()?;
+                            let kept = crate::sums::check(&sums, &done.partition_rows)?;
+                            committer.commit(&done.record, &done.touched, &kept)?;
+                            Ok::<_, RequestError>(done.ack(None))
+                        })
+                        .await??
+                } else {
+                    finish_replicated(ctx, w, shuffle, copy, &sums).await?
                 };
-                let committer = shuffle.clone();
-                let (record, touched) = (done.record, done.touched);
-                ctx.pool
-                    .run(move || committer.commit(&record, &touched, &kept))
-                    .await??;
                 metrics::counter!(m::COMMITS).increment(1);
                 metrics::histogram!(m::COMMIT_SECONDS).record(started.elapsed());
-                return Ok(Message::PushCommitted {
-                    partition_bytes: done.partition_bytes,
-                    partition_rows: done.partition_rows,
-                    replica,
-                });
+                return Ok(ack);
             }
         }
     }
+}
+
+/// Finishes a push whose map keeps a second copy: the copy commits first, so a map
+/// commits only once both copies are committed (or no candidate is left, which is
+/// logged and counted).
+async fn finish_replicated(
+    ctx: &Ctx,
+    w: PushWriter,
+    shuffle: &Arc<Shuffle>,
+    copy: &PushStart,
+    sums: &[sluice_proto::PartitionSum],
+) -> Result<Message, RequestError> {
+    let epoch = w.sink.epoch;
+    let done = ctx.pool.run(move || w.finish()).await??;
+    let kept = crate::sums::check(sums, &done.partition_rows)?;
+    let mut partitions = done.touched.clone();
+    partitions.sort_unstable();
+    let forward = CopyOf {
+        start: copy,
+        shuffle,
+        epoch,
+        partitions: &partitions,
+        sums,
+    };
+    let replica = ctx.peers.replicate(&forward, &copy.replicas).await;
+    let committer = shuffle.clone();
+    let done = ctx
+        .pool
+        .run(move || {
+            committer.commit(&done.record, &done.touched, &kept)?;
+            Ok::<_, RequestError>(done)
+        })
+        .await??;
+    Ok(done.ack(replica))
 }

@@ -10,11 +10,12 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use sluice_format::{BlockHeader, DecodeLimits, FormatError};
 
-use crate::backend::IoBackend;
+use crate::backend::{IoBackend, WriteDone};
 use crate::commit_log::{CommitLog, CommitRecord};
 use crate::direct::{open_direct, DIRECT_ALIGN};
 use crate::memory::MemoryBudget;
@@ -142,6 +143,8 @@ pub struct WriteGroup {
     state: Mutex<GroupState>,
     done: Condvar,
     budget: Option<Arc<MemoryBudget>>,
+    /// Write on the appending thread instead of through the backend.
+    inline: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -163,6 +166,14 @@ impl WriteGroup {
             budget: Some(budget),
             ..Self::default()
         })
+    }
+
+    /// From now on this group's writes run on the thread that appends them, not
+    /// through the backend: for a push's last blocks, whose writer waits for them
+    /// anyway. On a busy host a hand-off to the ring's thread and back costs two
+    /// waits for a core (see `uring.rs`).
+    pub fn write_inline(&self) {
+        self.inline.store(true, Ordering::Relaxed);
     }
 
     fn start(&self, partition: u32, bytes: u64) {
@@ -509,9 +520,10 @@ impl ShuffleStore {
         let data = record.into_write_buf(span as usize, self.env.direct_io);
         let charged = data.capacity() as u64;
         group.start(partition, charged);
+        let group_inline = group.inline.load(Ordering::Relaxed);
         let group = group.clone();
         let quota = self.env.quota.clone();
-        let done = Box::new(move |result: io::Result<()>| {
+        let done: WriteDone = Box::new(move |result: io::Result<()>| {
             let result = {
                 let mut p = lock(&part);
                 match result {
@@ -534,7 +546,11 @@ impl ShuffleStore {
             };
             group.finish(result, charged);
         });
-        self.env.backend.write(file, offset, data, done);
+        if group_inline {
+            done(file.write_all_at(data.as_slice(), offset));
+        } else {
+            self.env.backend.write(file, offset, data, done);
+        }
         Ok(len)
     }
 

@@ -470,3 +470,81 @@ fn a_closed_store_refuses_everything_and_recreates_no_file() {
         drop(successor);
     }
 }
+
+/// A backend that holds every write until `release`, so a test sees what is queued.
+#[derive(Default)]
+struct HeldBackend {
+    held: std::sync::Mutex<Vec<HeldWrite>>,
+}
+
+impl std::fmt::Debug for HeldBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HeldBackend")
+    }
+}
+
+type HeldWrite = (
+    Arc<std::fs::File>,
+    u64,
+    sluice_spill::WriteBuf,
+    sluice_spill::backend::WriteDone,
+);
+
+impl HeldBackend {
+    fn release(&self) {
+        let held = std::mem::take(&mut *self.held.lock().unwrap());
+        for (file, offset, data, done) in held {
+            SyscallBackend.write(file, offset, data, done);
+        }
+    }
+}
+
+impl IoBackend for HeldBackend {
+    fn kind(&self) -> sluice_spill::BackendKind {
+        sluice_spill::BackendKind::IoUring
+    }
+
+    fn write(
+        &self,
+        file: Arc<std::fs::File>,
+        offset: u64,
+        data: sluice_spill::WriteBuf,
+        done: sluice_spill::backend::WriteDone,
+    ) {
+        self.held.lock().unwrap().push((file, offset, data, done));
+    }
+}
+
+#[test]
+fn an_inline_group_writes_on_the_appending_thread_behind_its_queued_writes() {
+    for direct in [false, true] {
+        let backend = Arc::new(HeldBackend::default());
+        let setup = Setup {
+            backend: backend.clone(),
+            direct,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = ShuffleStore::create(
+            dir.path().join("s"),
+            env(&setup, None, Durability::PageCache),
+        )
+        .unwrap();
+        let group = WriteGroup::new();
+        append(&store, 0, (1, 0, &payload(1, 0, 0)), 0, &group).unwrap();
+        assert_eq!(group.pending(), 1, "queued to the backend");
+        group.write_inline();
+        for seq in 1..3 {
+            append(&store, 0, (1, seq, &payload(1, 0, seq)), 0, &group).unwrap();
+        }
+        append(&store, 1, (1, 0, &payload(1, 1, 0)), 0, &group).unwrap();
+        // Written and indexed before append returned; the queued one still waits.
+        assert_eq!(group.pending(), 1);
+        assert_eq!(read_map(&store, 1, 1, 0), expected(1, 1, 1));
+        assert_eq!(read_map(&store, 0, 1, 0), expected(1, 0, 3)[1..].to_vec());
+        backend.release();
+        let (written, mut touched) = group.wait().unwrap();
+        touched.sort_unstable();
+        assert_eq!((written, touched), (4, vec![0, 1]));
+        assert_eq!(read_map(&store, 0, 1, 0), expected(1, 0, 3));
+    }
+}

@@ -667,10 +667,8 @@ def server_loss_job(stage):
 
         def map_side(idx, it):
             # Eleven or more of the sixteen map outputs are committed by then, and the
-            # rest are written with one server down. Map ids are task ids, 0..15 in a
-            # fresh session: of 0..11, the writer places 1, 9, 10 and 11 on server b
-            # (with 8 maps only 1 went there, and when map 1 was still running at the
-            # kill, b lost nothing committed).
+            # rest are written with one server down. Maps take the two servers in
+            # turn by map index, so six of maps 0..11 are on server b.
             if stage == "map" and idx == 12:
                 touch(marker)
                 time.sleep(2)

@@ -19,7 +19,10 @@ final class SluiceConf {
   final List<String> servers;
   final String tokenFile;
   final String trustFile;
-  /** "local" (the server on the task's host, else by map id) or "hash" (by map id). */
+  /**
+   * "local" (the servers on the task's host, else all) or "hash" (all servers); a
+   * stage's maps take them in turn by map index.
+   */
   final String placement;
   final int batchBytes;
   /** Copies of each map output: 1, or 2 (the second on another server). */

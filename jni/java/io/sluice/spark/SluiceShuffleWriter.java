@@ -130,12 +130,14 @@ final class SluiceShuffleWriter<K, V> extends ShuffleWriter<K, V> {
   }
 
   /**
-   * A stable choice by map id, among the servers on this task's host when the list has
-   * any (the sidecar case) and among all otherwise.
+   * A stable choice by map index, among the servers on this task's host when the list
+   * has any (the sidecar case) and among all otherwise. Consecutive map indexes take
+   * the servers in turn, from an offset hashed from the shuffle id, so a stage's maps
+   * spread evenly (placed by a hash of the map id, 4 maps on 2 servers all land on one
+   * in 1 stage of 8), and one-map shuffles do not all start on the first server.
    */
   private int preferredServer(SluiceConf conf) {
     int n = conf.servers.size();
-    int pick = (int) Math.floorMod(mix(mapId), (long) n);
     if (conf.placement.equals("local")) {
       String host = SparkEnv.get().blockManager().blockManagerId().host();
       List<Integer> local = new java.util.ArrayList<>();
@@ -145,13 +147,18 @@ final class SluiceShuffleWriter<K, V> extends ShuffleWriter<K, V> {
         }
       }
       if (!local.isEmpty()) {
-        return local.get((int) Math.floorMod(mix(mapId), (long) local.size()));
+        return local.get(inTurn(local.size()));
       }
     }
-    return pick;
+    return inTurn(n);
   }
 
-  /** Spreads consecutive map ids (a splitmix64 step). */
+  /** The map's turn among `n` servers. */
+  private int inTurn(int n) {
+    return (int) Math.floorMod(mix(handle.shuffleId()) + context.partitionId(), (long) n);
+  }
+
+  /** Spreads consecutive shuffle ids (a splitmix64 step). */
   private static long mix(long x) {
     x = (x ^ (x >>> 30)) * 0xbf58476d1ce4e5b9L;
     x = (x ^ (x >>> 27)) * 0x94d049bb133111ebL;

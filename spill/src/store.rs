@@ -15,7 +15,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use sluice_format::{BlockHeader, DecodeLimits, FormatError};
 
-use crate::backend::{IoBackend, WriteDone};
+use crate::backend::{IoBackend, SyscallBackend, WriteDone};
 use crate::commit_log::{CommitLog, CommitRecord};
 use crate::direct::{open_direct, DIRECT_ALIGN};
 use crate::memory::MemoryBudget;
@@ -547,7 +547,7 @@ impl ShuffleStore {
             group.finish(result, charged);
         });
         if group_inline {
-            done(file.write_all_at(data.as_slice(), offset));
+            SyscallBackend.write(file, offset, data, done);
         } else {
             self.env.backend.write(file, offset, data, done);
         }

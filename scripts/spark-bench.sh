@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Spark benchmark behind `sluice-bench --mode spark`: workloads
 # (bench/spark/spark_bench.py) under Spark's sort shuffle and under Sluice, alternating.
-# Arguments go to spark_bench.py (--workloads, --rows, --wide-rows, --runs, --json PATH);
+# Arguments go to spark_bench.py (--workloads, --rows, --wide-rows, --runs, --json PATH,
+# --modes sort,sluice to run only one of the two);
 # with the tpch workload, the TPC-H data is generated first (scripts/tpch-data.sh, cached).
 set -euo pipefail
 cd "$(dirname "$0")/.."

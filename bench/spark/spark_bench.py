@@ -172,9 +172,14 @@ def parse_args(argv):
     p.add_argument("--tpch-dir", default="")
     p.add_argument("--tpch-scale", type=float, default=1)
     p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--modes", default="sort,sluice",
+                   help="the shuffles to run, in turn (a subset for experiments on one)")
     p.add_argument("--json", required=True)
     args = p.parse_args(argv)
     args.workloads = args.workloads.split(",")
+    args.modes = args.modes.split(",")
+    if not args.modes or any(m not in ("sort", "sluice") for m in args.modes):
+        p.error(f"--modes takes sort and sluice, not {args.modes}")
     unknown = [w for w in args.workloads if w not in WORKLOADS]
     if unknown:
         p.error(f"unknown workloads {unknown}; known: {', '.join(WORKLOADS)}")
@@ -236,7 +241,7 @@ def run_workload(harness, args, name):
     runs = {"sort": [], "sluice": []}
     reference = None
     for i in range(args.runs):
-        for mode in ("sort", "sluice"):
+        for mode in args.modes:
             result, run = run_once(harness, args, name, mode, i)
             if reference is None:
                 reference = result

@@ -72,12 +72,6 @@ fn millis(name: &str, v: jlong) -> Result<std::time::Duration, BridgeError> {
         .map_err(|_| BridgeError::InvalidArgument(format!("{name} {v} ms is negative")))
 }
 
-fn int_array(env: &mut JNIEnv, a: &JIntArray, len: usize) -> Result<Vec<i32>, BridgeError> {
-    let mut out = vec![0i32; len];
-    env.get_int_array_region(a, 0, &mut out).map_err(jni_err)?;
-    Ok(out)
-}
-
 #[no_mangle]
 pub extern "system" fn Java_io_sluice_spark_NativeBridge_openSession(
     mut env: JNIEnv,
@@ -161,13 +155,29 @@ pub extern "system" fn Java_io_sluice_spark_NativeBridge_write(
 ) {
     guarded(&mut env, (), |env| {
         let count = index("record count", count)? as usize;
-        let pids = int_array(env, &pids, count)?;
-        let ends = int_array(env, &ends, count)?;
-        let mut bytes = vec![0i8; index("data length", data_len)? as usize];
-        env.get_byte_array_region(&data, 0, &mut bytes)
-            .map_err(jni_err)?;
-        let bytes: Vec<u8> = bytes.into_iter().map(|b| b as u8).collect();
-        WRITERS.with(writer, |w| w.write(pids, &ends, bytes))
+        let len = index("data length", data_len)? as usize;
+        WRITERS.with(writer, |w| {
+            // Straight from Java's arrays into the writer's buffers: one copy each.
+            w.write_with(count, len, |p, e, d| {
+                env.get_int_array_region(&pids, 0, p).map_err(jni_err)?;
+                env.get_int_array_region(&ends, 0, e).map_err(jni_err)?;
+                env.get_byte_array_region(&data, 0, d).map_err(jni_err)
+            })
+        })
+    })
+}
+
+#[no_mangle]
+pub extern "system" fn Java_io_sluice_spark_NativeBridge_trim(
+    mut env: JNIEnv,
+    _class: JClass,
+    writer: jlong,
+) {
+    guarded(&mut env, (), |_| {
+        WRITERS.with(writer, |w| {
+            w.trim();
+            Ok(())
+        })
     })
 }
 

@@ -30,44 +30,106 @@ pub fn schema() -> SchemaRef {
         .clone()
 }
 
-/// A batch from records `data[ends[i-1]..ends[i]]` bound for partitions `pids[i]`.
-pub fn batch_from_java(
+/// A writer's records as Java hands them over, in buffers that serve every write of
+/// the writer: partition ids, the offsets `0, end of record 0, ...`, and the record
+/// bytes (`i8`, as Java's `byte`; the same bytes). A batch borrows them while it is
+/// sent and gives them back after.
+#[derive(Debug, Default)]
+pub struct JavaRecords {
     pids: Vec<i32>,
-    ends: &[i32],
-    data: Vec<u8>,
-    num_partitions: u32,
-) -> Result<RecordBatch, BridgeError> {
-    if pids.len() != ends.len() {
-        return Err(BridgeError::InvalidArgument(format!(
-            "{} partition ids for {} records",
-            pids.len(),
-            ends.len()
-        )));
+    offsets: Vec<i32>,
+    data: Vec<i8>,
+}
+
+/// A batch over a writer's [`JavaRecords`], and its two columns to take them back from.
+pub struct LentBatch {
+    pub batch: RecordBatch,
+    pids: Int32Array,
+    records: BinaryArray,
+}
+
+impl JavaRecords {
+    /// Sizes the buffers for `count` records of `len` bytes in all and returns what Java
+    /// fills: the partition ids, each record's end, and the bytes. Only memory the
+    /// buffers did not have yet is zeroed first.
+    pub fn prepare(&mut self, count: usize, len: usize) -> (&mut [i32], &mut [i32], &mut [i8]) {
+        fit(&mut self.pids, count);
+        fit(&mut self.offsets, count + 1);
+        fit(&mut self.data, len);
+        self.offsets[0] = 0;
+        (&mut self.pids, &mut self.offsets[1..], &mut self.data)
     }
-    if let Some(bad) = pids.iter().find(|&&p| p < 0 || p as u32 >= num_partitions) {
-        return Err(BridgeError::InvalidArgument(format!(
-            "partition id {bad} outside 0..{num_partitions}"
-        )));
-    }
-    let mut offsets = Vec::with_capacity(ends.len() + 1);
-    offsets.push(0i32);
-    offsets.extend_from_slice(ends);
-    let monotonic = offsets.windows(2).all(|w| w[0] <= w[1]);
-    let last = *offsets.last().expect("holds 0") as usize;
-    if !monotonic || last > data.len() {
-        return Err(BridgeError::InvalidArgument(format!(
-            "record ends are not increasing within the {} data bytes",
-            data.len()
-        )));
-    }
-    let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
-    let records = BinaryArray::try_new(offsets, Buffer::from_vec(data), None)
+
+    /// The prepared records as a batch for `num_partitions` partitions, checked: ids in
+    /// range, ends increasing within the bytes. The buffers move into the batch; give
+    /// them back with [`JavaRecords::reclaim`].
+    pub fn lend(&mut self, num_partitions: u32) -> Result<LentBatch, BridgeError> {
+        if let Some(bad) = self
+            .pids
+            .iter()
+            .find(|&&p| p < 0 || p as u32 >= num_partitions)
+        {
+            return Err(BridgeError::InvalidArgument(format!(
+                "partition id {bad} outside 0..{num_partitions}"
+            )));
+        }
+        let monotonic = self.offsets.windows(2).all(|w| w[0] <= w[1]);
+        let last = *self.offsets.last().unwrap_or(&0) as usize;
+        if !monotonic || last > self.data.len() {
+            return Err(BridgeError::InvalidArgument(format!(
+                "record ends are not increasing within the {} data bytes",
+                self.data.len()
+            )));
+        }
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(std::mem::take(&mut self.offsets)));
+        let data = Buffer::from_vec(std::mem::take(&mut self.data));
+        let records = BinaryArray::try_new(offsets, data, None)
+            .map_err(|e| BridgeError::InvalidArgument(e.to_string()))?;
+        let pids = Int32Array::from(std::mem::take(&mut self.pids));
+        let batch = RecordBatch::try_new(
+            schema(),
+            vec![Arc::new(pids.clone()), Arc::new(records.clone())],
+        )
         .map_err(|e| BridgeError::InvalidArgument(e.to_string()))?;
-    RecordBatch::try_new(
-        schema(),
-        vec![Arc::new(Int32Array::from(pids)), Arc::new(records)],
-    )
-    .map_err(|e| BridgeError::InvalidArgument(e.to_string()))
+        Ok(LentBatch {
+            batch,
+            pids,
+            records,
+        })
+    }
+
+    /// Takes the buffers back from a sent batch. A buffer something else still shares
+    /// stays with it, and the next write allocates afresh.
+    pub fn reclaim(&mut self, lent: LentBatch) {
+        let LentBatch {
+            batch,
+            pids,
+            records,
+        } = lent;
+        drop(batch);
+        let (offsets, data, _) = records.into_parts();
+        self.offsets = offsets
+            .into_inner()
+            .into_inner()
+            .into_vec()
+            .unwrap_or_default();
+        self.data = data.into_vec().unwrap_or_default();
+        self.pids = pids
+            .into_parts()
+            .1
+            .into_inner()
+            .into_vec()
+            .unwrap_or_default();
+    }
+}
+
+/// Makes `v` exactly `len` long, zeroing only what it grows into.
+fn fit<T: Copy + Default>(v: &mut Vec<T>, len: usize) {
+    if v.len() < len {
+        v.resize(len, T::default());
+    } else {
+        v.truncate(len);
+    }
 }
 
 /// A batch's record column.
@@ -114,10 +176,66 @@ pub fn java_layout<'a>(
 mod tests {
     use super::*;
 
+    /// A batch from records `data[ends[i-1]..ends[i]]` bound for partitions `pids[i]`.
+    fn batch_from_java(
+        pids: &[i32],
+        ends: &[i32],
+        data: &[u8],
+        num_partitions: u32,
+    ) -> Result<RecordBatch, BridgeError> {
+        if pids.len() != ends.len() {
+            return Err(BridgeError::InvalidArgument(format!(
+                "{} partition ids for {} records",
+                pids.len(),
+                ends.len()
+            )));
+        }
+        let mut java = JavaRecords::default();
+        let (p, e, d) = java.prepare(pids.len(), data.len());
+        p.copy_from_slice(pids);
+        e.copy_from_slice(ends);
+        for (to, &from) in d.iter_mut().zip(data) {
+            *to = from as i8;
+        }
+        Ok(java.lend(num_partitions)?.batch)
+    }
+
+    #[test]
+    fn a_writer_s_buffers_serve_every_write() {
+        let mut java = JavaRecords::default();
+        let write = |java: &mut JavaRecords, bytes: &[u8]| {
+            let (pids, ends, data) = java.prepare(2, bytes.len());
+            pids.copy_from_slice(&[1, 0]);
+            ends.copy_from_slice(&[3, bytes.len() as i32]);
+            for (to, &from) in data.iter_mut().zip(bytes) {
+                *to = from as i8;
+            }
+            java.lend(2).unwrap()
+        };
+        let lent = write(&mut java, b"abcdefgh");
+        let first = lent.records.values().as_ptr();
+        let r = records(&lent.batch).unwrap();
+        assert_eq!((r.value(0), r.value(1)), (&b"abc"[..], &b"defgh"[..]));
+        java.reclaim(lent);
+        // A shorter write reuses the same bytes, and sees only its own.
+        let lent = write(&mut java, b"xyzw");
+        assert_eq!(lent.records.values().as_ptr(), first);
+        let r = records(&lent.batch).unwrap();
+        assert_eq!((r.value(0), r.value(1)), (&b"xyz"[..], &b"w"[..]));
+        assert_eq!(pids(&lent.batch).unwrap().values(), &[1, 0]);
+        // A batch still shared keeps its buffers; the next write gets new ones.
+        let kept = lent.batch.clone();
+        java.reclaim(lent);
+        let lent = write(&mut java, b"12345");
+        assert_ne!(lent.records.values().as_ptr(), first);
+        assert_eq!(records(&kept).unwrap().value(0), b"xyz");
+        assert_eq!(records(&lent.batch).unwrap().value(1), b"45");
+    }
+
     #[test]
     fn records_round_trip_through_both_layouts() {
         let data = b"alphabetagamma".to_vec();
-        let batch = batch_from_java(vec![2, 0, 2], &[5, 9, 14], data, 3).unwrap();
+        let batch = batch_from_java(&[2, 0, 2], &[5, 9, 14], &data, 3).unwrap();
         assert_eq!(batch.num_rows(), 3);
         let mut out = vec![9; 100]; // a used buffer: cleared first
         let sliced = batch.slice(1, 2);
@@ -134,7 +252,7 @@ mod tests {
     #[test]
     fn bad_input_from_java_is_a_typed_error() {
         let err = |pids: Vec<i32>, ends: &[i32], len: usize| {
-            batch_from_java(pids, ends, vec![0; len], 4)
+            batch_from_java(&pids, ends, &vec![0; len], 4)
                 .unwrap_err()
                 .to_string()
         };

@@ -19,13 +19,20 @@ fn records_pushed_by_a_map_writer_are_fetched_exactly() {
         attempt: 0,
     };
     let mut w = s.push(0, 3, 4, map).unwrap();
-    let (mut pids, mut ends, mut data) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..1000 {
-        data.extend_from_slice(&record(i));
-        ends.push(data.len() as i32);
-        pids.push((i % 3) as i32); // partition 3 stays empty
+    // Three writes: the second, shorter, reuses the first's buffers; the third comes
+    // after they were freed.
+    for (n, range) in [0..500, 500..800, 800..1000].into_iter().enumerate() {
+        let (mut pids, mut ends, mut data) = (Vec::new(), Vec::new(), Vec::new());
+        for i in range {
+            data.extend_from_slice(&record(i));
+            ends.push(data.len() as i32);
+            pids.push((i % 3) as i32); // partition 3 stays empty
+        }
+        if n == 2 {
+            w.trim();
+        }
+        w.write(&pids, &ends, &data).unwrap();
     }
-    w.write(pids, &ends, data).unwrap();
     let committed = w.commit().unwrap();
     assert_eq!(committed.replica, None);
     let sizes = committed.partition_bytes;
@@ -74,7 +81,7 @@ fn bad_records_and_dead_servers_are_typed_errors() {
         attempt: 0,
     };
     let mut w = s.push(0, 1, 2, map).unwrap();
-    let err = w.write(vec![2], &[1], vec![0]).unwrap_err();
+    let err = w.write(&[2], &[1], &[0]).unwrap_err();
     assert_eq!(
         err.to_string(),
         "invalid argument: partition id 2 outside 0..2"
@@ -120,7 +127,7 @@ fn a_draining_server_is_skipped_by_the_next_push() {
     };
     let push = |map_id| {
         let mut w = s.push(0, 1, 2, map(map_id))?;
-        w.write(vec![1], &[1], vec![7])?;
+        w.write(&[1], &[1], &[7])?;
         w.commit()
     };
     assert_eq!(push(1).unwrap().partition_bytes.len(), 2);

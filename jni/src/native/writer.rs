@@ -6,7 +6,7 @@ use sluice_client::{BlockingPushStream, ClientError, ErrorCode, PartitionSum};
 
 use super::{client_error, Down, Session};
 use crate::error::BridgeError;
-use crate::records::batch_from_java;
+use crate::records::JavaRecords;
 
 /// What a writer or a reader counted of one partition of a map: rows, and the sum of
 /// the crc32c of each record's bytes (so the order of records does not matter).
@@ -35,6 +35,8 @@ pub struct MapWriter {
     num_partitions: u32,
     /// What was written to each partition, checked by the server and every reader.
     sums: Vec<Sum>,
+    /// The buffers Java's records are copied into, kept from write to write.
+    java: JavaRecords,
 }
 
 /// A committed map output: stored bytes per partition, and where its second copy is.
@@ -59,6 +61,7 @@ impl MapWriter {
             stream: Some(stream),
             num_partitions,
             sums: vec![Sum::default(); num_partitions as usize],
+            java: JavaRecords::default(),
             session,
         }
     }
@@ -75,21 +78,55 @@ impl MapWriter {
             .ok_or_else(|| BridgeError::InvalidArgument("the push has ended".into()))
     }
 
-    /// Sends records (see `records.rs` for the layout).
-    pub fn write(
+    /// Sends `count` records of `len` bytes in all, which `fill` copies in from Java:
+    /// partition ids, record ends and bytes (see `records.rs`), into buffers sized to
+    /// fit and reused from the previous write.
+    pub fn write_with(
         &mut self,
-        pids: Vec<i32>,
-        ends: &[i32],
-        data: Vec<u8>,
+        count: usize,
+        len: usize,
+        fill: impl FnOnce(&mut [i32], &mut [i32], &mut [i8]) -> Result<(), BridgeError>,
     ) -> Result<(), BridgeError> {
-        let batch = batch_from_java(pids, ends, data, self.num_partitions)?;
-        let records = crate::records::records(&batch)?;
-        let pids = crate::records::pids(&batch)?;
+        let (pids, ends, data) = self.java.prepare(count, len);
+        fill(pids, ends, data)?;
+        let lent = self.java.lend(self.num_partitions)?;
+        let result = self.send(&lent.batch);
+        self.java.reclaim(lent);
+        result
+    }
+
+    /// Frees the buffers kept between writes (Java gave its memory back to Spark).
+    pub fn trim(&mut self) {
+        self.java = JavaRecords::default();
+    }
+
+    /// [`MapWriter::write_with`] from slices.
+    pub fn write(&mut self, pids: &[i32], ends: &[i32], data: &[u8]) -> Result<(), BridgeError> {
+        if pids.len() != ends.len() {
+            return Err(BridgeError::InvalidArgument(format!(
+                "{} partition ids for {} records",
+                pids.len(),
+                ends.len()
+            )));
+        }
+        self.write_with(pids.len(), data.len(), |p, e, d| {
+            p.copy_from_slice(pids);
+            e.copy_from_slice(ends);
+            for (to, &from) in d.iter_mut().zip(data) {
+                *to = from as i8;
+            }
+            Ok(())
+        })
+    }
+
+    fn send(&mut self, batch: &arrow_array::RecordBatch) -> Result<(), BridgeError> {
+        let records = crate::records::records(batch)?;
+        let pids = crate::records::pids(batch)?;
         for (i, pid) in pids.values().iter().enumerate() {
             self.sums[*pid as usize].add(records.value(i));
         }
         let server = self.server.clone();
-        let result = self.stream()?.send(&batch);
+        let result = self.stream()?.send(batch);
         result.map_err(|e| {
             self.stream = None;
             self.note(&e);

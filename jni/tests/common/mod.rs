@@ -113,5 +113,5 @@ pub fn write(w: &mut MapWriter, records: &[(u32, Vec<u8>)]) -> Result<(), Bridge
         ends.push(data.len() as i32);
         pids.push(*p as i32);
     }
-    w.write(pids, &ends, data)
+    w.write(&pids, &ends, &data)
 }

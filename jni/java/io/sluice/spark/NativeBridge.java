@@ -56,8 +56,15 @@ final class NativeBridge {
       long session, int server, int shuffleId, int numPartitions, long mapId, int mapIndex,
       int attempt);
 
-  /** Sends {@code count} records: record i is data[ends[i-1], ends[i]) for pids[i]. */
+  /**
+   * Sends {@code count} records: record i is data[ends[i-1], ends[i]) for pids[i]. The
+   * writer copies them into native buffers it keeps for the next write, never larger than
+   * the largest write so far (see {@link #trim}).
+   */
   static native void write(long writer, int count, int[] pids, int[] ends, byte[] data, int len);
+
+  /** Frees the native buffers the writer keeps between writes. */
+  static native void trim(long writer);
 
   /**
    * Commits the map output; returns the stored bytes of each partition, then one more

@@ -29,11 +29,11 @@ final class RecordBuffer extends OutputStream {
   }
 
   /**
-   * The memory this buffer stands for: its arrays, plus the copy of the data the native
-   * writer makes while it sends a batch.
+   * The memory this buffer stands for: its arrays, plus the native writer's copy of them,
+   * which it keeps from one write to the next (until {@link #shrink}).
    */
   static long footprint(long dataBytes, long records) {
-    return 2 * dataBytes + 8 * records;
+    return 2 * (dataBytes + 8 * records);
   }
 
   long footprint() {
@@ -125,8 +125,13 @@ final class RecordBuffer extends OutputStream {
     count = 0;
   }
 
-  /** Drops capacity beyond the initial size (and beyond a record being written). */
+  /**
+   * Drops capacity beyond the initial size (and beyond a record being written), and the
+   * native writer's copy of the largest write, which {@link #footprint} counts as one more
+   * data array.
+   */
   void shrink() {
+    NativeBridge.trim(writer);
     if (data.length > INITIAL_BYTES) {
       data = Arrays.copyOf(data, Math.max(INITIAL_BYTES, size));
     }

@@ -173,11 +173,13 @@ pub extern "system" fn Java_io_sluice_spark_NativeBridge_trim(
     _class: JClass,
     writer: jlong,
 ) {
+    // A writer already gone (committed, or its commit failed) has nothing to free.
     guarded(&mut env, (), |_| {
-        WRITERS.with(writer, |w| {
+        let _ = WRITERS.with(writer, |w| {
             w.trim();
             Ok(())
-        })
+        });
+        Ok(())
     })
 }
 

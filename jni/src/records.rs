@@ -50,8 +50,8 @@ pub struct LentBatch {
 
 impl JavaRecords {
     /// Sizes the buffers for `count` records of `len` bytes in all and returns what Java
-    /// fills: the partition ids, each record's end, and the bytes. Only memory the
-    /// buffers did not have yet is zeroed first.
+    /// fills: the partition ids, each record's end, and the bytes. Only what the
+    /// buffers' lengths grow into is zeroed first.
     pub fn prepare(&mut self, count: usize, len: usize) -> (&mut [i32], &mut [i32], &mut [i8]) {
         fit(&mut self.pids, count);
         fit(&mut self.offsets, count + 1);
@@ -98,6 +98,11 @@ impl JavaRecords {
         })
     }
 
+    /// The capacity of the buffers, in bytes.
+    pub fn kept_bytes(&self) -> usize {
+        4 * (self.pids.capacity() + self.offsets.capacity()) + self.data.capacity()
+    }
+
     /// Takes the buffers back from a sent batch. A buffer something else still shares
     /// stays with it, and the next write allocates afresh.
     pub fn reclaim(&mut self, lent: LentBatch) {
@@ -123,9 +128,14 @@ impl JavaRecords {
     }
 }
 
-/// Makes `v` exactly `len` long, zeroing only what it grows into.
+/// Makes `v` exactly `len` long, zeroing only what its length grows into. Beyond its
+/// capacity it is allocated afresh at exactly `len` (growth by doubling would keep up to
+/// twice the largest write, more than the Java side counts, and copy dead bytes).
 fn fit<T: Copy + Default>(v: &mut Vec<T>, len: usize) {
-    if v.len() < len {
+    if len > v.capacity() {
+        drop(std::mem::take(v));
+        *v = vec![T::default(); len];
+    } else if v.len() < len {
         v.resize(len, T::default());
     } else {
         v.truncate(len);
@@ -214,14 +224,19 @@ mod tests {
         };
         let lent = write(&mut java, b"abcdefgh");
         let first = lent.records.values().as_ptr();
+        let first_pids = lent.pids.values().as_ptr();
+        let first_offsets = lent.records.value_offsets().as_ptr();
         let r = records(&lent.batch).unwrap();
         assert_eq!((r.value(0), r.value(1)), (&b"abc"[..], &b"defgh"[..]));
         java.reclaim(lent);
         // A shorter write reuses the same bytes, and sees only its own.
         let lent = write(&mut java, b"xyzw");
         assert_eq!(lent.records.values().as_ptr(), first);
+        assert_eq!(lent.pids.values().as_ptr(), first_pids);
+        assert_eq!(lent.records.value_offsets().as_ptr(), first_offsets);
         let r = records(&lent.batch).unwrap();
         assert_eq!((r.value(0), r.value(1)), (&b"xyz"[..], &b"w"[..]));
+        assert_eq!(r.value_data(), b"xyzw");
         assert_eq!(pids(&lent.batch).unwrap().values(), &[1, 0]);
         // A batch still shared keeps its buffers; the next write gets new ones.
         let kept = lent.batch.clone();

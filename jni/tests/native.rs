@@ -30,8 +30,11 @@ fn records_pushed_by_a_map_writer_are_fetched_exactly() {
         }
         if n == 2 {
             w.trim();
+            assert_eq!(w.kept_bytes(), 0);
         }
         w.write(&pids, &ends, &data).unwrap();
+        // Kept for the next write: nothing holds the sent batch's buffers.
+        assert!(w.kept_bytes() >= data.len(), "{} kept", w.kept_bytes());
     }
     let committed = w.commit().unwrap();
     assert_eq!(committed.replica, None);
@@ -86,6 +89,9 @@ fn bad_records_and_dead_servers_are_typed_errors() {
         err.to_string(),
         "invalid argument: partition id 2 outside 0..2"
     );
+    // The refused records were not sent: the push goes on and commits what follows.
+    w.write(&[1], &[1], &[5]).unwrap();
+    assert_eq!(w.commit().unwrap().partition_bytes[0], 0);
     assert!(matches!(
         s.push(5, 1, 2, map),
         Err(BridgeError::InvalidArgument(_))

@@ -91,8 +91,17 @@ impl MapWriter {
         fill(pids, ends, data)?;
         let lent = self.java.lend(self.num_partitions)?;
         let result = self.send(&lent.batch);
-        self.java.reclaim(lent);
+        // A failed send ends the push: nothing is kept for a next write.
+        if result.is_ok() {
+            self.java.reclaim(lent);
+        }
         result
+    }
+
+    /// Bytes the writer keeps for the next write's records (their capacity).
+    #[doc(hidden)]
+    pub fn kept_bytes(&self) -> usize {
+        self.java.kept_bytes()
     }
 
     /// Frees the buffers kept between writes (Java gave its memory back to Spark).

@@ -58,12 +58,12 @@ final class NativeBridge {
 
   /**
    * Sends {@code count} records: record i is data[ends[i-1], ends[i]) for pids[i]. The
-   * writer copies them into native buffers it keeps for the next write, never larger than
-   * the largest write so far (see {@link #trim}).
+   * writer copies them into native buffers it keeps for the next write, sized for the
+   * largest write so far (see {@link #trim}).
    */
   static native void write(long writer, int count, int[] pids, int[] ends, byte[] data, int len);
 
-  /** Frees the native buffers the writer keeps between writes. */
+  /** Frees the native buffers the writer keeps between writes (none if it is gone). */
   static native void trim(long writer);
 
   /**

@@ -98,6 +98,10 @@ final class SluiceShuffleWriter<K, V> extends ShuffleWriter<K, V> {
       commitNanos = System.nanoTime() - t;
       writer = 0;
     } finally {
+      if (writer != 0) {
+        // Failed: the memory goes back to Spark now, so the native copy goes too.
+        NativeBridge.trim(writer);
+      }
       memory.release();
     }
     long bytes = 0;

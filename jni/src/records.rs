@@ -128,6 +128,27 @@ impl JavaRecords {
     }
 }
 
+/// Copies records given as slices (`ends` one per id) into buffers from
+/// [`JavaRecords::prepare`], as Java would.
+pub fn copy_records(
+    (pids, ends, data): (&[i32], &[i32], &[u8]),
+    (to_pids, to_ends, to_data): (&mut [i32], &mut [i32], &mut [i8]),
+) -> Result<(), BridgeError> {
+    if pids.len() != ends.len() {
+        return Err(BridgeError::InvalidArgument(format!(
+            "{} partition ids for {} records",
+            pids.len(),
+            ends.len()
+        )));
+    }
+    to_pids.copy_from_slice(pids);
+    to_ends.copy_from_slice(ends);
+    for (to, &from) in to_data.iter_mut().zip(data) {
+        *to = from as i8;
+    }
+    Ok(())
+}
+
 /// Makes `v` exactly `len` long, zeroing only what its length grows into. Beyond its
 /// capacity it is allocated afresh at exactly `len` (growth by doubling would keep up to
 /// twice the largest write, more than the Java side counts, and copy dead bytes).
@@ -193,20 +214,9 @@ mod tests {
         data: &[u8],
         num_partitions: u32,
     ) -> Result<RecordBatch, BridgeError> {
-        if pids.len() != ends.len() {
-            return Err(BridgeError::InvalidArgument(format!(
-                "{} partition ids for {} records",
-                pids.len(),
-                ends.len()
-            )));
-        }
         let mut java = JavaRecords::default();
-        let (p, e, d) = java.prepare(pids.len(), data.len());
-        p.copy_from_slice(pids);
-        e.copy_from_slice(ends);
-        for (to, &from) in d.iter_mut().zip(data) {
-            *to = from as i8;
-        }
+        let into = java.prepare(pids.len(), data.len());
+        copy_records((pids, ends, data), into)?;
         Ok(java.lend(num_partitions)?.batch)
     }
 
@@ -214,12 +224,8 @@ mod tests {
     fn a_writer_s_buffers_serve_every_write() {
         let mut java = JavaRecords::default();
         let write = |java: &mut JavaRecords, bytes: &[u8]| {
-            let (pids, ends, data) = java.prepare(2, bytes.len());
-            pids.copy_from_slice(&[1, 0]);
-            ends.copy_from_slice(&[3, bytes.len() as i32]);
-            for (to, &from) in data.iter_mut().zip(bytes) {
-                *to = from as i8;
-            }
+            let into = java.prepare(2, bytes.len());
+            copy_records((&[1, 0], &[3, bytes.len() as i32], bytes), into).unwrap();
             java.lend(2).unwrap()
         };
         let lent = write(&mut java, b"abcdefgh");

@@ -111,20 +111,8 @@ impl MapWriter {
 
     /// [`MapWriter::write_with`] from slices.
     pub fn write(&mut self, pids: &[i32], ends: &[i32], data: &[u8]) -> Result<(), BridgeError> {
-        if pids.len() != ends.len() {
-            return Err(BridgeError::InvalidArgument(format!(
-                "{} partition ids for {} records",
-                pids.len(),
-                ends.len()
-            )));
-        }
         self.write_with(pids.len(), data.len(), |p, e, d| {
-            p.copy_from_slice(pids);
-            e.copy_from_slice(ends);
-            for (to, &from) in d.iter_mut().zip(data) {
-                *to = from as i8;
-            }
-            Ok(())
+            crate::records::copy_records((pids, ends, data), (p, e, d))
         })
     }
 

@@ -163,13 +163,18 @@ pub(crate) struct Args {
 
 fn main() -> ExitCode {
     // The server's allocator settings, as it ships: the benchmark embeds it.
-    sluice_server::allocator::tune();
+    let allocator = sluice_server::allocator::tune();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
+    if let Err(e) = allocator {
+        eprintln!(
+            "warning: transparent huge pages stay on: the kernel refused PR_SET_THP_DISABLE: {e}"
+        );
+    }
     let mut args = Args::parse();
     if args.quick {
         args.runs = 1;

@@ -67,7 +67,7 @@ fn command(keys: &[Key]) -> Command {
 }
 
 fn main() -> ExitCode {
-    sluice_server::allocator::tune();
+    let allocator = sluice_server::allocator::tune();
     let keys = layers::documented_keys();
     let matches = command(&keys).get_matches();
     let config = match load_config(&keys, &matches) {
@@ -90,6 +90,9 @@ fn main() -> ExitCode {
         };
     }
     init_logs(&config);
+    if let Err(e) = allocator {
+        tracing::warn!(error = %e, "transparent huge pages stay on: the kernel refused PR_SET_THP_DISABLE");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
